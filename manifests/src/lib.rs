@@ -4,6 +4,7 @@
 //! crate executes what it downloads.
 
 pub mod atomic;
+pub mod build_info;
 pub mod exit;
 #[cfg(feature = "fetch")]
 pub mod fetch;

@@ -1,0 +1,126 @@
+//! Harness for end-to-end tests of vikunja-pve: real processes on loopback
+//! instead of mocks, so the installer is exercised against the same TLS,
+//! redirect and proxy behaviour it meets against GitHub.
+//!
+//! Used by the integration tests in `tests/tests/` and by `cargo xtask demo` /
+//! `cargo xtask bench`, which is why it is ordinary library code.
+
+pub mod ca;
+pub mod nginx;
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+/// A loopback TCP port that was free a moment ago, for servers that must be
+/// told their port up front (nginx cannot report an ephemeral one back).
+///
+/// The port is released before returning, so another process may grab it;
+/// callers that bind it must be ready to retry with a fresh one.
+///
+/// # Panics
+/// If no loopback socket can be bound at all, which means the machine cannot
+/// run any of these tests.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port");
+    listener.local_addr().expect("local address of a bound listener").port()
+}
+
+/// The workspace root, so tests and xtask find `target/` and the other crates
+/// without depending on the current directory they were started from.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the vikunja-e2e crate lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A fresh, empty directory `<workspace>/target/e2e/<name>-<pid>-<n>`.
+///
+/// Kept under `target/` (not `/tmp`) so artefacts of a failed run stay next to
+/// the build for inspection and `cargo clean` removes them; the pid and counter
+/// keep parallel tests and concurrent runs apart. Dirs of the same `name`
+/// left by runs whose process is gone are removed (and their nginx stopped).
+pub fn scratch_dir(name: &str) -> Result<PathBuf> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        bail!("scratch_dir: {name:?} is not a plain directory name");
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let base = workspace_root().join("target").join("e2e");
+    remove_dead_runs(&base, name);
+    let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale scratch dir {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating scratch dir {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Deletes `<name>-<pid>-<n>` dirs left by processes that no longer run, so
+/// repeated runs do not pile up copies; dirs of live runs (parallel test
+/// binaries, a running demo) are left alone. Best effort: a failure here only
+/// costs disk space.
+fn remove_dead_runs(base: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(s) = file_name.to_str() else { continue };
+        let mut parts = s.rsplitn(3, '-');
+        let (Some(n), Some(pid), Some(stem)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if stem != name || n.parse::<usize>().is_err() || pid == me {
+            continue;
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            // A killed run (Ctrl-C on `cargo xtask demo`) never ran Drop, so
+            // its nginx may still be serving from this dir.
+            nginx::quit_orphans(&entry.path());
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Runs `cmd` to completion and turns a failure into an error that names the
+/// command and carries its stderr, because a bare exit code from openssl or
+/// nginx is useless when a test fails on someone else's machine.
+pub(crate) fn run_checked(cmd: &mut Command) -> Result<Output> {
+    let shown = describe(cmd);
+    let out = cmd.output().with_context(|| format!("could not run `{shown}`"))?;
+    if !out.status.success() {
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+/// A shell-like rendering of a command for error messages.
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+/// Rejects names that would escape their directory or break the nginx config
+/// they are pasted into; tests pass literals, so a bad one is a harness bug.
+pub(crate) fn check_component(what: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value != "."
+        && value != ".."
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if !ok {
+        bail!("{what} {value:?} must be non-empty and use only [A-Za-z0-9._+-]");
+    }
+    Ok(())
+}

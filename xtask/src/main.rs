@@ -1,0 +1,53 @@
+//! `cargo xtask`: the project's own tasks. dist builds and signs a release, ci runs every check
+//! the README promises, demo shows the one-liner end to end, bench writes BENCHMARKS.md.
+
+mod dist;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// vikunja-pve project tasks.
+#[derive(FromArgs)]
+struct Xtask {
+    #[argh(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Cmd {
+    Dist(dist::Dist),
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let x = match Xtask::from_args(&["cargo xtask"], &argv) {
+        Ok(x) => x,
+        Err(e) if e.status.is_ok() => {
+            println!("{}", e.output);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", e.output);
+            return ExitCode::from(2);
+        }
+    };
+    let root = workspace_root();
+    let result = match x.cmd {
+        Cmd::Dist(d) => dist::run(&root, &d).map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
