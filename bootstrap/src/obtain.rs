@@ -122,7 +122,8 @@ pub struct Context<'a> {
 
 fn unpack(mut f: File, dest: &Path) -> Result<(), ObtainError> {
     rewind(&mut f)?;
-    unpack_tar_gz(io::BufReader::new(f), dest, Limits::default())?;
+    let size = f.metadata().map_err(io_err("stat the downloaded bundle"))?.len();
+    unpack_tar_gz(io::BufReader::new(f), dest, Limits::for_compressed(size))?;
     Ok(())
 }
 

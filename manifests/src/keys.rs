@@ -27,7 +27,7 @@ pub enum SigError {
     Legacy { what: String },
     #[error("{what}: signed by key {key_id}, which is not trusted (trusted: {trusted}); the file may be forged, or it is from another publisher")]
     UnknownKey { what: String, key_id: String, trusted: String },
-    #[error("{what}: the signature does not match the content (tampered or corrupted download); nothing was run")]
+    #[error("{what}: the signature does not match the content (tampered or corrupted download)")]
     Invalid { what: String },
     #[error("{what}: cannot read: {source}")]
     Io { what: String, source: io::Error },

@@ -21,6 +21,16 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Caps expansion relative to the verified compressed size: real bundles expand about 3x
+    /// (binaries) to 1x (already compressed data); a gzip bomb expands about 1000x and is stopped
+    /// after a few dozen MiB instead of filling the disk.
+    pub fn for_compressed(size: u64) -> Limits {
+        let max_total = size.saturating_mul(20).clamp(64 * 1024 * 1024, Limits::default().max_total);
+        Limits { max_total, ..Limits::default() }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     #[error("archive entry {path:?}: {why}; the bundle is unsafe and was not unpacked")]

@@ -6,6 +6,7 @@
 //! `cargo xtask bench`, which is why it is ordinary library code.
 
 pub mod ca;
+pub mod evil;
 pub mod nginx;
 pub mod proxy;
 

@@ -58,6 +58,10 @@ http {
       if ($latest_tag = "") { return 404; }
       return 302 /$owner/$repo/releases/download/$latest_tag/$asset;
     }
+    # A mirror that redirects to plain http: clients must refuse to follow it.
+    location ~ ^/downgrade/(?<rest>.*)$ { return 302 http://127.0.0.1:$server_port/$rest; }
+    # The same files, 64 KiB/s: lets tests interrupt a download in flight.
+    location /slow/ { limit_rate 64k; alias www/; }
     location / { try_files $uri =404; }
   }
 }

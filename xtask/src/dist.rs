@@ -31,6 +31,9 @@ pub struct Dist {
     /// days until the manifest expires (default 180)
     #[argh(option, default = "180")]
     pub expires_days: i64,
+    /// oldest bootstrap/installer that can read this release (default 0.1.0: manifest format 1)
+    #[argh(option, default = "String::from(\"0.1.0\")")]
+    pub min_bootstrap_version: String,
     /// extra public keys to trust besides the signing key (base64, comma separated): the next key, for rotation
     #[argh(option)]
     pub next_keys: Option<String>,
@@ -131,7 +134,7 @@ pub fn run(root: &Path, d: &Dist) -> Result<release::ReleaseSpec> {
         serial: d.serial.unwrap_or(published as u64),
         published,
         expires: published + d.expires_days * 86400,
-        min_bootstrap_version: version,
+        min_bootstrap_version: Version::parse(&d.min_bootstrap_version)?,
         target: TARGET.to_string(),
         base_url: d.base_url.clone(),
         owner: d.owner.clone(),

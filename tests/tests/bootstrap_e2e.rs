@@ -1,0 +1,604 @@
+//! The whole chain with real parts: releases built by `cargo xtask dist` (static binaries, signed
+//! with a throw-away key), served by a real nginx over HTTPS with a test CA (including GitHub's
+//! `latest` 302), fetched by the real static bootstrap or by `curl … | sh`, handed off to the real
+//! installer. Attacks must fail with exit 3, run nothing and leave no temp directory behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use manifests::manifest::names;
+use manifests::{ReleaseManifest, TrustedComment};
+use release::SigningKey;
+use vikunja_e2e::ca::TestCa;
+use vikunja_e2e::nginx::ReleaseServer;
+
+const OWNER: &str = "vikunja-pve";
+const REPO: &str = "vikunja-pve";
+const V1: &str = "0.1.0";
+const V2: &str = "0.2.0";
+const TARGET: &str = names::TARGET;
+
+struct World {
+    ca: TestCa,
+    server: ReleaseServer,
+    key: SigningKey,
+    v1: PathBuf,
+    v2: PathBuf,
+}
+
+fn dist(root: &Path, out: &Path, key: &Path, version: &str, serial: u64) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out_s = out.to_str().unwrap();
+    let serial_s = serial.to_string();
+    let o = Command::new(cargo)
+        .current_dir(root)
+        .args(["xtask", "dist", "--out", out_s, "--key", key.to_str().unwrap(), "--version", version])
+        .args(["--serial", &serial_s])
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo xtask dist");
+    assert!(o.status.success(), "cargo xtask dist failed:\n{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let root = vikunja_e2e::workspace_root();
+        let base = root.join("target/e2e-dist");
+        let key = SigningKey::throwaway_in(&base.join("keys")).unwrap();
+        let key_path = base.join("keys").join(release::signing::SECRET_NAME);
+        let (v1, v2) = (base.join(V1), base.join(V2));
+        dist(&root, &v1, &key_path, V1, 100);
+        dist(&root, &v2, &key_path, V2, 200);
+        let scratch = vikunja_e2e::scratch_dir("bootstrap-e2e").unwrap();
+        let ca = TestCa::create(&scratch.join("ca")).unwrap();
+        let server = ReleaseServer::start(&scratch.join("nginx"), &ca).unwrap();
+        server.publish(OWNER, REPO, &format!("v{V1}"), &v1).unwrap();
+        server.publish(OWNER, REPO, &format!("v{V2}"), &v2).unwrap();
+        server.set_latest(&format!("v{V2}")).unwrap();
+        World { ca, server, key, v1, v2 }
+    })
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    tmp: PathBuf,
+}
+
+impl Run {
+    fn tmp_entries(&self) -> Vec<String> {
+        std::fs::read_dir(&self.tmp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    /// Exit 3, the installer never ran, and nothing was left in TMPDIR.
+    fn assert_refused(&self, needle: &str) {
+        self.assert_refused_any(&[needle]);
+    }
+
+    fn assert_refused_any(&self, needles: &[&str]) {
+        assert_eq!(self.code, 3, "expected exit 3\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(needles.iter().any(|n| self.stderr.contains(n)), "stderr lacks {needles:?}: {}", self.stderr);
+        assert!(self.stderr.contains("nothing was run"), "{}", self.stderr);
+        assert!(
+            !self.stdout.contains("\"version\"") && !self.stdout.contains("EVIL"),
+            "installer ran: {}",
+            self.stdout
+        );
+        assert!(self.tmp_entries().is_empty(), "temp dir left behind: {:?}", self.tmp_entries());
+    }
+}
+
+/// A fresh TMPDIR and state directory per run, and a clean environment: the developer's proxies or
+/// pins must not leak into a test.
+struct Env {
+    tmp: PathBuf,
+    state: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let w = world();
+        let dir = vikunja_e2e::scratch_dir(name).unwrap();
+        let (tmp, state) = (dir.join("tmp"), dir.join("state"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let vars = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap()),
+            ("HOME".into(), dir.to_string_lossy().into_owned()),
+            ("TMPDIR".into(), tmp.to_string_lossy().into_owned()),
+            ("VIKUNJA_STATE_DIR".into(), state.to_string_lossy().into_owned()),
+            ("SSL_CERT_FILE".into(), w.ca.ca_pem.to_string_lossy().into_owned()),
+            ("CURL_CA_BUNDLE".into(), w.ca.ca_pem.to_string_lossy().into_owned()),
+            ("VIKUNJA_INSTALLER_BASE_URL".into(), w.server.base_url()),
+        ];
+        Env { tmp, state, vars }
+    }
+
+    fn set(mut self, k: &str, v: &str) -> Env {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear().envs(self.vars.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, mut c: Command) -> Run {
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            tmp: self.tmp.clone(),
+        }
+    }
+
+    fn bootstrap(&self, args: &[&str]) -> Run {
+        let mut c = self.command(world().v2.join(names::bootstrap(TARGET)));
+        c.args(args);
+        self.run(c)
+    }
+}
+
+fn about_json(r: &Run) -> &str {
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    r.stdout.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {}", r.stdout))
+}
+
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let pat = format!("\"{key}\":\"");
+    let start = json.find(&pat).unwrap_or_else(|| panic!("{key} missing in {json}")) + pat.len();
+    &json[start..start + json[start..].find('"').unwrap()]
+}
+
+#[test]
+fn one_liner_curl_pipe_sh_installs_the_latest_release() {
+    let w = world();
+    let env = Env::new("one-liner");
+    let url = format!("{}/{OWNER}/{REPO}/releases/latest/download/install.sh", w.server.base_url());
+    let mut c = env.command("bash");
+    c.args(["-o", "pipefail", "-c", &format!("curl -fsSL '{url}' | sh -s -- -- about --json")]);
+    let r = env.run(c);
+    let json = about_json(&r);
+    assert_eq!(field(json, "version"), V2, "the installer binary reports its compiled-in version");
+    assert_eq!(field(json, "release_version"), V2);
+    assert_eq!(field(json, "release_serial"), "200");
+    assert_eq!(field(json, "release_key_id"), manifests::Keyring::from_list(&w.key.public_b64()).unwrap().ids()[0]);
+    let bundle_dir = PathBuf::from(field(json, "bundle_dir"));
+    assert!(bundle_dir.starts_with(&env.tmp), "{bundle_dir:?} not under TMPDIR");
+    assert!(bundle_dir.file_name().unwrap().to_string_lossy().starts_with("vikunja-installer-"));
+    assert!(!bundle_dir.exists(), "bundle directory not removed");
+    assert!(r.tmp_entries().is_empty(), "left in TMPDIR: {:?}", r.tmp_entries());
+    let accepted = std::fs::read_to_string(env.state.join("trusted-serials")).unwrap();
+    assert!(accepted.contains("stable = 200"), "{accepted}");
+}
+
+#[test]
+fn bootstrap_follows_the_latest_redirect_and_honours_pins() {
+    let env = Env::new("latest");
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V2);
+    let log = world().server.access_log().unwrap();
+    assert!(log.contains("/releases/latest/download/release.toml HTTP/1.1\" 302"), "no 302 in access log");
+
+    let env = Env::new("pin-flag");
+    let r = env.bootstrap(&["--version", V1, "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "version"), V1);
+
+    let env = Env::new("pin-env").set("VIKUNJA_INSTALLER_VERSION", &format!("v{V1}"));
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V1);
+}
+
+#[test]
+fn mirror_base_url_by_host_name_serves_the_same_signed_files() {
+    let w = world();
+    let mirror = w.server.www.join("mirror").join(OWNER).join(REPO).join("releases/download").join(format!("v{V1}"));
+    std::fs::create_dir_all(&mirror).unwrap();
+    for e in std::fs::read_dir(&w.v1).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, mirror.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // localhost, not an IP: name resolution must work in the static binary.
+    let base = format!("https://localhost:{}/mirror", w.server.port);
+    let env = Env::new("mirror").set("VIKUNJA_INSTALLER_BASE_URL", &base);
+    let r = env.bootstrap(&["--version", V1, "--", "about", "--json"]);
+    assert!(field(about_json(&r), "release_source").starts_with(&base));
+    let env = Env::new("mirror-flag");
+    let r = env.bootstrap(&["--base-url", &base, "--version", V1, "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V1);
+}
+
+#[test]
+fn air_gapped_bundle_needs_no_network() {
+    let w = world();
+    let env = Env::new("airgap").set("VIKUNJA_INSTALLER_BASE_URL", "https://127.0.0.1:1");
+    let media = env.tmp.parent().unwrap().join("usb");
+    std::fs::create_dir_all(&media).unwrap();
+    let bundle = names::bundle(V1, TARGET);
+    for f in [bundle.clone(), names::signature(&bundle)] {
+        std::fs::copy(w.v1.join(&f), media.join(&f)).unwrap();
+    }
+    let r = env.bootstrap(&["--bundle", media.join(&bundle).to_str().unwrap(), "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V1);
+    assert!(r.tmp_entries().is_empty());
+
+    // Without its signature the bundle is never run.
+    std::fs::remove_file(media.join(names::signature(&bundle))).unwrap();
+    let r = env.bootstrap(&["--bundle", media.join(&bundle).to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("never run"), "{}", r.stderr);
+}
+
+#[test]
+fn air_gapped_expiry_is_waived_only_with_the_flag() {
+    let w = world();
+    let env = Env::new("airgap-expired");
+    let media = env.tmp.parent().unwrap().join("usb");
+    std::fs::create_dir_all(&media).unwrap();
+    let bundle = names::bundle(V1, TARGET);
+    std::fs::copy(w.v1.join(&bundle), media.join(&bundle)).unwrap();
+    // The genuine bundle, signed by the genuine key, but the release expired yesterday.
+    let now = manifests::time::now_unix();
+    let tc = TrustedComment::render(&[
+        ("file", bundle.clone()),
+        ("channel", "stable".into()),
+        ("version", V1.into()),
+        ("serial", "100".into()),
+        ("expires", (now - 86400).to_string()),
+    ]);
+    let sig = w.key.sign(std::fs::File::open(media.join(&bundle)).unwrap(), &tc).unwrap();
+    std::fs::write(media.join(names::signature(&bundle)), sig).unwrap();
+    let path = media.join(&bundle);
+    env.bootstrap(&["--bundle", path.to_str().unwrap(), "--", "about"]).assert_refused("expired");
+    let r = env.bootstrap(&["--bundle", path.to_str().unwrap(), "--allow-expired", "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V1);
+    assert!(r.stderr.contains("WARNING") && r.stderr.contains("--allow-expired"), "{}", r.stderr);
+    let r = env.bootstrap(&["--allow-expired"]);
+    assert_eq!(r.code, 2, "online use may not waive expiry: {}", r.stderr);
+}
+
+#[test]
+fn hand_off_passes_arguments_and_exit_codes_and_cleans_up() {
+    let env = Env::new("handoff");
+    let r = env.bootstrap(&["--", "--version"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), format!("vikunja-installer {V2} (stable)"));
+    let r = env.bootstrap(&["--", "no-such-command"]);
+    assert_eq!(r.code, 2, "the installer's usage error must become the bootstrap's exit code: {}", r.stderr);
+    assert!(r.stderr.contains("no-such-command"));
+    assert!(r.tmp_entries().is_empty());
+
+    let r = env.bootstrap(&["--keep-temp", "--", "about", "--json"]);
+    let kept = PathBuf::from(field(about_json(&r), "bundle_dir"));
+    assert!(kept.join("bin/vikunja-installer").is_file(), "--keep-temp must keep the bundle");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn https_proxy_from_the_environment_is_used_and_no_proxy_honoured() {
+    let proxy = vikunja_e2e::proxy::ConnectProxy::start().unwrap();
+    let env = Env::new("proxy").set("HTTPS_PROXY", &proxy.url());
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V2);
+    let port = world().server.port;
+    assert!(proxy.connects().iter().any(|c| c == &format!("127.0.0.1:{port}")), "{:?}", proxy.connects());
+    let before = proxy.connects().len();
+    let env = Env::new("no-proxy").set("HTTPS_PROXY", &proxy.url()).set("NO_PROXY", "127.0.0.1");
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.connects().len(), before, "NO_PROXY ignored");
+}
+
+// ---- attacks: every one must end in exit 3 with nothing run ----
+
+/// Publishes a private copy of the latest release under its own owner, for one attack to corrupt.
+fn attack_copy(name: &str) -> (Env, String) {
+    let w = world();
+    let owner = format!("atk-{name}");
+    w.server.publish(&owner, REPO, &format!("v{V2}"), &w.v2).unwrap();
+    (Env::new(&format!("atk-{name}")).set("VIKUNJA_GITHUB_OWNER", &owner), owner)
+}
+
+fn served(owner: &str, asset: &str) -> PathBuf {
+    world().server.asset_path(owner, REPO, &format!("v{V2}"), asset)
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_in_any_signed_asset_is_refused() {
+    let bundle = names::bundle(V2, TARGET);
+    // A flipped bit in a signature file may break the signature, its encoding, its key id or its
+    // trusted comment: each is a refusal.
+    let sig_broken: &[&str] = &["tampered", "not a minisign signature", "not trusted", "trusted comment"];
+    let cases = [
+        ("manifest", "release.toml".to_string(), 30),
+        ("manifest-sig", "release.toml.minisig".to_string(), 60),
+        ("manifest-comment", "release.toml.minisig".to_string(), 200),
+        ("bundle-start", bundle.clone(), 0),
+        ("bundle-middle", bundle.clone(), 5000),
+        ("bundle-end", bundle.clone(), usize::MAX),
+        ("bundle-sig", names::signature(&bundle), 60),
+    ];
+    for (name, asset, at) in cases {
+        let (env, owner) = attack_copy(name);
+        flip_byte(&served(&owner, &asset), at);
+        env.bootstrap(&["--", "about", "--json"]).assert_refused_any(sig_broken);
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_the_bootstrap_is_caught_by_install_sh() {
+    let (env, owner) = attack_copy("bootstrap");
+    flip_byte(&served(&owner, &names::bootstrap(TARGET)), 100_000);
+    let url = format!("{}/{owner}/{REPO}/releases/latest/download/install.sh", world().server.base_url());
+    let env = env.set("VIKUNJA_GITHUB_OWNER", &owner);
+    let mut c = env.command("bash");
+    c.args(["-o", "pipefail", "-c", &format!("curl -fsSL '{url}' | sh -s -- -- about --json")]);
+    let r = env.run(c);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("checksum mismatch"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(r.tmp_entries().is_empty(), "{:?}", r.tmp_entries());
+}
+
+#[test]
+fn a_manifest_signed_by_another_key_is_refused() {
+    let (env, owner) = attack_copy("other-key");
+    let other = SigningKey::throwaway_in(&env.tmp.parent().unwrap().join("evil-keys")).unwrap();
+    let text = std::fs::read_to_string(served(&owner, "release.toml")).unwrap();
+    let m = ReleaseManifest::parse(&text).unwrap();
+    release::write_manifest(&m, &other, served(&owner, "release.toml").parent().unwrap(), None).unwrap();
+    env.bootstrap(&["--", "about"]).assert_refused("not trusted");
+}
+
+#[test]
+fn a_replayed_older_release_is_refused_after_a_newer_one_was_accepted() {
+    let env = Env::new("replay");
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_serial"), "200");
+    let r = env.bootstrap(&["--version", V1, "--", "about", "--json"]);
+    r.assert_refused("rollback");
+    assert!(r.stderr.contains("serial 100") && r.stderr.contains("serial 200"), "{}", r.stderr);
+}
+
+fn resign_manifest(owner: &str, edit: impl FnOnce(&mut ReleaseManifest), comment: Option<&str>) {
+    let path = served(owner, "release.toml");
+    let mut m = ReleaseManifest::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut m);
+    release::write_manifest(&m, &world().key, path.parent().unwrap(), comment).unwrap();
+}
+
+#[test]
+fn an_expired_manifest_is_refused_online() {
+    let (env, owner) = attack_copy("expired");
+    let now = manifests::time::now_unix();
+    resign_manifest(&owner, |m| m.expires = now - 60, None);
+    env.bootstrap(&["--", "about"]).assert_refused("expired");
+}
+
+#[test]
+fn a_trusted_comment_naming_another_file_is_refused() {
+    let (env, owner) = attack_copy("comment");
+    let comment = TrustedComment::render(&[
+        ("file", "other.toml".into()),
+        ("channel", "stable".into()),
+        ("version", V2.into()),
+        ("serial", "200".into()),
+    ]);
+    resign_manifest(&owner, |_| {}, Some(&comment));
+    env.bootstrap(&["--", "about"]).assert_refused("file:other.toml");
+}
+
+#[test]
+fn a_manifest_needing_a_newer_bootstrap_asks_for_one() {
+    let (env, owner) = attack_copy("too-old");
+    resign_manifest(&owner, |m| m.min_bootstrap_version = manifests::Version::parse("9.0.0").unwrap(), None);
+    let r = env.bootstrap(&["--", "about"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("install.sh again"), "{}", r.stderr);
+}
+
+#[test]
+fn a_plain_http_base_url_or_redirect_is_refused() {
+    let env = Env::new("plain-http").set("VIKUNJA_INSTALLER_BASE_URL", "http://127.0.0.1:1");
+    env.bootstrap(&["--", "about"]).assert_refused("plain-http");
+    let base = format!("{}/downgrade", world().server.base_url());
+    let env = Env::new("downgrade").set("VIKUNJA_INSTALLER_BASE_URL", &base);
+    env.bootstrap(&["--version", V2, "--", "about"]).assert_refused("plain-http");
+}
+
+/// Replaces the served bundle of `owner` with `bytes`, correctly signed with the release key and
+/// listed in a re-signed manifest: only the bundle's content is hostile.
+fn replace_bundle(owner: &str, bytes: &[u8]) {
+    let bundle_name = names::bundle(V2, TARGET);
+    let path = served(owner, &bundle_name);
+    std::fs::write(&path, bytes).unwrap();
+    let m = ReleaseManifest::parse(&std::fs::read_to_string(served(owner, "release.toml")).unwrap()).unwrap();
+    let spec = release::ReleaseSpec {
+        version: m.version.clone(),
+        channel: m.channel.clone(),
+        serial: m.serial,
+        published: m.published,
+        expires: m.expires,
+        min_bootstrap_version: m.min_bootstrap_version.clone(),
+        target: TARGET.into(),
+        base_url: "https://github.com".into(),
+        owner: owner.into(),
+        repo: REPO.into(),
+    };
+    let entry = release::sign_asset(&world().key, &spec, path.parent().unwrap(), &bundle_name).unwrap();
+    resign_manifest(owner, |m| *m.assets.iter_mut().find(|a| a.name == bundle_name).unwrap() = entry, None);
+}
+
+fn hostile_release(name: &str, entries: &[vikunja_e2e::evil::Evil]) -> Run {
+    let (env, owner) = attack_copy(name);
+    replace_bundle(&owner, &vikunja_e2e::evil::tarball(entries));
+    env.bootstrap(&["--", "about", "--json"])
+}
+
+#[test]
+fn signed_but_hostile_tarballs_are_refused() {
+    use vikunja_e2e::evil::Evil;
+    let cases: Vec<(&str, Vec<Evil>, &str)> = vec![
+        ("dotdot", vec![Evil::File { name: "../../escaped", data: b"x" }], "'..'"),
+        ("absolute", vec![Evil::File { name: "/tmp/escaped", data: b"x" }], "absolute"),
+        ("symlink", vec![Evil::Symlink { name: "lib/etc", target: "../../../../etc" }], "outside"),
+        ("hardlink", vec![Evil::HardLink { name: "lib/passwd", target: "/etc/passwd" }], "hard link"),
+        ("device", vec![Evil::CharDevice { name: "lib/mem" }], "device"),
+        ("bomb", vec![Evil::Zeros { count: 12, size: 8 << 20 }], "decompression bomb"),
+    ];
+    for (name, entries, needle) in cases {
+        hostile_release(name, &entries).assert_refused(needle);
+    }
+    assert!(!Path::new("/tmp/escaped").exists());
+}
+
+// ---- release properties ----
+
+#[test]
+fn minisign_cli_verifies_our_signatures_and_we_verify_its() {
+    let w = world();
+    let pubkey = w.v2.parent().unwrap().join("keys").join(release::signing::PUBLIC_NAME);
+    for e in std::fs::read_dir(&w.v2).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() && !p.to_string_lossy().ends_with(".minisig") {
+            let o = Command::new("minisign").arg("-Vm").arg(&p).arg("-p").arg(&pubkey).output().unwrap();
+            assert!(o.status.success(), "minisign CLI rejects {p:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    // The other direction: a key and signature made by the minisign CLI.
+    let dir = vikunja_e2e::scratch_dir("minisign-cli").unwrap();
+    let (pk, sk, data) = (dir.join("k.pub"), dir.join("k.key"), dir.join("data"));
+    std::fs::write(&data, b"payload").unwrap();
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success());
+    ok(Command::new("minisign").args(["-G", "-W", "-f", "-p"]).arg(&pk).arg("-s").arg(&sk).stdout(Stdio::null()));
+    ok(Command::new("minisign").arg("-S").arg("-s").arg(&sk).arg("-m").arg(&data).args(["-t", "file:data"]));
+    let b64 = std::fs::read_to_string(&pk).unwrap().lines().nth(1).unwrap().to_string();
+    let keys = manifests::Keyring::from_list(&b64).unwrap();
+    let sig = std::fs::read_to_string(dir.join("data.minisig")).unwrap();
+    let v = keys.verify("data", b"payload", &sig).unwrap();
+    assert_eq!(v.comment.get("file"), Some("data"));
+    assert!(matches!(keys.verify("data", b"payloaD", &sig), Err(manifests::SigError::Invalid { .. })));
+    // Legacy (non-prehashed) signatures are refused.
+    ok(Command::new("minisign").args(["-S", "-l"]).arg("-s").arg(&sk).arg("-m").arg(&data));
+    let legacy = std::fs::read_to_string(dir.join("data.minisig")).unwrap();
+    assert!(matches!(keys.verify("data", b"payload", &legacy), Err(manifests::SigError::Legacy { .. })));
+}
+
+#[test]
+fn install_sh_is_posix_and_shellcheck_clean_and_a_cut_off_copy_runs_nothing() {
+    let w = world();
+    let script = w.v2.join("install.sh");
+    let o = Command::new("shellcheck").args(["-s", "sh"]).arg(&script).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = Command::new("dash").arg("-n").arg(&script).output().unwrap();
+    assert!(o.status.success());
+    // Cut the script just before its last line: nothing may be downloaded or run.
+    let text = std::fs::read_to_string(&script).unwrap();
+    let cut = &text[..text.trim_end().rfind('\n').unwrap()];
+    let env = Env::new("cut-off");
+    let mut c = env.command("sh");
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), cut.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "a cut-off script did something: {o:?}");
+    assert!(std::fs::read_dir(&env.tmp).unwrap().next().is_none());
+}
+
+#[test]
+fn install_sh_refuses_to_run_unchecked_without_a_sha256_tool() {
+    let w = world();
+    let env = Env::new("no-sha-tool");
+    let bin = env.tmp.parent().unwrap().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["curl", "uname", "mktemp", "rm", "chmod", "cut", "sh"] {
+        let real = which(tool);
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let env = env.set("PATH", bin.to_str().unwrap());
+    let mut c = env.command(bin.join("sh"));
+    c.arg(w.v2.join("install.sh")).args(["--", "about"]);
+    let r = env.run(c);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("no sha256 tool"), "{}", r.stderr);
+    assert!(r.tmp_entries().is_empty());
+}
+
+fn which(tool: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin"] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{tool} not found")
+}
+
+#[test]
+fn bundles_are_reproducible_with_source_date_epoch() {
+    let w = world();
+    let root = vikunja_e2e::workspace_root();
+    let key = w.v2.parent().unwrap().join("keys").join(release::signing::SECRET_NAME);
+    let mut outs = Vec::new();
+    for i in 0..2 {
+        let out = vikunja_e2e::scratch_dir(&format!("repro-{i}")).unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = Command::new(cargo)
+            .current_dir(&root)
+            .args(["xtask", "dist", "--out", out.to_str().unwrap(), "--key", key.to_str().unwrap(), "--version", V2])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outs.push(std::fs::read(out.join(names::bundle(V2, TARGET))).unwrap());
+    }
+    assert_eq!(outs[0], outs[1], "two builds with one SOURCE_DATE_EPOCH differ");
+    let text = std::fs::read_to_string(w.v2.join("release.toml")).unwrap();
+    assert!(ReleaseManifest::parse(&text).unwrap().assets.len() == 3);
+}
+
+#[test]
+fn sigterm_while_the_installer_runs_is_forwarded_and_cleans_up() {
+    // A signed bundle whose installer is a long sleep: the bootstrap must pass SIGTERM on, exit
+    // with 128+15 and remove the unpacked directory.
+    let (env, owner) = attack_copy("sigterm");
+    let dir = env.tmp.parent().unwrap().join("stage");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let script = dir.join("bin/vikunja-installer");
+    std::fs::write(&script, "#!/bin/sh\necho started\nexec sleep 30\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut bytes = Vec::new();
+    release::write_bundle(release::files_under(&dir.join("bin"), "bin").unwrap(), 0, &mut bytes).unwrap();
+    replace_bundle(&owner, &bytes);
+
+    let mut c = env.command(world().v2.join(names::bootstrap(TARGET)));
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let left: Vec<_> = std::fs::read_dir(&env.tmp).unwrap().collect();
+    assert!(left.is_empty(), "temp dir left: {left:?}");
+}
