@@ -87,7 +87,7 @@ impl Fetcher {
         // SSL_CERT_FILE replaces the built-in roots, as it does for OpenSSL and curl: corporate
         // bundles hold the public roots too, and a test CA must not be mixed with the public ones.
         let tls = TlsConfig::builder().root_certs(roots_from_env()?).build();
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .https_only(true)
             .tls_config(tls)
             .user_agent(user_agent)
@@ -96,8 +96,12 @@ impl Fetcher {
             .timeout_recv_response(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(30)))
             .timeout_global(Some(Duration::from_secs(1800)))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            crate::resolve::StaticResolver::default(),
+        );
         Ok(Fetcher {
             agent,
             retries: 3,

@@ -12,6 +12,8 @@ pub mod hash;
 pub mod keys;
 pub mod manifest;
 pub mod policy;
+#[cfg(feature = "fetch")]
+pub mod resolve;
 pub mod serial;
 pub mod time;
 pub mod unpack;

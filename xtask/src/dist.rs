@@ -82,7 +82,7 @@ pub fn build_static(
         ])
         .env("CARGO_TARGET_DIR", &target_dir)
         // With --target, RUSTFLAGS reach only the target binaries, not build scripts or proc macros.
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static -C link-arg=-Wl,--icf=all")
         .env("VIKUNJA_TRUSTED_KEYS", trusted_keys)
         .env("VIKUNJA_RELEASE_VERSION", version)
         .env("VIKUNJA_RELEASE_CHANNEL", channel)

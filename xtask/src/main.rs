@@ -1,7 +1,11 @@
 //! `cargo xtask`: the project's own tasks. dist builds and signs a release, ci runs every check
 //! the README promises, demo shows the one-liner end to end, bench writes BENCHMARKS.md.
 
+mod bench;
+mod ci;
+mod demo;
 mod dist;
+mod prereq;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,8 +22,21 @@ struct Xtask {
 #[derive(FromArgs)]
 #[argh(subcommand)]
 enum Cmd {
-    Dist(dist::Dist),
+    Dist(Box<dist::Dist>),
+    Ci(CiCmd),
+    Demo(DemoCmd),
+    Bench(bench::Bench),
 }
+
+/// Run every check: formatting, clippy, all tests (installs missing test tools when root).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ci")]
+struct CiCmd {}
+
+/// Build a release, serve it over local HTTPS and run the curl | sh one-liner against it.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "demo")]
+struct DemoCmd {}
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -42,6 +59,9 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match x.cmd {
         Cmd::Dist(d) => dist::run(&root, &d).map(|_| ()),
+        Cmd::Ci(_) => ci::run(&root),
+        Cmd::Demo(_) => demo::run(&root),
+        Cmd::Bench(b) => bench::run(&root, &b),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

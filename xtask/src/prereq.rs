@@ -1,0 +1,64 @@
+//! System tools the tests, the demo and the benchmarks use. Missing ones are installed with apt-get
+//! when we are root on Debian (CI, a fresh machine); otherwise the exact command is printed.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// (command, Debian package)
+pub const TEST_TOOLS: &[(&str, &str)] = &[
+    ("nginx", "nginx"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
+    ("minisign", "minisign"),
+    ("shellcheck", "shellcheck"),
+    ("dash", "dash"),
+    ("file", "file"),
+    ("bash", "bash"),
+];
+
+pub const DEMO_TOOLS: &[(&str, &str)] =
+    &[("nginx", "nginx"), ("openssl", "openssl"), ("curl", "curl"), ("file", "file")];
+
+pub const BENCH_TOOLS: &[(&str, &str)] = &[
+    ("nginx", "nginx"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
+    ("file", "file"),
+    ("tar", "tar"),
+    ("sha256sum", "coreutils"),
+];
+
+pub fn have(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).chain(["/usr/sbin".into(), "/sbin".into()]).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+pub fn ensure(tools: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = tools.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    if !(is_root() && have("apt-get")) {
+        bail!("missing system packages: {}; install them with: sudo sh -c '{cmd}'", missing.join(", "));
+    }
+    eprintln!("xtask: installing missing system packages: {cmd}");
+    let ok = Command::new("sh")
+        .args(["-c", &cmd])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("run apt-get")?
+        .success();
+    if !ok {
+        bail!("`{cmd}` failed");
+    }
+    Ok(())
+}
