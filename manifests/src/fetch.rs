@@ -33,7 +33,8 @@ pub enum FetchError {
 impl FetchError {
     pub fn exit(&self) -> Exit {
         match self {
-            FetchError::PlainHttp(_) => Exit::Verification,
+            // Refusing endless data is a verification decision, like refusing a bad signature.
+            FetchError::PlainHttp(_) | FetchError::TooLarge { .. } => Exit::Verification,
             FetchError::CaFile { .. } => Exit::Prerequisite,
             FetchError::Interrupted => Exit::Interrupted,
             _ => Exit::Download,
@@ -153,10 +154,10 @@ impl Fetcher {
         self.with_retries(url, || {
             let mut resp = self.get(url)?;
             let mut out = Vec::new();
+            // `take` rather than ureq's own limit: going over must read as TooLarge, not as a network error.
             resp.body_mut()
-                .with_config()
-                .limit(limit + 1)
-                .reader()
+                .as_reader()
+                .take(limit + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| FetchError::Network { url: url.to_string(), source: ureq::Error::Io(e) })?;
             if out.len() as u64 > limit {
@@ -179,7 +180,7 @@ impl Fetcher {
             if total.is_some_and(|t| t > limit) {
                 return Err(FetchError::TooLarge { url: url.to_string(), limit });
             }
-            let mut body = resp.body_mut().with_config().limit(limit + 1).reader();
+            let mut body = resp.body_mut().as_reader().take(limit + 1);
             let mut buf = vec![0u8; 64 * 1024];
             let mut n = 0u64;
             let mut last_draw = Instant::now();

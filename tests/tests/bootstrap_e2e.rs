@@ -469,6 +469,54 @@ fn signed_but_hostile_tarballs_are_refused() {
     assert!(!Path::new("/tmp/escaped").exists());
 }
 
+#[test]
+fn an_endless_manifest_is_cut_off_at_the_size_cap() {
+    let (env, owner) = attack_copy("endless");
+    let path = served(&owner, "release.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&"# padding\n".repeat(8000));
+    std::fs::write(&path, text).unwrap();
+    env.bootstrap(&["--", "about"]).assert_refused("limit");
+}
+
+#[test]
+fn sigint_during_the_download_removes_the_private_directory() {
+    let w = world();
+    // The /slow/ location serves the same files at 64 KiB/s: the bundle takes seconds to arrive.
+    let base = format!("{}/slow", w.server.base_url());
+    let env = Env::new("sigint-download").set("VIKUNJA_INSTALLER_BASE_URL", &base);
+    let mut c = env.command(w.v2.join(names::bootstrap(TARGET)));
+    c.args(["--version", V2, "--", "about"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(&env.tmp).unwrap().next().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the bootstrap never created its directory");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty(), "the installer ran");
+    let left: Vec<_> = std::fs::read_dir(&env.tmp).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_signature_by_the_next_key_verifies_so_keys_can_rotate() {
+    let dir = vikunja_e2e::scratch_dir("rotation").unwrap();
+    let current = SigningKey::throwaway_in(&dir.join("current")).unwrap();
+    let next = SigningKey::throwaway_in(&dir.join("next")).unwrap();
+    let other = SigningKey::throwaway_in(&dir.join("other")).unwrap();
+    let keys = manifests::Keyring::from_list(&format!("{},{}", current.public_b64(), next.public_b64())).unwrap();
+    for k in [&current, &next] {
+        let sig = k.sign(&b"data"[..], "file:data").unwrap();
+        keys.verify("data", b"data", &sig).unwrap();
+    }
+    let sig = other.sign(&b"data"[..], "file:data").unwrap();
+    assert!(matches!(keys.verify("data", b"data", &sig), Err(manifests::SigError::UnknownKey { .. })));
+}
+
 // ---- release properties ----
 
 #[test]
