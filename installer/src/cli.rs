@@ -1,5 +1,7 @@
 //! The installer's command line (argh). Usage errors exit 2, `--help` exits 0.
 
+use std::path::PathBuf;
+
 use argh::FromArgs;
 
 /// Install and operate Vikunja in LXC containers on Proxmox VE.
@@ -16,6 +18,10 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     About(About),
+    Install(Install),
+    Health(Health),
+    Status(Status),
+    Supervise(Supervise),
 }
 
 /// Show this installer's version and where it runs from (the bundle the bootstrap unpacked).
@@ -25,6 +31,75 @@ pub struct About {
     /// machine-readable output
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Install Vikunja on this machine (inside the container): release, user, config, units, nginx, TLS.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "install")]
+pub struct Install {
+    /// deployment settings (TOML); without it, a terminal asks, and otherwise defaults apply
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// never ask; take defaults for anything the config leaves out
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// systemd, process (supervised processes, for machines without systemd) or auto (default)
+    #[argh(option, default = "String::from(\"auto\")")]
+    pub init: String,
+}
+
+/// Check every component once (backend, frontend, MCP, database, nginx); exit 10 when unhealthy.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "health")]
+pub struct Health {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// machine-readable output
+    #[argh(switch)]
+    pub json: bool,
+    /// keep checking every health.interval_s until healthy or health.timeout_s passes
+    #[argh(switch)]
+    pub wait: bool,
+}
+
+/// Show the status screen of an instance.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct Status {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// machine-readable output
+    #[argh(switch)]
+    pub json: bool,
+    /// refresh every 10 seconds until interrupted
+    #[argh(switch)]
+    pub watch: bool,
+}
+
+/// Internal: run one unit file under supervision (used by --init process).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "supervise")]
+pub struct Supervise {
+    /// the root the unit belongs to
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// unit file to run
+    #[argh(option)]
+    pub unit_file: PathBuf,
+    /// pid file to maintain
+    #[argh(option)]
+    pub pid_file: PathBuf,
 }
 
 pub enum Parsed {

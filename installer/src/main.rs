@@ -2,10 +2,34 @@
 //! from a verified bundle (see `about` for the hand-off contract), or directly once installed.
 
 mod about;
+mod account;
+mod artifact;
 mod cli;
+mod config;
+mod dbcheck;
+mod health;
+mod init;
+mod install;
+mod layout;
+mod lock;
+mod nginx;
+mod ops;
+mod probe;
+mod render;
+mod secrets;
+mod state;
+mod status;
+mod supervisor;
+mod templates;
+mod tls;
+mod units;
+mod vikunja_conf;
+mod wizard;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{anyhow, Result};
 use manifests::{build_info, Exit};
 
 fn main() -> ExitCode {
@@ -25,7 +49,7 @@ fn main() -> ExitCode {
         println!("vikunja-installer {} ({})", build_info::version(), build_info::channel());
         return ExitCode::SUCCESS;
     }
-    match cli.cmd {
+    let result = match cli.cmd {
         Some(cli::Command::About(a)) => {
             let info = about::gather();
             if a.json {
@@ -33,11 +57,94 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", info.to_text());
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
+        Some(cli::Command::Install(i)) => cmd_install(i),
+        Some(cli::Command::Health(h)) => cmd_health(h),
+        Some(cli::Command::Status(s)) => cmd_status(s),
+        Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         None => {
             eprintln!("vikunja-installer: no command given. Run `vikunja-installer --help` for the commands.");
-            Exit::Usage.into()
+            return Exit::Usage.into();
         }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.downcast_ref::<install::Failed>().map(|f| f.code).unwrap_or(Exit::Error);
+            eprintln!("vikunja-installer: error: {e:#}");
+            code.into()
+        }
+    }
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    install::Failed { code: Exit::Usage, message: msg.into() }.into()
+}
+
+fn cmd_install(i: cli::Install) -> Result<ExitCode> {
+    let init = init::Init::choose(&i.init, &i.root).map_err(usage)?;
+    let d = match &i.config {
+        Some(path) => config::Deployment::load(path).map_err(|e| usage(e.to_string()))?,
+        None => {
+            let existing = layout::installed_instances(&i.root);
+            let base = match existing.as_slice() {
+                [one] => config::Deployment::load(&layout::Layout::new(&i.root, one).deployment_file())
+                    .map_err(|e| anyhow!(e))?,
+                _ => config::Deployment::default(),
+            };
+            if !i.yes && wizard::interactive() {
+                wizard::run(base)?
+            } else {
+                base
+            }
+        }
+    };
+    install::run(&install::Options { root: i.root.clone(), init }, &d)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_health(h: cli::Health) -> Result<ExitCode> {
+    let inst = ops::open(&h.root, h.instance.as_deref())?;
+    let (l, d) = (&inst.layout, &inst.deployment);
+    let deployed =
+        state::deployed(l).ok_or_else(|| anyhow!("instance {} has no deployed version yet", d.instance.name))?;
+    let colour = state::active_colour(l).unwrap_or(deployed.colour);
+    let t = health::Target { l, d, init: inst.init, colour, version: &deployed.version };
+    let deadline = std::time::Instant::now() + Duration::from_secs(d.health.timeout_s);
+    let report = loop {
+        let r = health::check_all(&t);
+        if !h.wait || r.iter().all(|c| c.healthy) || std::time::Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_secs(d.health.interval_s));
+    };
+    let healthy = report.iter().all(|c| c.healthy);
+    if h.json {
+        let v = serde_json::json!({"instance": d.instance.name, "healthy": healthy, "colour": colour.name(), "version": deployed.version, "components": report});
+        println!("{v}");
+    } else {
+        health::print_report(&report);
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { Exit::Unhealthy.into() })
+}
+
+fn cmd_status(s: cli::Status) -> Result<ExitCode> {
+    let inst = ops::open(&s.root, s.instance.as_deref())?;
+    let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let st = status::gather(&inst.layout, &inst.deployment, inst.init);
+        if s.json {
+            println!("{}", serde_json::to_string(&st)?);
+        } else {
+            if s.watch && fancy {
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", status::render(&st, fancy));
+        }
+        if !s.watch {
+            return Ok(if st.healthy { ExitCode::SUCCESS } else { Exit::Unhealthy.into() });
+        }
+        std::thread::sleep(Duration::from_secs(10));
     }
 }

@@ -9,6 +9,7 @@ pub mod ca;
 pub mod evil;
 pub mod nginx;
 pub mod proxy;
+pub mod sandbox;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ mod ci;
 mod demo;
 mod dist;
 mod prereq;
+mod standin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ enum Cmd {
     Dist(Box<dist::Dist>),
     Ci(CiCmd),
     Demo(DemoCmd),
+    StandinZip(standin::StandinZip),
     Bench(bench::Bench),
 }
 
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Cmd::Dist(d) => dist::run(&root, &d).map(|_| ()),
         Cmd::Ci(_) => ci::run(&root),
         Cmd::Demo(_) => demo::run(&root),
+        Cmd::StandinZip(z) => standin::package(&root, &z.version, &z.out).map(|p| println!("{}", p.display())),
         Cmd::Bench(b) => bench::run(&root, &b),
     };
     match result {

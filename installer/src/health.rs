@@ -1,0 +1,178 @@
+//! Health of every component, judged by what answers rather than by exit codes or unit states
+//! (Vikunja stays "active" when it cannot bind its port): backend `/health` and `/api/v1/info`
+//! with the expected version, the frontend's HTML, the MCP port, the database, nginx. A failing
+//! component comes with the seed's remediation list, with this instance's real unit names and paths.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{DbType, Deployment};
+use crate::init::Init;
+use crate::layout::Layout;
+use crate::probe;
+use crate::state::Colour;
+use crate::units::{backend_port, mcp_port};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Component {
+    pub name: &'static str,
+    pub healthy: bool,
+    pub detail: String,
+    pub port: Option<u16>,
+    pub unit: Option<String>,
+    pub remediation: Vec<String>,
+}
+
+pub struct Target<'a> {
+    pub l: &'a Layout,
+    pub d: &'a Deployment,
+    pub init: Init,
+    pub colour: Colour,
+    pub version: &'a str,
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn check_backend(port: u16, expected_version: &str) -> Result<String, String> {
+    let h = probe::get(port, "/health", PROBE_TIMEOUT)?;
+    if h.status != 200 {
+        return Err(format!("/health answered {} {}", h.status, h.text().trim()));
+    }
+    let info = probe::get(port, "/api/v1/info", PROBE_TIMEOUT)?;
+    if info.status != 200 {
+        return Err(format!("/api/v1/info answered {}", info.status));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&info.body).map_err(|e| format!("/api/v1/info is not JSON: {e}"))?;
+    let got = v.get("version").and_then(|x| x.as_str()).unwrap_or("");
+    if got != expected_version {
+        return Err(format!(
+            "/api/v1/info reports version {got:?}, expected {expected_version:?} (another process on the port?)"
+        ));
+    }
+    Ok(format!("version {got}"))
+}
+
+fn remediation(t: &Target, unit: Option<&str>, what: &str) -> Vec<String> {
+    let l = t.l;
+    let mut r = Vec::new();
+    match (t.init, unit) {
+        (Init::Systemd, Some(u)) => {
+            r.push(format!("Check service status: systemctl status {u}"));
+            r.push(format!("View logs: journalctl -u {u} -n 50"));
+            r.push(format!("Restart service: systemctl restart {u}"));
+        }
+        (Init::Process, Some(u)) => {
+            r.push(format!("View logs: tail -n 50 {}", crate::init::log_file(l, u).display()));
+            r.push(format!("Check the process: cat {}", crate::init::pid_file(l, u).display()));
+        }
+        (_, None) => {}
+    }
+    if what == "nginx" {
+        r.push(format!("Check the configuration: nginx -t; logs in {}", l.logs_dir().join("nginx").display()));
+    }
+    r.push(format!("Check disk space: df -h {}", l.base.display()));
+    r.push(format!("Check database connection: {}", l.scripts_dir().join("health-check.sh").display()));
+    r
+}
+
+fn component(
+    t: &Target,
+    name: &'static str,
+    port: Option<u16>,
+    unit: Option<String>,
+    res: Result<String, String>,
+) -> Component {
+    let (healthy, detail) = match res {
+        Ok(d) => (true, d),
+        Err(e) => (false, e),
+    };
+    let remediation = if healthy { Vec::new() } else { remediation(t, unit.as_deref(), name) };
+    Component { name, healthy, detail, port, unit, remediation }
+}
+
+pub fn check_all(t: &Target) -> Vec<Component> {
+    let (l, d) = (t.l, t.d);
+    let bport = backend_port(d, t.colour);
+    let bunit = l.unit_name("backend", t.colour.name());
+    let mut out = vec![component(t, "Backend API", Some(bport), Some(bunit.clone()), check_backend(bport, t.version))];
+    let frontend = match &d.components.frontend_dir {
+        Some(dir) => {
+            if dir.join("index.html").is_file() {
+                Ok(format!("static files in {}", dir.display()))
+            } else {
+                Err(format!("{} has no index.html", dir.display()))
+            }
+        }
+        None => probe::get(bport, "/", PROBE_TIMEOUT).and_then(|r| {
+            let body = r.text().to_ascii_lowercase();
+            if r.status == 200 && body.contains("<html") {
+                Ok("HTML served by the backend (embedded frontend)".into())
+            } else {
+                Err(format!("/ answered {} without HTML", r.status))
+            }
+        }),
+    };
+    out.push(component(t, "Frontend", Some(bport), Some(bunit), frontend));
+    if d.components.mcp {
+        let port = mcp_port(d, t.colour);
+        let unit = l.unit_name("mcp", t.colour.name());
+        out.push(component(
+            t,
+            "MCP Server",
+            Some(port),
+            Some(unit),
+            probe::tcp_open(port, PROBE_TIMEOUT).map(|()| "accepts connections".into()),
+        ));
+    }
+    let pw = crate::secrets::db_password(l);
+    let db = crate::dbcheck::check(l, d, pw.as_deref(), PROBE_TIMEOUT).map(|()| match d.database.kind {
+        DbType::Sqlite => format!("SQLite {}", l.sqlite_path().display()),
+        DbType::Postgres => format!("PostgreSQL {}:{}", d.database.host, d.database.port),
+        DbType::Mysql => format!("MySQL {}:{}", d.database.host, d.database.port),
+    });
+    out.push(component(t, "Database", None, None, db));
+    let nginx = if !crate::nginx::is_running(l, t.init) {
+        Err("nginx is not running".to_string())
+    } else {
+        probe::tcp_open(d.network.https_port, PROBE_TIMEOUT)
+            .and_then(|()| probe::get(d.network.http_port, "/", PROBE_TIMEOUT))
+            .and_then(|r| match r.status {
+                301 | 308 => Ok(format!("HTTPS on {}, HTTP redirects", d.network.https_port)),
+                s => Err(format!("port {} answered {s} instead of a redirect to HTTPS", d.network.http_port)),
+            })
+    };
+    let nginx_unit = (t.init == Init::Systemd).then(|| "nginx".to_string());
+    out.push(component(t, "Nginx", Some(d.network.https_port), nginx_unit, nginx));
+    out
+}
+
+/// Polls the backend of one colour until it is healthy or `timeout` passes (the seed: every 5 s for
+/// 60 s). Returns the last failure on timeout.
+pub fn wait_backend(port: u16, version: &str, interval: Duration, timeout: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        match check_backend(port, version) {
+            Ok(_) => return Ok(start.elapsed()),
+            Err(e) if start.elapsed() + interval > timeout => return Err(e),
+            Err(_) => std::thread::sleep(interval.min(timeout.saturating_sub(start.elapsed()))),
+        }
+    }
+}
+
+pub fn print_report(components: &[Component]) {
+    for c in components {
+        let mark = if c.healthy { "OK  " } else { "FAIL" };
+        println!("{mark} {:<12} {}", c.name, c.detail);
+        if !c.healthy {
+            if let Some(p) = c.port {
+                println!("       Port: {p}");
+            }
+            println!("       Suggested actions:");
+            for (i, r) in c.remediation.iter().enumerate() {
+                println!("         {}. {r}", i + 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Starting and stopping units: through systemd in production, or through our own supervisor
+//! (`--init process`) where no systemd runs as PID 1. Callers see one interface.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::layout::Layout;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    Systemd,
+    Process,
+}
+
+impl Init {
+    /// `auto`: systemd when it runs as PID 1 and we manage the real root; otherwise processes.
+    pub fn choose(choice: &str, root: &Path) -> Result<Init, String> {
+        match choice {
+            "systemd" => Ok(Init::Systemd),
+            "process" => Ok(Init::Process),
+            "auto" => Ok(if root == Path::new("/") && Path::new("/run/systemd/system").is_dir() {
+                Init::Systemd
+            } else {
+                Init::Process
+            }),
+            other => Err(format!("--init {other}: expected systemd, process or auto")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemd",
+            Init::Process => "process",
+        }
+    }
+
+    /// Puts a rendered unit in place; returns whether it changed.
+    pub fn install_unit(self, l: &Layout, unit: &str, text: &str) -> Result<bool, String> {
+        let own = crate::units::unit_file(l, unit);
+        let mut changed = write_if_changed(&own, text)?;
+        if self == Init::Systemd {
+            changed |= write_if_changed(&l.systemd_unit_path(unit), text)?;
+            if changed {
+                systemctl(&["daemon-reload"])?;
+            }
+        }
+        Ok(changed)
+    }
+
+    pub fn start(self, l: &Layout, unit: &str) -> Result<(), String> {
+        match self {
+            Init::Systemd => systemctl(&["enable", "--now", &format!("{unit}.service")]),
+            Init::Process => start_process(l, unit),
+        }
+    }
+
+    pub fn stop(self, l: &Layout, unit: &str) -> Result<(), String> {
+        match self {
+            Init::Systemd => systemctl(&["disable", "--now", &format!("{unit}.service")]),
+            Init::Process => stop_process(l, unit),
+        }
+    }
+
+    pub fn is_active(self, l: &Layout, unit: &str) -> bool {
+        match self {
+            Init::Systemd => Command::new("systemctl")
+                .args(["is-active", "--quiet", &format!("{unit}.service")])
+                .status()
+                .is_ok_and(|s| s.success()),
+            Init::Process => supervisor_pid(l, unit).is_some(),
+        }
+    }
+
+    /// How long the unit's current process has been running.
+    pub fn uptime(self, l: &Layout, unit: &str) -> Option<Duration> {
+        match self {
+            Init::Systemd => {
+                let out = Command::new("systemctl")
+                    .args(["show", "-p", "ExecMainStartTimestampMonotonic", "--value", &format!("{unit}.service")])
+                    .output()
+                    .ok()?;
+                let started_us: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+                let up = std::fs::read_to_string("/proc/uptime").ok()?;
+                let now_s: f64 = up.split_whitespace().next()?.parse().ok()?;
+                (started_us > 0).then(|| Duration::from_secs_f64(now_s - started_us as f64 / 1e6))
+            }
+            Init::Process => {
+                supervisor_pid(l, unit)?;
+                let m = std::fs::metadata(pid_file(l, unit)).ok()?.modified().ok()?;
+                SystemTime::now().duration_since(m).ok()
+            }
+        }
+    }
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    manifests::atomic::write_atomic(path, text.as_bytes(), 0o644)
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(true)
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("systemctl").args(args).output().map_err(|e| format!("run systemctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("systemctl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+pub fn pid_file(l: &Layout, unit: &str) -> PathBuf {
+    l.logs_dir().join(format!("{unit}.pid"))
+}
+
+pub fn log_file(l: &Layout, unit: &str) -> PathBuf {
+    l.logs_dir().join(format!("{unit}.log"))
+}
+
+/// The supervisor's pid, if it is alive and really is our supervisor for this unit (a stale pid
+/// file may name an unrelated process by now).
+pub fn supervisor_pid(l: &Layout, unit: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(pid_file(l, unit)).ok()?;
+    let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let unit_file = crate::units::unit_file(l, unit);
+    (cmdline.contains("supervise") && cmdline.contains(&*unit_file.to_string_lossy())).then_some(pid)
+}
+
+/// The pid of the service process the supervisor runs.
+pub fn child_pid(l: &Layout, unit: &str) -> Option<i32> {
+    supervisor_pid(l, unit)?;
+    std::fs::read_to_string(pid_file(l, unit)).ok()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    if supervisor_pid(l, unit).is_some() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+    let log_path = log_file(l, unit);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let pid = pid_file(l, unit);
+    let _ = std::fs::remove_file(&pid);
+    Command::new(exe)
+        .arg("supervise")
+        .arg("--root")
+        .arg(&l.root)
+        .arg("--unit-file")
+        .arg(crate::units::unit_file(l, unit))
+        .arg("--pid-file")
+        .arg(&pid)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        // Its own process group: a Ctrl-C at the terminal that ran the installer must not stop services.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("start the supervisor for {unit}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if child_pid(l, unit).is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("{unit} did not start; see {}", log_path.display()))
+}
+
+fn stop_process(l: &Layout, unit: &str) -> Result<(), String> {
+    let Some(pid) = supervisor_pid(l, unit) else { return Ok(()) };
+    // SAFETY: kill(2) only takes two integers and touches no memory of this process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("{unit} (supervisor pid {pid}) did not stop within 30 s"))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}

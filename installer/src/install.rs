@@ -1,0 +1,266 @@
+//! `install`: from a validated deployment to a healthy instance. Everything that can refuse
+//! (settings, database connection, artifact checksum, nginx present) is checked before the first
+//! change, so a refusal leaves nothing half-installed. Each step reports whether it changed
+//! anything: a second run with the same settings changes nothing and says so.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use manifests::time::{format_rfc3339, now_unix};
+
+use crate::config::{DbType, Deployment};
+use crate::init::Init;
+use crate::layout::Layout;
+use crate::state::{self, Colour, Deployed, LastOperation};
+use crate::{account, artifact, dbcheck, health, nginx, secrets, templates, tls, units, vikunja_conf};
+
+pub struct Options {
+    pub root: PathBuf,
+    pub init: Init,
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    pub code: manifests::Exit,
+    pub message: String,
+}
+
+fn fail(code: manifests::Exit, message: impl Into<String>) -> anyhow::Error {
+    Failed { code, message: message.into() }.into()
+}
+
+fn step(name: &str, changed: bool) -> bool {
+    println!("  {} {name}", if changed { "changed  " } else { "unchanged" });
+    changed
+}
+
+pub fn render_health_script(l: &Layout, d: &Deployment) -> Result<String> {
+    let t = templates::load("scripts/health-check.sh").map_err(|e| anyhow!(e))?;
+    let vars = [
+        ("instance", d.instance.name.clone()),
+        ("base", l.base.to_string_lossy().into_owned()),
+        ("backend_blue", d.ports.backend_blue.to_string()),
+        ("backend_green", d.ports.backend_green.to_string()),
+        ("mcp_blue", d.ports.mcp_blue.to_string()),
+        ("mcp_green", d.ports.mcp_green.to_string()),
+        ("mcp_enabled", if d.components.mcp { "yes" } else { "no" }.to_string()),
+        ("http_port", d.network.http_port.to_string()),
+    ];
+    Ok(vars.iter().fold(t, |acc, (k, v)| acc.replace(&format!("{{{{{k}}}}}"), v)))
+}
+
+fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    manifests::atomic::write_atomic(path, text.as_bytes(), mode)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(true)
+}
+
+pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
+    let started = Instant::now();
+    let started_at = format_rfc3339(now_unix());
+    d.validate().map_err(|e| fail(manifests::Exit::Usage, e.to_string()))?;
+    let l = Layout::new(&opts.root, &d.instance.name);
+    let init = opts.init;
+    println!(
+        "Installing Vikunja {} as instance {} into {} (init: {})",
+        d.vikunja.version,
+        d.instance.name,
+        l.base.display(),
+        init.name()
+    );
+
+    // ---- checks: nothing is changed until all of them pass ----
+    if !nginx::have_nginx() {
+        return Err(fail(manifests::Exit::Prerequisite, "nginx is not installed: apt-get install -y nginx"));
+    }
+    let new_password = match &d.database.password_file {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("read database.password_file {}", p.display()))?)
+        }
+        None => secrets::db_password(&l),
+    };
+    if d.database.kind != DbType::Sqlite {
+        dbcheck::check(
+            &l,
+            d,
+            new_password.as_deref().map(|p| p.trim_end_matches(['\r', '\n'])),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| fail(manifests::Exit::Prerequisite, format!("database check failed, nothing was changed: {e}")))?;
+    }
+    let previous = state::deployed(&l);
+    if let Some(p) = &previous {
+        if p.version != d.vikunja.version {
+            return Err(fail(
+                manifests::Exit::Usage,
+                format!(
+                    "instance {} runs Vikunja {}; changing the version is an update: vikunja-installer update --version {}",
+                    d.instance.name, p.version, d.vikunja.version
+                ),
+            ));
+        }
+    }
+    let _lock = crate::lock::OperationLock::acquire(&l, "install").map_err(|e| match e {
+        crate::lock::LockError::Held { .. } => fail(manifests::Exit::Locked, e.to_string()),
+        other => anyhow!(other),
+    })?;
+    // Verified into releases/<version>/ through a temp dir: a bad checksum leaves no release behind.
+    let fetcher =
+        manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
+            .map_err(|e| fail(e.exit(), e.to_string()))?;
+    std::fs::create_dir_all(l.releases_dir()).with_context(|| format!("create {}", l.releases_dir().display()))?;
+    let release_changed = match artifact::ensure_release(&l, d, Some(&fetcher)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit();
+            cleanup_if_empty(&l);
+            return Err(fail(code, e.to_string()));
+        }
+    };
+
+    // ---- changes ----
+    let mut changed = step(
+        &format!("release {} verified in {}", d.vikunja.version, l.release_dir(&d.vikunja.version).display()),
+        release_changed,
+    );
+    let ids = account::ensure(&l.root, units::SERVICE_USER).map_err(|e| anyhow!(e))?;
+    for (dir, mode) in l.dirs() {
+        let fresh = !dir.exists();
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+            changed = true;
+        }
+    }
+    // Code stays root's; the service writes only data and logs.
+    for dir in [l.data_dir(), l.files_dir(), l.logs_dir()] {
+        account::chown(&dir, ids)?;
+    }
+    nginx::prepare_dirs(&l).map_err(|e| anyhow!(e))?;
+    changed |= step("deployment.toml", write_if_changed(&l.deployment_file(), &d.to_toml(), 0o640)?);
+    let secret_new = secrets::ensure_service_secret(&l)?;
+    let pw_new = secrets::ensure_db_password(&l, d)?;
+    for f in [l.service_secret_file(), l.db_password_file()] {
+        if f.exists() {
+            account::chown(&f, ids)?;
+        }
+    }
+    changed |= step("secrets (0600)", secret_new || pw_new);
+    changed |= step("Vikunja config.yml", write_if_changed(&l.vikunja_config(), &vikunja_conf::render(&l, d), 0o640)?);
+    if let Some(i) = ids {
+        std::os::unix::fs::chown(l.vikunja_config(), Some(0), Some(i.gid))?;
+        std::os::unix::fs::chown(l.config_dir(), Some(0), Some(i.gid))?;
+    }
+    let (cert, cert_new) = tls::ensure(&l, d)?;
+    changed |= step(if cert.self_signed { "self-signed certificate" } else { "certificate" }, cert_new);
+    let script = render_health_script(&l, d)?;
+    changed |=
+        step("scripts/health-check.sh", write_if_changed(&l.scripts_dir().join("health-check.sh"), &script, 0o755)?);
+
+    let colour = previous.as_ref().map(|p| p.colour).unwrap_or(Colour::Blue);
+    let mut units_changed = false;
+    for c in [Colour::Blue, Colour::Green] {
+        for (unit, text) in units::render_colour(&l, d, c, &d.vikunja.version).map_err(|e| anyhow!(e))? {
+            units_changed |= init.install_unit(&l, &unit, &text).map_err(|e| anyhow!(e))?;
+        }
+    }
+    changed |= step("service units (blue, green)", units_changed);
+
+    let up = nginx::upstreams(d, units::backend_port(d, colour), units::mcp_port(d, colour));
+    let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    if init == Init::Systemd {
+        nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;
+    }
+    let nginx_changed = nginx::replace_checked(&l, init, &files).map_err(|e| anyhow!(e))?;
+    changed |= step("nginx site and upstream", nginx_changed);
+
+    // ---- start and verify ----
+    let mut started_any = false;
+    let active_units: Vec<String> = units::render_colour(&l, d, colour, &d.vikunja.version)
+        .map_err(|e| anyhow!(e))?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    for unit in &active_units {
+        if units_changed && init.is_active(&l, unit) {
+            init.stop(&l, unit).map_err(|e| anyhow!(e))?;
+        }
+        if !init.is_active(&l, unit) {
+            init.start(&l, unit).map_err(|e| anyhow!(e))?;
+            started_any = true;
+        }
+    }
+    changed |= step(&format!("{} services running", colour.name()), started_any);
+    if nginx_changed || !nginx::is_running(&l, init) {
+        nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
+        changed = true;
+    }
+    let port = units::backend_port(d, colour);
+    let waited = health::wait_backend(
+        port,
+        &d.vikunja.version,
+        Duration::from_secs(d.health.interval_s).min(Duration::from_millis(500)),
+        Duration::from_secs(d.health.timeout_s),
+    );
+    let t = health::Target { l: &l, d, init, colour, version: &d.vikunja.version };
+    let report = health::check_all(&t);
+    let healthy = waited.is_ok() && report.iter().all(|c| c.healthy);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    if !healthy {
+        health::print_report(&report);
+        state::record_operation(
+            &l,
+            &LastOperation {
+                operation: "install".into(),
+                started: started_at,
+                duration_ms,
+                result: "unhealthy".into(),
+            },
+        )?;
+        bail!(fail(
+            manifests::Exit::Unhealthy,
+            format!("instance {} was installed but is not healthy (see above)", d.instance.name)
+        ));
+    }
+    std::fs::write(l.state_dir().join("init"), format!("{}\n", init.name()))?;
+    if previous.is_none() || state::active_colour(&l).is_none() {
+        state::set_active_colour(&l, colour)?;
+        let ts = format_rfc3339(now_unix());
+        let id = format!(
+            "vikunja-{}-{}",
+            d.instance.name,
+            ts.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-")
+        );
+        state::set_deployed(
+            &l,
+            &Deployed { version: d.vikunja.version.clone(), timestamp: ts, colour, deployment_id: id },
+        )?;
+    }
+    if changed {
+        state::record_operation(
+            &l,
+            &LastOperation { operation: "install".into(), started: started_at, duration_ms, result: "success".into() },
+        )?;
+        println!("Vikunja {} is running and healthy at {} ({} ms)", d.vikunja.version, d.public_url(), duration_ms);
+    } else {
+        println!(
+            "Nothing to change: instance {} already runs Vikunja {} with these settings, and is healthy.",
+            d.instance.name, d.vikunja.version
+        );
+    }
+    Ok(())
+}
+
+/// After a refusal before any change, remove the directories the checks created, if empty.
+fn cleanup_if_empty(l: &Layout) {
+    for d in [l.releases_dir(), l.locks_dir(), l.state_dir(), l.base.clone()] {
+        let _ = std::fs::remove_dir(d);
+    }
+}

@@ -1,0 +1,59 @@
+//! The operation lock: an advisory `flock` on `state/locks/operation.lock` (the kernel releases it
+//! if we die, so a dead holder never blocks anyone) plus the seed's lock contents (PID, operation,
+//! start time, user) so a refused second operation can name the holder.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+
+use crate::layout::Layout;
+
+pub struct OperationLock {
+    file: File,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another operation is running on instance {instance}: {holder} (lock {path}); wait for it to finish")]
+    Held { instance: String, holder: String, path: PathBuf },
+    #[error("cannot open the lock file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl OperationLock {
+    pub fn acquire(l: &Layout, operation: &str) -> Result<OperationLock, LockError> {
+        let path = l.locks_dir().join("operation.lock");
+        let io = |source| LockError::Io { path: path.clone(), source };
+        std::fs::create_dir_all(l.locks_dir()).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.lines().collect::<Vec<_>>().join(", ");
+                return Err(LockError::Held { instance: l.instance.clone(), holder, path });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into());
+        let contents = format!(
+            "PID: {}\nOperation: {operation}\nStarted: {}\nUser: {user}\n",
+            std::process::id(),
+            manifests::time::format_rfc3339(manifests::time::now_unix())
+        );
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(contents.as_bytes()).map_err(io)?;
+        Ok(OperationLock { file, path })
+    }
+}
+
+impl Drop for OperationLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}

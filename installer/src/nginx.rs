@@ -1,0 +1,203 @@
+//! nginx in front of the instance: the site and the upstream include rendered from templates, every
+//! change checked with `nginx -t` before a reload, and a failing check puts the previous files back
+//! so the running nginx (which was never reloaded) keeps serving the old configuration.
+//! Production uses the system nginx (a conf.d include); `--init process` runs nginx with its own
+//! prefix under the instance's config directory.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::config::Deployment;
+use crate::init::Init;
+use crate::layout::Layout;
+use crate::render::{render_nginx_main, render_site, render_upstreams, MainSpec, SiteSpec, Upstreams};
+use crate::tls::CertPaths;
+
+pub fn site_file(l: &Layout) -> PathBuf {
+    l.nginx_dir().join("site.conf")
+}
+pub fn upstream_file(l: &Layout) -> PathBuf {
+    l.nginx_dir().join("upstream.conf")
+}
+fn main_file(l: &Layout) -> PathBuf {
+    l.nginx_dir().join("nginx.conf")
+}
+fn pid_path(l: &Layout) -> PathBuf {
+    l.nginx_dir().join("nginx.pid")
+}
+
+/// How nginx is invoked in this mode: private prefix, or the system's default configuration.
+fn nginx_cmd(l: &Layout, init: Init) -> Command {
+    let mut c = Command::new("nginx");
+    if init == Init::Process {
+        c.arg("-p").arg(l.nginx_dir()).arg("-c").arg(main_file(l));
+    }
+    c
+}
+
+pub fn check(l: &Layout, init: Init) -> Result<(), String> {
+    let out = nginx_cmd(l, init).arg("-t").output().map_err(|e| format!("run nginx -t: {e}; install nginx"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Replaces files atomically, runs `nginx -t`, and restores the old contents if the check fails.
+/// Returns whether anything changed.
+pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> Result<bool, String> {
+    let mut old: Vec<(PathBuf, Option<String>)> = Vec::new();
+    for (path, text) in files {
+        let prev = std::fs::read_to_string(path).ok();
+        if prev.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        }
+        manifests::atomic::write_atomic(path, text.as_bytes(), 0o644)
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        old.push((path.clone(), prev));
+    }
+    if old.is_empty() {
+        return Ok(false);
+    }
+    if let Err(e) = check(l, init) {
+        for (path, prev) in old.iter().rev() {
+            let _ = match prev {
+                Some(t) => manifests::atomic::write_atomic(path, t.as_bytes(), 0o644),
+                None => std::fs::remove_file(path),
+            };
+        }
+        return Err(format!("{e}\nthe previous nginx configuration was kept and is still serving"));
+    }
+    Ok(true)
+}
+
+pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
+    SiteSpec {
+        instance: d.instance.name.clone(),
+        domain: d.network.domain.clone(),
+        listen_addr: d.network.listen_address.clone(),
+        http_port: d.network.http_port,
+        https_port: d.network.https_port,
+        cert: cert.cert.clone(),
+        key: cert.key.clone(),
+        max_body_mb: d.files.max_size_mb,
+        upstream_include: upstream_file(l),
+        static_frontend: d.components.frontend_dir.clone(),
+        mcp: d.components.mcp,
+        access_log: l.logs_dir().join("nginx/access.log"),
+        error_log: l.logs_dir().join("nginx/error.log"),
+    }
+}
+
+pub fn upstreams(d: &Deployment, backend_port: u16, mcp_port: u16) -> Upstreams {
+    Upstreams { instance: d.instance.name.clone(), backend_port, mcp_port: d.components.mcp.then_some(mcp_port) }
+}
+
+/// The complete set of nginx files for this instance.
+pub fn render_all(
+    l: &Layout,
+    d: &Deployment,
+    init: Init,
+    cert: &CertPaths,
+    up: &Upstreams,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    let t = |n| crate::templates::load(n);
+    let e = |e: crate::render::RenderError| e.to_string();
+    let mut files = vec![
+        (upstream_file(l), render_upstreams(&t("nginx/upstream.conf.tmpl")?, up).map_err(e)?),
+        (site_file(l), render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, cert)).map_err(e)?),
+    ];
+    match init {
+        Init::Process => {
+            let main = MainSpec {
+                prefix: l.nginx_dir(),
+                site: site_file(l),
+                error_log: l.logs_dir().join("nginx/error.log"),
+                user: None,
+            };
+            files.push((main_file(l), render_nginx_main(&t("nginx/nginx.conf.tmpl")?, &main).map_err(e)?));
+        }
+        Init::Systemd => files.push((
+            l.nginx_conf_d(),
+            format!("# vikunja-pve instance {}\ninclude {};\n", d.instance.name, site_file(l).display()),
+        )),
+    }
+    Ok(files)
+}
+
+pub fn prepare_dirs(l: &Layout) -> Result<(), String> {
+    for d in [l.logs_dir().join("nginx"), l.nginx_dir().join("tmp"), l.nginx_dir().join("logs")] {
+        std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+pub fn is_running(l: &Layout, init: Init) -> bool {
+    match init {
+        Init::Systemd => Command::new("systemctl")
+            .args(["is-active", "--quiet", "nginx.service"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        Init::Process => process_pid(l).is_some(),
+    }
+}
+
+fn process_pid(l: &Layout) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_path(l)).ok()?.trim().parse().ok()?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmd).contains("nginx").then_some(pid)
+}
+
+/// Starts nginx, or reloads it so it picks up checked changes.
+pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
+    let run = |mut c: Command, what: &str| -> Result<(), String> {
+        let out = c.output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    };
+    match (init, is_running(l, init)) {
+        (Init::Process, true) => {
+            let mut c = nginx_cmd(l, init);
+            c.args(["-s", "reload"]);
+            run(c, "nginx -s reload")
+        }
+        (Init::Process, false) => run(nginx_cmd(l, init), "start nginx"),
+        (Init::Systemd, running) => {
+            let mut c = Command::new("systemctl");
+            c.args([if running { "reload" } else { "restart" }, "nginx.service"]);
+            run(c, "systemctl reload nginx")
+        }
+    }
+}
+
+pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
+    if init == Init::Process && process_pid(l).is_some() {
+        let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Debian's default site answers on port 80 with a welcome page; in a container dedicated to
+/// Vikunja it is moved aside (not deleted) so the instance's redirect answers instead.
+pub fn disable_default_site(l: &Layout) -> Result<(), String> {
+    let default = l.system("/etc/nginx/sites-enabled/default");
+    if default.symlink_metadata().is_ok() {
+        let aside = l.state_dir().join("nginx-default-site.disabled");
+        std::fs::rename(&default, &aside).map_err(|e| format!("move {} aside: {e}", default.display()))?;
+    }
+    Ok(())
+}
+
+pub fn have_nginx() -> bool {
+    Command::new("nginx").arg("-v").output().is_ok()
+}

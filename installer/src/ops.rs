@@ -1,0 +1,51 @@
+//! What `health` and `status` share: finding the instance, its settings and how it is run.
+
+use anyhow::{anyhow, Result};
+
+use crate::config::Deployment;
+use crate::init::Init;
+use crate::install::Failed;
+use crate::layout::{installed_instances, Layout};
+
+pub struct Instance {
+    pub layout: Layout,
+    pub deployment: Deployment,
+    pub init: Init,
+}
+
+pub fn open(root: &std::path::Path, name: Option<&str>) -> Result<Instance> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let all = installed_instances(root);
+            match all.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(Failed {
+                        code: manifests::Exit::Error,
+                        message: format!(
+                            "no Vikunja instance is installed under {}; run vikunja-installer install",
+                            root.display()
+                        ),
+                    }
+                    .into())
+                }
+                many => {
+                    return Err(Failed {
+                        code: manifests::Exit::Usage,
+                        message: format!(
+                            "several instances are installed ({}); choose one with --instance NAME",
+                            many.join(", ")
+                        ),
+                    }
+                    .into())
+                }
+            }
+        }
+    };
+    let layout = Layout::new(root, &name);
+    let deployment = Deployment::load(&layout.deployment_file()).map_err(|e| anyhow!(e))?;
+    let init = std::fs::read_to_string(layout.state_dir().join("init")).unwrap_or_else(|_| "auto".into());
+    let init = Init::choose(init.trim(), root).map_err(|e| anyhow!(e))?;
+    Ok(Instance { layout, deployment, init })
+}

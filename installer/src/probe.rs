@@ -1,0 +1,83 @@
+//! Minimal HTTP/1.1 GET over TCP for health checks of services on this machine (plain HTTP on
+//! loopback; TLS is nginx's job). Health is judged over HTTP because Vikunja keeps running, and its
+//! unit stays "active", when it cannot bind its port.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: vikunja-installer-health\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| format!("send to 127.0.0.1:{port}: {e}"))?;
+    let mut raw = Vec::new();
+    s.take(4 * 1024 * 1024).read_to_end(&mut raw).map_err(|e| format!("read from 127.0.0.1:{port}: {e}"))?;
+    parse(&raw).ok_or_else(|| format!("127.0.0.1:{port}{path}: not an HTTP response"))
+}
+
+fn parse(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Response { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:port.
+pub fn tcp_open(port: u16, timeout: Duration) -> Result<(), String> {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+        .map(|_| ())
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_plain_and_chunked_bodies() {
+        let r = super::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+        let r = super::parse(b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+            .unwrap();
+        assert_eq!((r.status, r.text().as_str()), (500, "abcde"));
+        assert!(super::parse(b"garbage").is_none());
+    }
+}

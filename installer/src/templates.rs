@@ -1,0 +1,31 @@
+//! Where templates come from: the bundle the bootstrap unpacked (`$VIKUNJA_BUNDLE_DIR/templates`),
+//! the installed layout (`<exe>/../templates`), or the copies compiled into the binary. The bundle
+//! and the binary are built together, so they always agree; the compiled-in copies serve
+//! `cargo run` and tests.
+
+use std::path::PathBuf;
+
+fn candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(b) = std::env::var_os("VIKUNJA_BUNDLE_DIR") {
+        c.push(PathBuf::from(b).join("templates"));
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("../templates"))) {
+        c.push(dir);
+    }
+    c
+}
+
+pub fn load(name: &str) -> Result<String, String> {
+    for dir in candidates() {
+        let p = dir.join(name);
+        if p.is_file() {
+            return std::fs::read_to_string(&p).map_err(|e| format!("read template {}: {e}", p.display()));
+        }
+    }
+    let own = match name {
+        "scripts/health-check.sh" => Some(include_str!("../templates/scripts/health-check.sh")),
+        _ => crate::render::builtin(name),
+    };
+    own.map(str::to_string).ok_or_else(|| format!("template {name} not found"))
+}

@@ -1,0 +1,172 @@
+//! A sandbox root for installer tests and the demo: free loopback ports for every service, the
+//! Vikunja stand-in packaged as a release zip and served over HTTPS, and a Drop that stops every
+//! supervisor and nginx the installer started under the root, even when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{bail, Context, Result};
+
+use crate::ca::TestCa;
+use crate::nginx::ReleaseServer;
+
+/// `cargo xtask standin-zip` once per version per process; returns the zip's directory root
+/// (`<out>/<version>/vikunja-<version>-linux-amd64-full.zip`).
+pub fn standin_zips(versions: &[&str]) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = crate::workspace_root().join("target/standin-zips");
+    for v in versions {
+        if out.join(v).join(format!("vikunja-{v}-linux-amd64-full.zip")).is_file() && built_this_run(v) {
+            continue;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = Command::new(cargo)
+            .current_dir(crate::workspace_root())
+            .args(["xtask", "standin-zip", "--version", v, "--out"])
+            .arg(&out)
+            .output()
+            .context("run cargo xtask standin-zip")?;
+        if !o.status.success() {
+            bail!("cargo xtask standin-zip --version {v} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        }
+        mark_built(v);
+    }
+    Ok(out)
+}
+
+fn built() -> &'static Mutex<Vec<String>> {
+    static B: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    B.get_or_init(|| Mutex::new(Vec::new()))
+}
+fn built_this_run(v: &str) -> bool {
+    built().lock().unwrap_or_else(|e| e.into_inner()).iter().any(|x| x == v)
+}
+fn mark_built(v: &str) {
+    built().lock().unwrap_or_else(|e| e.into_inner()).push(v.to_string());
+}
+
+/// The HTTPS download site for stand-in zips: `{base}/vikunja/<version>/<zip>`.
+pub struct DownloadSite {
+    pub ca: TestCa,
+    pub server: ReleaseServer,
+}
+
+impl DownloadSite {
+    pub fn start(dir: &Path, versions: &[&str]) -> Result<DownloadSite> {
+        let zips = standin_zips(versions)?;
+        let ca = TestCa::create(&dir.join("ca"))?;
+        let server = ReleaseServer::start(&dir.join("nginx"), &ca)?;
+        for v in versions {
+            let dest = server.www.join("vikunja").join(v);
+            std::fs::create_dir_all(&dest)?;
+            let name = format!("vikunja-{v}-linux-amd64-full.zip");
+            std::fs::copy(zips.join(v).join(&name), dest.join(&name))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dest.join(&name), std::fs::Permissions::from_mode(0o644))?;
+            for d in [dest.as_path(), dest.parent().unwrap()] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        Ok(DownloadSite { ca, server })
+    }
+
+    pub fn base(&self) -> String {
+        format!("{}/vikunja", self.server.base_url())
+    }
+}
+
+/// A root directory the installer works in, with services stopped on drop.
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub ports: Ports,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    pub backend_blue: u16,
+    pub backend_green: u16,
+    pub frontend_blue: u16,
+    pub frontend_green: u16,
+    pub mcp_blue: u16,
+    pub mcp_green: u16,
+}
+
+impl Sandbox {
+    pub fn new(name: &str) -> Result<Sandbox> {
+        let root = crate::scratch_dir(name)?;
+        let mut p = Vec::new();
+        while p.len() < 8 {
+            let port = crate::free_port();
+            if !p.contains(&port) {
+                p.push(port);
+            }
+        }
+        let ports = Ports {
+            http: p[0],
+            https: p[1],
+            backend_blue: p[2],
+            backend_green: p[3],
+            frontend_blue: p[4],
+            frontend_green: p[5],
+            mcp_blue: p[6],
+            mcp_green: p[7],
+        };
+        Ok(Sandbox { root, ports })
+    }
+
+    /// A deployment.toml for this sandbox; `extra` is appended verbatim (more TOML tables).
+    pub fn config(&self, instance: &str, version: &str, download_base: &str, extra: &str) -> String {
+        let p = &self.ports;
+        format!(
+            "[instance]\nname = \"{instance}\"\n\n[vikunja]\nversion = \"{version}\"\ndownload_base = \"{download_base}\"\n\n\
+             [network]\ndomain = \"vikunja.test\"\nlisten_address = \"127.0.0.1\"\nhttp_port = {}\nhttps_port = {}\n\n\
+             [ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\nfrontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n\n\
+             [health]\ninterval_s = 1\ntimeout_s = 30\n{extra}",
+            p.http, p.https, p.backend_blue, p.backend_green, p.frontend_blue, p.frontend_green, p.mcp_blue, p.mcp_green
+        )
+    }
+
+    pub fn instance_dir(&self, instance: &str) -> PathBuf {
+        self.root.join(format!("opt/vikunja-{instance}"))
+    }
+
+    /// Stops every supervisor (SIGTERM: it drains its service) and nginx under this root.
+    pub fn stop_all(&self) {
+        let opt = self.root.join("opt");
+        for inst in std::fs::read_dir(&opt).into_iter().flatten().flatten() {
+            let logs = inst.path().join("logs");
+            for f in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                let p = f.path();
+                if p.extension().is_some_and(|e| e == "pid") {
+                    if let Some(pid) =
+                        std::fs::read_to_string(&p).ok().and_then(|t| t.split_whitespace().next().map(str::to_string))
+                    {
+                        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+                    }
+                }
+            }
+            let ng = inst.path().join("config/nginx");
+            if ng.join("nginx.pid").exists() {
+                let _ = Command::new("nginx")
+                    .arg("-p")
+                    .arg(&ng)
+                    .arg("-c")
+                    .arg(ng.join("nginx.conf"))
+                    .args(["-s", "quit"])
+                    .output();
+            }
+        }
+        // Give drains a moment so ports are free for the next test.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
