@@ -182,9 +182,3 @@ fn install_from_zip(zip_path: &Path, d: &Deployment, dest: &Path) -> Result<(), 
     let _ = fs::set_permissions(dest, fs::Permissions::from_mode(0o755));
     Ok(())
 }
-
-/// Reads the sha256 recorded when a release was verified.
-pub fn verified_sha256(l: &Layout, version: &str) -> Option<String> {
-    let text = fs::read_to_string(l.release_dir(version).join(".verified")).ok()?;
-    text.strip_prefix("sha256: ").map(|s| s.trim().to_string())
-}

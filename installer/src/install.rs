@@ -119,7 +119,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         Ok(c) => c,
         Err(e) => {
             let code = e.exit();
-            cleanup_if_empty(&l);
+            if previous.is_none() {
+                cleanup_fresh(&l);
+            }
             return Err(fail(code, e.to_string()));
         }
     };
@@ -258,8 +260,10 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     Ok(())
 }
 
-/// After a refusal before any change, remove the directories the checks created, if empty.
-fn cleanup_if_empty(l: &Layout) {
+/// After a refusal on a fresh install, remove what the checks created (the lock and empty
+/// directories), so nothing looks half-installed.
+fn cleanup_fresh(l: &Layout) {
+    let _ = std::fs::remove_file(l.locks_dir().join("operation.lock"));
     for d in [l.releases_dir(), l.locks_dir(), l.state_dir(), l.base.clone()] {
         let _ = std::fs::remove_dir(d);
     }

@@ -10,7 +10,6 @@ use crate::layout::Layout;
 
 pub struct OperationLock {
     file: File,
-    pub path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ impl OperationLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(contents.as_bytes()).map_err(io)?;
-        Ok(OperationLock { file, path })
+        Ok(OperationLock { file })
     }
 }
 

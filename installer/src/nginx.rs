@@ -177,16 +177,6 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
     }
 }
 
-pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
-    if init == Init::Process && process_pid(l).is_some() {
-        let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-    }
-    Ok(())
-}
-
 /// Debian's default site answers on port 80 with a welcome page; in a container dedicated to
 /// Vikunja it is moved aside (not deleted) so the instance's redirect answers instead.
 pub fn disable_default_site(l: &Layout) -> Result<(), String> {

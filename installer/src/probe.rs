@@ -8,14 +8,10 @@ use std::time::Duration;
 
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -45,7 +41,7 @@ fn parse(raw: &[u8]) -> Option<Response> {
     if chunked {
         body = dechunk(&body)?;
     }
-    Some(Response { status, headers, body })
+    Some(Response { status, body })
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {

@@ -21,12 +21,6 @@ impl Colour {
             Colour::Green => "green",
         }
     }
-    pub fn other(self) -> Colour {
-        match self {
-            Colour::Blue => Colour::Green,
-            Colour::Green => Colour::Blue,
-        }
-    }
     pub fn parse(s: &str) -> Option<Colour> {
         match s.trim() {
             "blue" => Some(Colour::Blue),

@@ -118,3 +118,104 @@ fn installs_from_scratch_serves_over_tls_and_a_second_run_changes_nothing() {
     assert!(o.status.success());
     assert!(text(&o).contains("Nothing to change"), "second install changed something");
 }
+
+fn nothing_installed(sb: &Sandbox, instance: &str) {
+    let base = sb.instance_dir(instance);
+    let left: Vec<_> = walk(&base);
+    assert!(left.is_empty(), "half-installed: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn invalid_settings_are_named_and_nothing_is_installed() {
+    let sb = Sandbox::new("install-invalid").unwrap();
+    let extra = "\n[files]\nmax_size_mb = 0\n\n[admin]\nemail = \"not-an-address\"\n";
+    let cfg = write_config(&sb, "d", &sb.config("Bad_Name", V, &site().base(), extra));
+    let o = install(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    for want in ["instance.name = \"Bad_Name\"", "files.max_size_mb = \"0\"", "admin.email = \"not-an-address\"", "allowed:"] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+    nothing_installed(&sb, "Bad_Name");
+    let cfg = write_config(&sb, "typo", &format!("{}\n[network]\nhttps_prot = 1\n", sb.config("t2", V, &site().base(), "")));
+    let o = install(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line"), "a TOML error names its line: {}", stderr(&o));
+}
+
+#[test]
+fn a_wrong_checksum_installs_nothing() {
+    let sb = Sandbox::new("install-checksum").unwrap();
+    let extra = format!("sha256 = \"{}\"\n", "0".repeat(64));
+    let cfg_text = sb.config("t3", V, &site().base(), "").replacen(
+        &format!("download_base = \"{}\"\n", site().base()),
+        &format!("download_base = \"{}\"\n{extra}", site().base()),
+        1,
+    );
+    let cfg = write_config(&sb, "d", &cfg_text);
+    let o = install(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sha256") && stderr(&o).contains("nothing was installed"), "{}", stderr(&o));
+    nothing_installed(&sb, "t3");
+
+    // A zip whose binary does not match the .sha256 inside it (offline artifact).
+    let zips = vikunja_e2e::sandbox::standin_zips(&[V]).unwrap();
+    let good = zips.join(V).join(format!("vikunja-{V}-linux-amd64-full.zip"));
+    let bad = sb.root.join("tampered.zip");
+    tamper_binary_in_zip(&good, &bad);
+    let cfg_text = sb.config("t3", V, &site().base(), "").replacen(
+        &format!("download_base = \"{}\"\n", site().base()),
+        &format!("download_base = \"{}\"\nartifact = \"{}\"\n", site().base(), bad.display()),
+        1,
+    );
+    let cfg = write_config(&sb, "offline", &cfg_text);
+    let o = install(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".sha256 file in the zip"), "{}", stderr(&o));
+    nothing_installed(&sb, "t3");
+}
+
+/// Rewrites the zip with one byte of the binary changed and the original .sha256 kept.
+fn tamper_binary_in_zip(src: &Path, dest: &Path) {
+    let dir = dest.with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(Command::new("unzip").arg("-q").arg(src).arg("-d").arg(&dir).status().unwrap().success());
+    let bin = dir.join(format!("vikunja-{V}-linux-amd64"));
+    let mut b = std::fs::read(&bin).unwrap();
+    let n = b.len() / 2;
+    b[n] ^= 1;
+    std::fs::write(&bin, b).unwrap();
+    let st = Command::new("zip").arg("-q").arg("-r").arg(dest).arg(".").current_dir(&dir).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn an_unreachable_database_is_refused_before_any_change() {
+    let sb = Sandbox::new("install-nodb").unwrap();
+    let pw = sb.root.join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let dead = vikunja_e2e::free_port();
+    let extra = format!("\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {dead}\npassword_file = \"{}\"\n", pw.display());
+    let cfg = write_config(&sb, "d", &sb.config("t4", V, &site().base(), &extra));
+    let o = install(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("database check failed, nothing was changed") && e.contains(&dead.to_string()), "{e}");
+    nothing_installed(&sb, "t4");
+}
