@@ -250,7 +250,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             &l,
             &LastOperation { operation: "install".into(), started: started_at, duration_ms, result: "success".into() },
         )?;
-        println!("Vikunja {} is running and healthy at {} ({} ms)", d.vikunja.version, d.public_url(), duration_ms);
+        println!("Vikunja {} is running and healthy at {} ({} ms)\n", d.vikunja.version, d.public_url(), duration_ms);
+        let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        print!("{}", crate::status::render(&crate::status::gather(&l, d, init), fancy));
     } else {
         println!(
             "Nothing to change: instance {} already runs Vikunja {} with these settings, and is healthy.",

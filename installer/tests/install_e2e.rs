@@ -149,11 +149,14 @@ fn invalid_settings_are_named_and_nothing_is_installed() {
     let o = install(&sb, &cfg);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    for want in ["instance.name = \"Bad_Name\"", "files.max_size_mb = \"0\"", "admin.email = \"not-an-address\"", "allowed:"] {
+    for want in
+        ["instance.name = \"Bad_Name\"", "files.max_size_mb = \"0\"", "admin.email = \"not-an-address\"", "allowed:"]
+    {
         assert!(e.contains(want), "missing {want:?} in {e}");
     }
     nothing_installed(&sb, "Bad_Name");
-    let cfg = write_config(&sb, "typo", &format!("{}\n[network]\nhttps_prot = 1\n", sb.config("t2", V, &site().base(), "")));
+    let cfg =
+        write_config(&sb, "typo", &format!("{}\n[network]\nhttps_prot = 1\n", sb.config("t2", V, &site().base(), "")));
     let o = install(&sb, &cfg);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("line"), "a TOML error names its line: {}", stderr(&o));
@@ -211,7 +214,10 @@ fn an_unreachable_database_is_refused_before_any_change() {
     let pw = sb.root.join("pw");
     std::fs::write(&pw, "secret\n").unwrap();
     let dead = vikunja_e2e::free_port();
-    let extra = format!("\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {dead}\npassword_file = \"{}\"\n", pw.display());
+    let extra = format!(
+        "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {dead}\npassword_file = \"{}\"\n",
+        pw.display()
+    );
     let cfg = write_config(&sb, "d", &sb.config("t4", V, &site().base(), &extra));
     let o = install(&sb, &cfg);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));

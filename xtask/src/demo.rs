@@ -69,19 +69,47 @@ impl Served {
 
 pub fn run(root: &Path) -> Result<()> {
     crate::prereq::ensure(crate::prereq::DEMO_TOOLS)?;
-    println!("== 1. build and sign release (static binaries, throw-away key)");
+    println!("== 1. build and sign a release (static binaries, throw-away key)");
     let s = build_and_serve(root, "demo", Vec::new())?;
     println!("   assets: {}", s.assets.display());
     println!("== 2. local HTTPS release server: {} (test CA {})", s.server.base_url(), s.ca.ca_pem.display());
+    let vikunja = "v2.5.0";
+    let zips = vikunja_e2e::sandbox::standin_zips(&[vikunja])?;
+    let dl = s.server.www.join("vikunja").join(vikunja);
+    std::fs::create_dir_all(&dl)?;
+    let zip = format!("vikunja-{vikunja}-linux-amd64-full.zip");
+    std::fs::copy(zips.join(vikunja).join(&zip), dl.join(&zip))?;
+    println!("   serving the Vikunja stand-in (a test double) as {zip}");
+    let sandbox = vikunja_e2e::sandbox::Sandbox::new("demo-root")?;
+    let config = sandbox.root.join("deployment.toml");
+    std::fs::write(&config, sandbox.config("demo", vikunja, &format!("{}/vikunja", s.server.base_url()), ""))?;
     let state = s.assets.parent().context("demo dir")?.join("state");
-    let line = s.one_liner("about");
-    println!("== 3. the one-liner, as a Proxmox admin runs it:\n   {line}\n");
+    let args = format!("install --root {} --init process --config {} --yes", sandbox.root.display(), config.display());
+    let line = s.one_liner(&args);
+    println!(
+        "== 3. the one-liner, as a Proxmox admin runs it (here into the sandbox root {}):\n   {line}\n",
+        sandbox.root.display()
+    );
     let status =
         Command::new("bash").args(["-o", "pipefail", "-c", &line]).envs(s.env(&state)).status().context("run bash")?;
     if !status.success() {
         bail!("the one-liner failed with {status}");
     }
-    println!("\n== done: install.sh checked the bootstrap's sha256, the bootstrap verified release.toml and the");
-    println!("   bundle against the embedded key, unpacked it privately, ran the installer and cleaned up.");
+    let p = sandbox.ports;
+    let cert = sandbox.instance_dir("demo").join("config/ssl/cert.pem");
+    let url = format!("https://vikunja.test:{}/api/v1/info", p.https);
+    println!("\n== 4. Vikunja answers through nginx over TLS: curl --cacert {} {url}", cert.display());
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .args(["--resolve", &format!("vikunja.test:{}:127.0.0.1", p.https), &url])
+        .output()?;
+    println!("   {}", String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() {
+        bail!("curl through nginx failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    println!("\n== done: install.sh checked the bootstrap's sha256, the bootstrap verified the signed release and");
+    println!("   handed off; the installer verified the Vikunja zip, deployed it behind nginx with TLS and checked");
+    println!("   its health. The sandbox's services are stopped now.");
     Ok(())
 }
