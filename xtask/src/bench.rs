@@ -31,14 +31,14 @@ pub struct Bench {
 }
 
 /// One line of BENCHMARKS.md. Later figures only need to build one of these.
-struct Figure {
-    name: String,
-    value: String,
-    reference: String,
-    ratio: Option<f64>,
-    goal: String,
-    met: bool,
-    notes: Vec<String>,
+pub(crate) struct Figure {
+    pub name: String,
+    pub value: String,
+    pub reference: String,
+    pub ratio: Option<f64>,
+    pub goal: String,
+    pub met: bool,
+    pub notes: Vec<String>,
 }
 
 pub fn run(root: &Path, b: &Bench) -> Result<()> {
@@ -48,7 +48,13 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
     let padding = input.join("bench-padding.bin");
     write_random(&padding, PADDING_BYTES)?;
     let served = build_and_serve(root, "bench", vec![padding])?;
-    let figures = vec![bootstrap_size(&served)?, start_to_handoff(&served, b.runs)?];
+    let mut figures = vec![bootstrap_size(&served)?, start_to_handoff(&served, b.runs)?];
+    let installer = root
+        .join("target/dist")
+        .join(served.spec.version.to_string())
+        .join(&served.spec.target)
+        .join("release/vikunja-installer");
+    figures.extend(crate::bench_deploy::figures(&installer, b.runs)?);
     let text = render(&header()?, &figures);
     print!("{text}");
     let out = root.join("BENCHMARKS.md");
@@ -242,20 +248,20 @@ fn time_reference(s: &Served, url: &str, dir: &Path) -> Result<Duration> {
     Ok(elapsed)
 }
 
-fn timed(mut c: Command) -> Result<(Duration, std::process::Output)> {
+pub(crate) fn timed(mut c: Command) -> Result<(Duration, std::process::Output)> {
     let start = Instant::now();
     let out = c.output().with_context(|| format!("run {:?}", c.get_program()))?;
     Ok((start.elapsed(), out))
 }
 
-struct Stats {
-    median: Duration,
-    min: Duration,
-    max: Duration,
+pub(crate) struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
 }
 
 impl Stats {
-    fn of(v: &mut [Duration]) -> Stats {
+    pub fn of(v: &mut [Duration]) -> Stats {
         v.sort();
         let n = v.len();
         let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 };
@@ -269,6 +275,6 @@ impl std::fmt::Display for Stats {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

@@ -2,6 +2,7 @@
 //! the README promises, demo shows the one-liner end to end, bench writes BENCHMARKS.md.
 
 mod bench;
+mod bench_deploy;
 mod ci;
 mod demo;
 mod dist;
