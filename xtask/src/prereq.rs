@@ -15,6 +15,10 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("dash", "dash"),
     ("file", "file"),
     ("bash", "bash"),
+    ("zip", "zip"),
+    ("unzip", "unzip"),
+    ("systemd-analyze", "systemd"),
+    ("useradd", "passwd"),
 ];
 
 pub const DEMO_TOOLS: &[(&str, &str)] =
