@@ -161,6 +161,19 @@ pub fn wait_backend(port: u16, version: &str, interval: Duration, timeout: Durat
     }
 }
 
+/// Repeats the full check until every component is healthy or `timeout` passes; returns the last
+/// report.
+pub fn wait_all(t: &Target, interval: Duration, timeout: Duration) -> Vec<Component> {
+    let start = Instant::now();
+    loop {
+        let report = check_all(t);
+        if report.iter().all(|c| c.healthy) || start.elapsed() + interval > timeout {
+            return report;
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 pub fn print_report(components: &[Component]) {
     for c in components {
         let mark = if c.healthy { "OK  " } else { "FAIL" };

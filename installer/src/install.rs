@@ -204,16 +204,11 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
         changed = true;
     }
-    let port = units::backend_port(d, colour);
-    let waited = health::wait_backend(
-        port,
-        &d.vikunja.version,
-        Duration::from_secs(d.health.interval_s).min(Duration::from_millis(500)),
-        Duration::from_secs(d.health.timeout_s),
-    );
+    // Polled more often than the configured interval: a fresh install should not wait 5 s for nothing.
     let t = health::Target { l: &l, d, init, colour, version: &d.vikunja.version };
-    let report = health::check_all(&t);
-    let healthy = waited.is_ok() && report.iter().all(|c| c.healthy);
+    let interval = Duration::from_secs(d.health.interval_s).min(Duration::from_millis(250));
+    let report = health::wait_all(&t, interval, Duration::from_secs(d.health.timeout_s));
+    let healthy = report.iter().all(|c| c.healthy);
     let duration_ms = started.elapsed().as_millis() as u64;
     if !healthy {
         health::print_report(&report);

@@ -225,3 +225,94 @@ fn an_unreachable_database_is_refused_before_any_change() {
     assert!(e.contains("database check failed, nothing was changed") && e.contains(&dead.to_string()), "{e}");
     nothing_installed(&sb, "t4");
 }
+
+#[test]
+fn two_instances_with_mcp_side_by_side_and_units_pass_systemd_analyze() {
+    let sb = Sandbox::new("install-multi").unwrap();
+    // The MCP server is any program listening on {port}: Python's http.server stands in for it.
+    let mcp = "\n[components]\nmcp = true\nmcp_command = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"{port}\", \"--bind\", \"127.0.0.1\"]\n";
+    let cfg = write_config(&sb, "a", &sb.config("alpha", V, &site().base(), mcp));
+    assert!(install(&sb, &cfg).status.success());
+    let other = Sandbox::new("install-multi-ports").unwrap();
+    let cfg2 = other.config("beta", V, &site().base(), "");
+    let cfg2 = write_config(&sb, "b", &cfg2);
+    assert!(install(&sb, &cfg2).status.success());
+
+    let o = installer(&sb, &["status", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "two instances: status must ask which");
+    assert!(stderr(&o).contains("alpha, beta"), "{}", stderr(&o));
+    let o = installer(&sb, &["status", "--json", "--instance", "alpha"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Backend API", "Frontend", "MCP Server", "Database", "Nginx"]);
+    assert_eq!(v["healthy"], true, "{v}");
+    let o = installer(&sb, &["health", "--instance", "beta", "--json"]);
+    assert!(o.status.success());
+
+    // /mcp through nginx reaches the MCP server of the active colour.
+    let cert = sb.instance_dir("alpha").join("config/ssl/cert.pem");
+    let resolve = format!("vikunja.test:{}:127.0.0.1", sb.ports.https);
+    // Python's http.server answers with its own HTML error page (the backend answers JSON): proof
+    // the MCP process answered. (nginx hides upstream Server headers.)
+    let o = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        &format!("https://vikunja.test:{}/mcp/", sb.ports.https),
+    ]);
+    assert!(text(&o).contains("Error code: 404"), "/mcp did not reach the MCP server: {o:?}");
+
+    // Every unit the installer wrote passes the strict verify and scores at most 2.0.
+    let units = sb.instance_dir("alpha").join("config/units");
+    let mut n = 0;
+    for e in std::fs::read_dir(&units).unwrap() {
+        let p = e.unwrap().path();
+        let o = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&p).output().unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        // The service user exists only in a real container; everything else must be silent.
+        let noise: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(o.status.success() && noise.is_empty(), "{p:?}: {out}");
+        let o = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(&p).output().unwrap();
+        let report = String::from_utf8_lossy(&o.stdout);
+        let score: f64 = report
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no score for {p:?}: {report}"));
+        assert!(score <= 2.0, "{p:?} scores {score}");
+        n += 1;
+    }
+    assert_eq!(n, 4, "backend and mcp, blue and green");
+}
+
+#[test]
+fn a_failing_nginx_check_keeps_the_old_configuration_serving() {
+    let sb = Sandbox::new("install-nginx-t").unwrap();
+    let cfg = write_config(&sb, "d", &sb.config("t5", V, &site().base(), ""));
+    assert!(install(&sb, &cfg).status.success());
+    let site_conf = sb.instance_dir("t5").join("config/nginx/site.conf");
+    let before = std::fs::read_to_string(&site_conf).unwrap();
+    // A certificate nginx cannot load: the new site fails `nginx -t`.
+    let (bad_cert, bad_key) = (sb.root.join("bad-cert.pem"), sb.root.join("bad-key.pem"));
+    std::fs::write(&bad_cert, "not a certificate\n").unwrap();
+    std::fs::write(&bad_key, "not a key\n").unwrap();
+    let extra = format!("\n[ssl]\ncert_path = \"{}\"\nkey_path = \"{}\"\n", bad_cert.display(), bad_key.display());
+    let cfg = write_config(&sb, "bad", &sb.config("t5", V, &site().base(), &extra));
+    let o = install(&sb, &cfg);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nginx -t failed") && stderr(&o).contains("still serving"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&site_conf).unwrap(), before, "site.conf was not restored");
+    let cert = sb.instance_dir("t5").join("config/ssl/cert.pem");
+    let resolve = format!("vikunja.test:{}:127.0.0.1", sb.ports.https);
+    let o = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        &format!("https://vikunja.test:{}/api/v1/info", sb.ports.https),
+    ]);
+    assert!(text(&o).contains(V), "the old configuration stopped serving: {o:?}");
+}
