@@ -148,19 +148,6 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     out
 }
 
-/// Polls the backend of one colour until it is healthy or `timeout` passes (the seed: every 5 s for
-/// 60 s). Returns the last failure on timeout.
-pub fn wait_backend(port: u16, version: &str, interval: Duration, timeout: Duration) -> Result<Duration, String> {
-    let start = Instant::now();
-    loop {
-        match check_backend(port, version) {
-            Ok(_) => return Ok(start.elapsed()),
-            Err(e) if start.elapsed() + interval > timeout => return Err(e),
-            Err(_) => std::thread::sleep(interval.min(timeout.saturating_sub(start.elapsed()))),
-        }
-    }
-}
-
 /// Repeats the full check until every component is healthy or `timeout` passes; returns the last
 /// report.
 pub fn wait_all(t: &Target, interval: Duration, timeout: Duration) -> Vec<Component> {
