@@ -316,3 +316,72 @@ fn a_failing_nginx_check_keeps_the_old_configuration_serving() {
     ]);
     assert!(text(&o).contains(V), "the old configuration stopped serving: {o:?}");
 }
+
+#[test]
+fn installs_against_a_real_postgresql_server() {
+    use vikunja_e2e::postgres::PgCluster;
+    let Some(bin) = PgCluster::bin_dir() else {
+        assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
+        eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
+        return;
+    };
+    let pg = PgCluster::start(&bin).unwrap();
+    let sb = Sandbox::new("install-postgres").unwrap();
+    let extra = format!(
+        "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
+        pg.port,
+        pg.dir.join("pwfile").display()
+    );
+    let cfg = write_config(&sb, "d", &sb.config("pg", V, &site().base(), &extra));
+    let o = install(&sb, &cfg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let base = sb.instance_dir("pg");
+    let yml = std::fs::read_to_string(base.join("config/config.yml")).unwrap();
+    assert!(yml.contains("type: \"postgres\"") && !yml.contains(vikunja_e2e::postgres::PASSWORD), "{yml}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(base.join("config/.db-password")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A task written through nginx lands in PostgreSQL.
+    let cert = base.join("config/ssl/cert.pem");
+    let resolve = format!("vikunja.test:{}:127.0.0.1", sb.ports.https);
+    let api = format!("https://vikunja.test:{}/api/v1", sb.ports.https);
+    let o = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"title\":\"in postgres\"}",
+        &format!("{api}/projects/1/tasks"),
+    ]);
+    assert!(text(&o).contains("in postgres"), "{o:?}");
+    let rows = Command::new(bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "vikunja",
+            "-tAc",
+            "SELECT title FROM tasks",
+        ])
+        .env("PGPASSWORD", vikunja_e2e::postgres::PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(text(&rows).trim(), "in postgres", "{rows:?}");
+    let o = installer(&sb, &["health", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert!(v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["detail"].as_str().unwrap().starts_with("PostgreSQL")));
+}

@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod evil;
 pub mod nginx;
+pub mod postgres;
 pub mod proxy;
 pub mod sandbox;
 

@@ -19,6 +19,7 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("unzip", "unzip"),
     ("systemd-analyze", "systemd"),
     ("useradd", "passwd"),
+    ("initdb", "postgresql"),
 ];
 
 pub const DEMO_TOOLS: &[(&str, &str)] =
@@ -44,8 +45,21 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
+/// PostgreSQL's server binaries live outside PATH, in /usr/lib/postgresql/<major>/bin.
+pub fn have_postgres_server() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("bin/initdb").is_file())
+}
+
 pub fn ensure(tools: &[(&str, &str)]) -> Result<()> {
-    let mut missing: Vec<&str> = tools.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(c, _)| if *c == "initdb" { !have_postgres_server() } else { !have(c) })
+        .map(|(_, p)| *p)
+        .collect();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());

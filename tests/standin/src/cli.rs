@@ -180,6 +180,11 @@ fn web(args: &[String]) -> Result<i32, String> {
     logger::info(&format!("HTTP server listening on {iface}"));
     let server = match http::bind(&iface) {
         Ok(listener) => {
+            // Not in Vikunja's log: with a port of 0 this is how a test
+            // harness learns the port the kernel picked.
+            if let Ok(addr) = listener.local_addr() {
+                logger::info(&format!("vikunja-standin: bound {addr}"));
+            }
             Some(http::Server::start(listener, Arc::new(move |req: &http::Request| app.handle(req)), max_body))
         }
         Err(e) => {

@@ -174,7 +174,7 @@ impl Exec for Lite<'_> {
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Rows, String> {
         use rusqlite::types::ValueRef;
         let mut stmt = self.0.prepare(&lite_sql(sql)).map_err(|e| e.to_string())?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let n = columns.len();
         let mut out = Vec::new();
         let mut rows = stmt.query(rusqlite::params_from_iter(lite_params(params))).map_err(|e| e.to_string())?;
@@ -277,7 +277,7 @@ enum Conn {
     /// The config is kept to reconnect after the server went away: Go's
     /// database/sql pool does that transparently, and a health check that
     /// stayed red after a PostgreSQL restart would be a stand-in artefact.
-    Postgres(Box<postgres::Client>, postgres::Config),
+    Postgres(Box<postgres::Client>, Box<postgres::Config>),
 }
 
 pub struct Db {
@@ -321,7 +321,7 @@ impl Db {
                     }
                 }
                 let client = pc.connect(postgres::NoTls).map_err(pg_err)?;
-                Ok(Db { conn: Mutex::new(Conn::Postgres(Box::new(client), pc)), is_sqlite: false })
+                Ok(Db { conn: Mutex::new(Conn::Postgres(Box::new(client), Box::new(pc))), is_sqlite: false })
             }
         }
     }

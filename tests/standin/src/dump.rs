@@ -47,7 +47,19 @@ pub fn dump(config: &Config, db: &Db, version: &str, target: &Path) -> Result<()
 }
 
 fn write_entries(zip: &mut zip::ZipWriter<File>, config: &Config, db: &Db, version: &str) -> Result<(), String> {
-    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let t = logger::now_local();
+    let mut opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    // Go stamps entries with the current time; without this they read 1980.
+    if let Ok(when) = zip::DateTime::from_date_and_time(
+        t.year as u16,
+        t.month as u8,
+        t.day as u8,
+        t.hour as u8,
+        t.minute as u8,
+        t.second as u8,
+    ) {
+        opts = opts.last_modified_time(when);
+    }
     let mut put = |name: &str, data: &[u8]| -> Result<(), String> {
         zip.start_file(name, opts)
             .and_then(|_| Ok(zip.write_all(data)?))

@@ -56,17 +56,14 @@ fn missing_publicurl_is_fatal_since_1_0_0_rc2() {
 fn config_file_in_rootpath_with_env_taking_precedence() {
     let sb = Sandbox::new("cfgfile");
     let bin = sb.release("v2.5.0");
-    let port = free_port();
     std::fs::write(
         sb.root().join("config.yml"),
-        format!(
-            "service:\n  interface: \"127.0.0.1:{port}\"\n  publicurl: https://from-file.example\n  motd: \"hello # not a comment\"\n  \
-             trustedproxies:\n  - 10.0.0.0/8\nfiles:\n  maxsize: 5MB\n"
-        ),
+        "service:\n  interface: \"127.0.0.1:0\"\n  publicurl: https://from-file.example\n  motd: \"hello # not a comment\"\n  \
+         trustedproxies:\n  - 10.0.0.0/8\nfiles:\n  maxsize: 5MB\n",
     )
     .unwrap();
-    let mut srv =
-        Server::spawn_plain(&bin, &sb.root(), port, &[("VIKUNJA_SERVICE_PUBLICURL", "https://from-env.example")]);
+    let mut srv = Server::spawn_plain(&bin, &sb.root(), &[("VIKUNJA_SERVICE_PUBLICURL", "https://from-env.example")]);
+    let port = srv.wait_bound(Duration::from_secs(20));
     srv.wait_healthy(Duration::from_secs(20));
     let info = get(port, "/api/v1/info").unwrap().json();
     assert_eq!(info["frontend_url"], "https://from-env.example/", "env beats the file");
@@ -160,7 +157,7 @@ fn unreadable_file_indirection_exits_1() {
     assert!(t.contains("Failed to read the config file at") && t.contains("database.password.file"), "{t}");
 
     // The web command fails the same way before it listens.
-    let mut srv = Server::spawn(&bin, &sb.root(), free_port(), &[("VIKUNJA_SERVICE_SECRET_FILE", "missing/relative")]);
+    let mut srv = Server::spawn(&bin, &sb.root(), &[("VIKUNJA_SERVICE_SECRET_FILE", "missing/relative")]);
     let st = srv.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(st.code(), Some(1));
     assert!(srv.log_text().contains(&sb.root().join("missing/relative").display().to_string()), "{}", srv.log_text());

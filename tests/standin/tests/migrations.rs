@@ -105,7 +105,7 @@ fn fail_migration_fault_planted_in_one_release_dir() {
     srv.stop();
 
     std::fs::write(new.parent().unwrap().join("STANDIN_FAULT"), "fail-migration\n").unwrap();
-    let mut srv = Server::spawn(&new, &sb.root(), free_port(), &[]);
+    let mut srv = Server::spawn(&new, &sb.root(), &[]);
     let st = srv.wait_exit(Duration::from_secs(10)).expect("a failed migration is fatal");
     assert_eq!(st.code(), Some(1));
     let log = srv.log_text();
@@ -119,8 +119,7 @@ fn fail_migration_fault_planted_in_one_release_dir() {
     srv.stop();
 
     // Via the environment as well.
-    let mut srv =
-        Server::spawn(&sb.release("v1.0.0"), &sb.root(), free_port(), &[("VIKUNJA_STANDIN_FAULT", "fail-migration")]);
+    let mut srv = Server::spawn(&sb.release("v1.0.0"), &sb.root(), &[("VIKUNJA_STANDIN_FAULT", "fail-migration")]);
     assert_eq!(srv.wait_exit(Duration::from_secs(10)).unwrap().code(), Some(1));
 }
 
@@ -137,9 +136,8 @@ fn never_healthy_fault_and_healthcheck_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("API server is not healthy: "));
 
-    let port = free_port();
-    let srv = Server::spawn(&bin, &sb.root(), port, &fault);
-    assert!(srv.wait_log("HTTP server listening", Duration::from_secs(10)));
+    let mut srv = Server::spawn(&bin, &sb.root(), &fault);
+    let port = srv.wait_bound(Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         match get(port, "/health") {
@@ -161,9 +159,10 @@ fn slow_start_fault_delays_listening() {
     let sb = Sandbox::new("slow");
     let bin = sb.release("v2.5.0");
     let t0 = Instant::now();
-    let mut srv = Server::spawn(&bin, &sb.root(), free_port(), &[("VIKUNJA_STANDIN_FAULT", "slow-start=1.5")]);
+    let mut srv = Server::spawn(&bin, &sb.root(), &[("VIKUNJA_STANDIN_FAULT", "slow-start=1.5")]);
     assert!(srv.wait_log("fault slow-start", Duration::from_secs(10)));
-    assert!(get(srv.port, "/health").is_err(), "not listening while starting slowly");
+    assert!(!srv.log_text().contains("HTTP server listening"), "not listening while starting slowly");
+    srv.wait_bound(Duration::from_secs(10));
     srv.wait_healthy(Duration::from_secs(10));
     assert!(t0.elapsed() >= Duration::from_millis(1500), "{:?}", t0.elapsed());
     srv.stop();

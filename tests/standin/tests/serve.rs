@@ -24,7 +24,7 @@ fn serves_health_info_frontend_and_tasks() {
     assert!(info.header("content-type").unwrap().starts_with("application/json"));
     let info = info.json();
     assert_eq!(info["version"], "v1.2.3", "version comes from the file name");
-    assert_eq!(info["frontend_url"], format!("http://127.0.0.1:{port}/"), "publicurl gets a trailing slash");
+    assert_eq!(info["frontend_url"], "http://standin.test/", "publicurl gets a trailing slash");
     assert_eq!(info["max_file_size"], "20MB");
     assert_eq!(info["task_attachments_enabled"], true);
     assert_eq!(info["concurrent_writes"], false, "SQLite does not allow concurrent writes");
@@ -181,7 +181,7 @@ fn busy_port_logs_server_error_and_keeps_running() {
         let holder = TcpListener::bind(if iface.is_empty() { "0.0.0.0:0" } else { "127.0.0.1:0" }).unwrap();
         let port = holder.local_addr().unwrap().port();
         let setting = format!("{iface}:{port}");
-        let mut srv = Server::spawn(&bin, &sb.root(), port, &[("VIKUNJA_SERVICE_INTERFACE", &setting)]);
+        let mut srv = Server::spawn(&bin, &sb.root(), &[("VIKUNJA_SERVICE_INTERFACE", &setting)]);
         assert!(srv.wait_log("Server error: listen tcp", Duration::from_secs(10)), "{}", srv.log_text());
         assert!(srv.log_text().contains("address already in use"), "{}", srv.log_text());
         std::thread::sleep(Duration::from_millis(500));
@@ -194,10 +194,14 @@ fn busy_port_logs_server_error_and_keeps_running() {
 fn interface_with_empty_host_listens_on_all_addresses() {
     let sb = Sandbox::new("anyaddr");
     let bin = sb.release("v2.5.0");
-    let port = free_port();
-    let iface = format!(":{port}");
-    let mut srv = Server::spawn(&bin, &sb.root(), port, &[("VIKUNJA_SERVICE_INTERFACE", &iface)]);
+    let mut srv = Server::spawn(&bin, &sb.root(), &[("VIKUNJA_SERVICE_INTERFACE", ":0")]);
+    let port = srv.wait_bound(Duration::from_secs(20));
     srv.wait_healthy(Duration::from_secs(20));
-    assert!(srv.log_text().contains(&format!("HTTP server listening on :{port}")));
+    assert!(srv.log_text().contains("HTTP server listening on :0"));
+    // Reachable over both loopback families where IPv6 exists.
+    if let Ok(mut s) = std::net::TcpStream::connect(("::1", port)) {
+        write_request(&mut s, "GET", "/health", &[], b"").unwrap();
+        assert_eq!(read_response(&mut s).unwrap().status, 200);
+    }
     srv.stop();
 }

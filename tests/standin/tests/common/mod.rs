@@ -45,7 +45,13 @@ impl Sandbox {
         std::fs::create_dir_all(&dir).unwrap();
         let bin = dir.join(format!("vikunja-{version}-linux-amd64"));
         if !bin.exists() {
-            std::fs::copy(BIN, &bin).unwrap();
+            // A hard link, not a copy: a copy's write fd can leak into a child
+            // forked meanwhile by another test thread, and exec of the copy
+            // then fails with ETXTBSY. The copy fallback is covered by
+            // `spawn_retrying`.
+            if std::fs::hard_link(BIN, &bin).is_err() {
+                std::fs::copy(BIN, &bin).unwrap();
+            }
         }
         bin
     }
@@ -80,15 +86,32 @@ pub fn command(bin: &Path, root: &Path, env: &[(&str, &str)]) -> Command {
     c
 }
 
+/// `spawn`, retried briefly on ETXTBSY (see [`Sandbox::release`]).
+pub fn spawn_retrying(c: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// Runs a one-shot command (`version`, `dump`, …) with optional stdin.
 pub fn run(bin: &Path, root: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     let mut c = command(bin, root, env);
     c.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    let mut child = spawn_retrying(&mut c);
     if let Some(input) = stdin {
         let mut s = child.stdin.take().unwrap();
-        s.write_all(input).unwrap();
+        // A command that fails before reading stdin closes the pipe early.
+        if let Err(e) = s.write_all(input) {
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+        }
     }
     child.wait_with_output().unwrap()
 }
@@ -105,35 +128,51 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `bin` on 127.0.0.1:<port> with a publicurl, plus `env`
-    /// (later entries win).
-    pub fn spawn(bin: &Path, root: &Path, port: u16, env: &[(&str, &str)]) -> Server {
-        let iface = format!("127.0.0.1:{port}");
-        let url = format!("http://127.0.0.1:{port}");
-        let mut all = vec![("VIKUNJA_SERVICE_INTERFACE", iface.as_str()), ("VIKUNJA_SERVICE_PUBLICURL", url.as_str())];
+    /// Starts `bin` on 127.0.0.1 with port 0 (the kernel picks a free one,
+    /// so parallel tests never race for ports) and publicurl
+    /// `http://standin.test`, plus `env` (later entries win). `port` is 0
+    /// until [`Server::wait_bound`].
+    pub fn spawn(bin: &Path, root: &Path, env: &[(&str, &str)]) -> Server {
+        let mut all =
+            vec![("VIKUNJA_SERVICE_INTERFACE", "127.0.0.1:0"), ("VIKUNJA_SERVICE_PUBLICURL", "http://standin.test")];
         all.extend_from_slice(env);
-        Server::spawn_plain(bin, root, port, &all)
+        Server::spawn_plain(bin, root, &all)
     }
 
-    /// Starts `bin` with only `env`; `port` is where the test expects it
-    /// (e.g. from a config file).
-    pub fn spawn_plain(bin: &Path, root: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    /// Starts `bin` with only `env`.
+    pub fn spawn_plain(bin: &Path, root: &Path, env: &[(&str, &str)]) -> Server {
         static N: AtomicUsize = AtomicUsize::new(0);
         let log = root.join(format!("standin-{}.log", N.fetch_add(1, Ordering::Relaxed)));
-        let child = command(bin, root, env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Server { child, port, log }
+        let mut c = command(bin, root, env);
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+        let child = spawn_retrying(&mut c);
+        Server { child, port: 0, log }
     }
 
-    /// Spawns and waits until `/health` answers 200.
+    /// Spawns, learns the port and waits until `/health` answers 200.
     pub fn start(bin: &Path, root: &Path, env: &[(&str, &str)]) -> Server {
-        let mut s = Server::spawn(bin, root, free_port(), env);
+        let mut s = Server::spawn(bin, root, env);
+        s.wait_bound(Duration::from_secs(20));
         s.wait_healthy(Duration::from_secs(20));
         s
+    }
+
+    /// Waits for the stand-in's `bound <addr>` log line and takes the port.
+    pub fn wait_bound(&mut self, timeout: Duration) -> u16 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if let Some(addr) = log.lines().find_map(|l| l.split("vikunja-standin: bound ").nth(1)) {
+                self.port = addr.trim().rsplit(':').next().unwrap().parse().unwrap();
+                return self.port;
+            }
+            assert!(!log.contains("Server error"), "could not bind:\n{log}");
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("stand-in exited with {st} before listening:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "not listening within {timeout:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn wait_healthy(&mut self, timeout: Duration) {
