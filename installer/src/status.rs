@@ -60,6 +60,9 @@ struct Cached {
     at: u64,
     colour: String,
     version: String,
+    /// Which units ran when the result was cached: a unit that stopped or started since makes the
+    /// cached result stale at once, whatever its age.
+    running: Vec<bool>,
     components: Vec<CachedComponent>,
 }
 
@@ -76,10 +79,22 @@ fn now_s() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+fn running_now(t: &health::Target) -> Vec<bool> {
+    let mut units = vec![t.l.unit_name("backend", t.colour.name())];
+    if t.d.components.mcp {
+        units.push(t.l.unit_name("mcp", t.colour.name()));
+    }
+    let mut v: Vec<bool> = units.iter().map(|u| t.init.is_active(t.l, u)).collect();
+    v.push(crate::nginx::is_running(t.l, t.init));
+    v
+}
+
 fn cached_health(t: &health::Target) -> Vec<(String, bool, String)> {
     let path = t.l.state_dir().join("health-cache.json");
+    let running = running_now(t);
     if let Some(c) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Cached>(&b).ok()) {
-        if now_s().saturating_sub(c.at) < CACHE_TTL.as_secs() && c.colour == t.colour.name() && c.version == t.version {
+        let fresh = now_s().saturating_sub(c.at) < CACHE_TTL.as_secs();
+        if fresh && c.colour == t.colour.name() && c.version == t.version && c.running == running {
             return c.components.into_iter().map(|c| (c.name, c.healthy, c.detail)).collect();
         }
     }
@@ -88,6 +103,7 @@ fn cached_health(t: &health::Target) -> Vec<(String, bool, String)> {
         at: now_s(),
         colour: t.colour.name().into(),
         version: t.version.into(),
+        running,
         components: fresh
             .iter()
             .map(|c| CachedComponent { name: c.name.into(), healthy: c.healthy, detail: c.detail.clone() })

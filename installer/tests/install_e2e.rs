@@ -385,3 +385,71 @@ fn installs_against_a_real_postgresql_server() {
         .iter()
         .any(|c| c["detail"].as_str().unwrap().starts_with("PostgreSQL")));
 }
+
+#[test]
+fn an_unhealthy_backend_exits_10_with_remediation_naming_the_real_unit() {
+    let sb = Sandbox::new("install-unhealthy").unwrap();
+    let cfg = write_config(&sb, "d", &sb.config("t6", V, &site().base(), ""));
+    assert!(install(&sb, &cfg).status.success());
+    let logs = sb.instance_dir("t6").join("logs");
+    let unit = "vikunja-t6-backend-blue";
+    let pidfile = logs.join(format!("{unit}.pid"));
+    let supervisor = std::fs::read_to_string(&pidfile).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &supervisor]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while pidfile.exists() {
+        assert!(std::time::Instant::now() < deadline, "the supervisor did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = installer(&sb, &["health"]);
+    assert_eq!(o.status.code(), Some(10));
+    let out = text(&o);
+    assert!(out.contains("FAIL Backend API"), "{out}");
+    assert!(out.contains(&format!("tail -n 50 {}", logs.join(format!("{unit}.log")).display())), "{out}");
+    assert!(out.contains("health-check.sh") && out.contains("df -h"), "{out}");
+    let o = installer(&sb, &["status", "--json"]);
+    assert_eq!(o.status.code(), Some(10));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["components"][0]["running"], false);
+    let script = sb.instance_dir("t6").join("scripts/health-check.sh");
+    let o = Command::new(&script).output().unwrap();
+    assert_eq!(o.status.code(), Some(10), "the operator script must agree: {}", text(&o));
+}
+
+#[test]
+fn the_service_user_owns_data_but_not_code_and_runs_the_backend() {
+    let sb = Sandbox::new("install-user").unwrap();
+    // A root with account files, so useradd --root can add the user there.
+    let etc = sb.root.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    for f in ["passwd", "group", "shadow", "gshadow"] {
+        let keep: String = std::fs::read_to_string(format!("/etc/{f}"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("root:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(etc.join(f), keep).unwrap();
+    }
+    let cfg = write_config(&sb, "d", &sb.config("t7", V, &site().base(), ""));
+    let o = install(&sb, &cfg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
+    let line = passwd.lines().find(|l| l.starts_with("vikunja:")).unwrap_or_else(|| panic!("no user: {passwd}"));
+    assert!(line.ends_with(":/usr/sbin/nologin"), "{line}");
+    let uid: u32 = line.split(':').nth(2).unwrap().parse().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let base = sb.instance_dir("t7");
+    assert_eq!(std::fs::metadata(base.join("data")).unwrap().uid(), uid);
+    assert_eq!(std::fs::metadata(base.join("logs")).unwrap().uid(), uid);
+    assert_eq!(std::fs::metadata(base.join("config/.service-secret")).unwrap().uid(), uid);
+    let bin = base.join(format!("releases/{V}/vikunja-{V}-linux-amd64"));
+    assert_eq!(std::fs::metadata(&bin).unwrap().uid(), 0, "code must stay root's");
+    assert_eq!(std::fs::metadata(&bin).unwrap().mode() & 0o222, 0, "code must be read-only");
+    // The backend process runs as that user.
+    let pid = std::fs::read_to_string(base.join("logs/vikunja-t7-backend-blue.pid")).unwrap();
+    let child = pid.split_whitespace().nth(1).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    let proc_uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().nth(1).unwrap();
+    assert_eq!(proc_uid, uid.to_string());
+}
