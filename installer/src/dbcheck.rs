@@ -56,3 +56,41 @@ pub fn check(l: &Layout, d: &Deployment, password: Option<&str>, timeout: Durati
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A listener that sends `greeting` to the first client.
+    fn server(greeting: &'static [u8]) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let _ = s.write_all(greeting);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        port
+    }
+
+    fn mysql(port: u16) -> Result<(), String> {
+        let mut d = Deployment::default();
+        d.database.kind = DbType::Mysql;
+        d.database.host = "127.0.0.1".into();
+        d.database.port = port;
+        let l = Layout::new(std::path::Path::new("/nonexistent"), "t");
+        check(&l, &d, None, Duration::from_secs(2))
+    }
+
+    #[test]
+    fn mysql_check_wants_a_protocol_10_greeting() {
+        // length 3 bytes, sequence 0, protocol version 10, then a server version string
+        assert_eq!(mysql(server(b"\x4a\x00\x00\x00\x0a10.11.6-MariaDB\x00")), Ok(()));
+        let e = mysql(server(b"HTTP/1.1 400 Bad Request\r\n\r\n")).unwrap_err();
+        assert!(e.contains("does not greet like a MySQL"), "{e}");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(mysql(closed).unwrap_err().contains("MySQL at 127.0.0.1"));
+    }
+}
