@@ -26,6 +26,8 @@ pub struct ConnectProxy {
     pub port: u16,
     connects: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    /// Connections still to be dropped without an answer (a flaky network for retry tests).
+    drop_next: Arc<std::sync::atomic::AtomicUsize>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -42,15 +44,22 @@ impl ConnectProxy {
         let port = listener.local_addr()?.port();
         let connects = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let drop_next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let acceptor = {
             let connects = Arc::clone(&connects);
             let stop = Arc::clone(&stop);
+            let drop_next = Arc::clone(&drop_next);
             thread::Builder::new()
                 .name(format!("connect-proxy-{port}"))
-                .spawn(move || accept_loop(listener, connects, stop))
+                .spawn(move || accept_loop(listener, connects, stop, drop_next))
                 .context("spawning the proxy accept thread")?
         };
-        Ok(ConnectProxy { port, connects, stop, acceptor: Some(acceptor) })
+        Ok(ConnectProxy { port, connects, stop, drop_next, acceptor: Some(acceptor) })
+    }
+
+    /// Makes the next `n` connections close at once without an answer, as a flaky network does.
+    pub fn drop_next(&self, n: usize) {
+        self.drop_next.store(n, Ordering::SeqCst);
     }
 
     /// Targets (`host:port`) of the tunnels opened so far, in order, so a test
@@ -78,12 +87,21 @@ impl Drop for ConnectProxy {
     }
 }
 
-fn accept_loop(listener: TcpListener, connects: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: TcpListener,
+    connects: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    drop_next: Arc<std::sync::atomic::AtomicUsize>,
+) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         let Ok(client) = conn else { continue };
+        if drop_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            drop(client);
+            continue;
+        }
         let connects = Arc::clone(&connects);
         // A failed tunnel only affects its own client, which sees the error.
         let _ = thread::Builder::new().name("connect-proxy-conn".into()).spawn(move || {

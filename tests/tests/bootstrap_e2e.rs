@@ -299,6 +299,43 @@ fn https_proxy_from_the_environment_is_used_and_no_proxy_honoured() {
     assert_eq!(proxy.connects().len(), before, "NO_PROXY ignored");
 }
 
+#[test]
+fn transient_network_failures_are_retried_with_backoff() {
+    let proxy = vikunja_e2e::proxy::ConnectProxy::start().unwrap();
+    proxy.drop_next(2);
+    let env = Env::new("retry").set("HTTPS_PROXY", &proxy.url());
+    let started = std::time::Instant::now();
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V2);
+    assert!(r.stderr.matches("retrying in").count() >= 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("retrying in 500 ms") && r.stderr.contains("retrying in 1000 ms"),
+        "backoff doubles: {}",
+        r.stderr
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    // A permanent error (404) is not retried.
+    let env = Env::new("no-retry");
+    let r = env.bootstrap(&["--version", "9.9.9", "--", "about"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("404") && !r.stderr.contains("retrying"), "{}", r.stderr);
+}
+
+#[test]
+fn a_progress_bar_is_drawn_on_a_terminal_only() {
+    let w = world();
+    let env = Env::new("progress");
+    let boot = w.v2.join(names::bootstrap(TARGET));
+    // `script` gives the bootstrap a pseudo-terminal for stderr.
+    let mut c = env.command("script");
+    c.args(["-q", "-e", "-c", &format!("{} -- --version", boot.display()), "/dev/null"]);
+    let r = env.run(c);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("MiB") && r.stdout.contains('%'), "no progress on a terminal: {}", r.stdout);
+    let r = env.bootstrap(&["--", "--version"]);
+    assert!(!r.stderr.contains("MiB"), "progress drawn without a terminal: {}", r.stderr);
+}
+
 // ---- attacks: every one must end in exit 3 with nothing run ----
 
 /// Publishes a private copy of the latest release under its own owner, for one attack to corrupt.
