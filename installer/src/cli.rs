@@ -21,7 +21,42 @@ pub enum Command {
     Install(Install),
     Health(Health),
     Status(Status),
+    Update(Update),
+    Rollback(Rollback),
     Supervise(Supervise),
+}
+
+/// Blue-green update to another Vikunja release: writes frozen, database backed up, the new
+/// release started on the idle colour and health-checked, then traffic switched; exit 11 when it
+/// was unhealthy and rolled back.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "update")]
+pub struct Update {
+    /// the Vikunja release to update to, like v2.5.0 (default: the newest on the download site)
+    #[argh(option)]
+    pub version: Option<String>,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Go back to the colour and version that served before the last update (restoring the
+/// pre-update database backup if the schema changed, after asking).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rollback")]
+pub struct Rollback {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// do not ask before restoring the database
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
 }
 
 /// Show this installer's version and where it runs from (the bundle the bootstrap unpacked).

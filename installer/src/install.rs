@@ -175,7 +175,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     }
     changed |= step("service units (blue, green)", units_changed);
 
-    let up = nginx::upstreams(d, units::backend_port(d, colour), units::mcp_port(d, colour));
+    let up = nginx::upstreams(d, colour, false);
     let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
     if init == Init::Systemd {
         nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;
@@ -230,11 +230,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     if previous.is_none() || state::active_colour(&l).is_none() {
         state::set_active_colour(&l, colour)?;
         let ts = format_rfc3339(now_unix());
-        let id = format!(
-            "vikunja-{}-{}",
-            d.instance.name,
-            ts.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-")
-        );
+        let id = state::deployment_id(&d.instance.name, &ts);
         state::set_deployed(
             &l,
             &Deployed { version: d.vikunja.version.clone(), timestamp: ts, colour, deployment_id: id },

@@ -4,12 +4,15 @@
 mod about;
 mod account;
 mod artifact;
+mod bluegreen;
 mod cli;
 mod config;
+mod dbbackup;
 mod dbcheck;
 mod health;
 mod init;
 mod install;
+mod journal;
 mod layout;
 mod lock;
 mod nginx;
@@ -62,6 +65,12 @@ fn main() -> ExitCode {
         Some(cli::Command::Install(i)) => cmd_install(i),
         Some(cli::Command::Health(h)) => cmd_health(h),
         Some(cli::Command::Status(s)) => cmd_status(s),
+        Some(cli::Command::Update(u)) => ops::open(&u.root, u.instance.as_deref())
+            .and_then(|inst| bluegreen::update(&inst, u.version.as_deref()))
+            .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
+            .and_then(|inst| bluegreen::rollback(&inst, r.yes))
+            .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         None => {
             eprintln!("vikunja-installer: no command given. Run `vikunja-installer --help` for the commands.");
@@ -106,6 +115,7 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
 
 fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     let inst = ops::open(&h.root, h.instance.as_deref())?;
+    bluegreen::recover_if_interrupted(&inst)?;
     let (l, d) = (&inst.layout, &inst.deployment);
     let deployed =
         state::deployed(l).ok_or_else(|| anyhow!("instance {} has no deployed version yet", d.instance.name))?;
@@ -131,6 +141,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
 
 fn cmd_status(s: cli::Status) -> Result<ExitCode> {
     let inst = ops::open(&s.root, s.instance.as_deref())?;
+    bluegreen::recover_if_interrupted(&inst)?;
     let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         let st = status::gather(&inst.layout, &inst.deployment, inst.init);

@@ -6,11 +6,13 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::config::Deployment;
 use crate::init::Init;
 use crate::layout::Layout;
 use crate::render::{render_nginx_main, render_site, render_upstreams, MainSpec, SiteSpec, Upstreams};
+use crate::state::Colour;
 use crate::tls::CertPaths;
 
 pub fn site_file(l: &Layout) -> PathBuf {
@@ -93,8 +95,36 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
     }
 }
 
-pub fn upstreams(d: &Deployment, backend_port: u16, mcp_port: u16) -> Upstreams {
-    Upstreams { instance: d.instance.name.clone(), backend_port, mcp_port: d.components.mcp.then_some(mcp_port) }
+/// The upstream file's contents: which colour gets traffic, and whether writes are frozen.
+pub fn upstreams(d: &Deployment, colour: Colour, write_freeze: bool) -> Upstreams {
+    Upstreams {
+        instance: d.instance.name.clone(),
+        backend_port: crate::units::backend_port(d, colour),
+        mcp_port: d.components.mcp.then_some(crate::units::mcp_port(d, colour)),
+        write_freeze,
+    }
+}
+
+/// Points traffic at `colour` (and freezes or lifts the freeze on writes) by replacing only the
+/// upstream file: atomically, checked with `nginx -t`, then a graceful reload. A failing check
+/// leaves the previous file and the running nginx untouched.
+pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), String> {
+    let text =
+        render_upstreams(&crate::templates::load("nginx/upstream.conf.tmpl")?, &upstreams(d, colour, write_freeze))
+            .map_err(|e| e.to_string())?;
+    if replace_checked(l, init, &[(upstream_file(l), text)])? || !is_running(l, init) {
+        start_or_reload(l, init)?;
+    }
+    Ok(())
+}
+
+/// What the upstream file currently routes to: (backend port, writes frozen).
+pub fn routed(l: &Layout) -> Option<(u16, bool)> {
+    let text = std::fs::read_to_string(upstream_file(l)).ok()?;
+    let port =
+        text.lines().find_map(|x| x.trim().strip_prefix("server 127.0.0.1:")?.strip_suffix(';')?.parse().ok())?;
+    let frozen = text.lines().any(|x| x.trim() == "default 1;");
+    Some((port, frozen))
 }
 
 /// The complete set of nginx files for this instance.
@@ -152,7 +182,10 @@ fn process_pid(l: &Layout) -> Option<i32> {
     String::from_utf8_lossy(&cmd).contains("nginx").then_some(pid)
 }
 
-/// Starts nginx, or reloads it so it picks up checked changes.
+/// Starts nginx, or reloads it so it picks up checked changes. A reload returns only once the
+/// new configuration serves: new workers are up and the old ones have finished their requests
+/// (bounded by `RELOAD_DRAIN`), so a caller that next stops a backend or backs up the database
+/// knows no old worker still sends traffic by the old rules.
 pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
     let run = |mut c: Command, what: &str| -> Result<(), String> {
         let out = c.output().map_err(|e| format!("{what}: {e}"))?;
@@ -162,19 +195,77 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
         }
     };
+    let master = master_pid(l, init);
+    let old_workers = master.map(children).unwrap_or_default();
     match (init, is_running(l, init)) {
         (Init::Process, true) => {
             let mut c = nginx_cmd(l, init);
             c.args(["-s", "reload"]);
-            run(c, "nginx -s reload")
+            run(c, "nginx -s reload")?;
         }
-        (Init::Process, false) => run(nginx_cmd(l, init), "start nginx"),
+        (Init::Process, false) => return run(nginx_cmd(l, init), "start nginx"),
         (Init::Systemd, running) => {
             let mut c = Command::new("systemctl");
             c.args([if running { "reload" } else { "restart" }, "nginx.service"]);
-            run(c, "systemctl reload nginx")
+            run(c, "systemctl reload nginx")?;
+            if !running {
+                return Ok(());
+            }
         }
     }
+    if let Some(m) = master {
+        wait_for_reload(m, &old_workers);
+    }
+    Ok(())
+}
+
+/// Longest wait for old workers to finish their requests; long-lived connections (MCP streams)
+/// may outlast it, and then the caller goes on.
+const RELOAD_DRAIN: Duration = Duration::from_secs(10);
+
+fn wait_for_reload(master: i32, old: &[i32]) {
+    let start = Instant::now();
+    loop {
+        let now = children(master);
+        let new_up = now.iter().any(|p| !old.contains(p));
+        let old_gone = !now.iter().any(|p| old.contains(p));
+        if (new_up && old_gone) || start.elapsed() > RELOAD_DRAIN {
+            if !(new_up && old_gone) {
+                eprintln!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn master_pid(l: &Layout, init: Init) -> Option<i32> {
+    match init {
+        Init::Process => process_pid(l),
+        Init::Systemd => {
+            let out =
+                Command::new("systemctl").args(["show", "-p", "MainPID", "--value", "nginx.service"]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|p| *p > 0)
+        }
+    }
+}
+
+/// Live (not zombie) child processes of `pid`: nginx's workers.
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().is_some_and(|s| {
+                let Some((_, rest)) = s.rsplit_once(')') else { return false };
+                let mut f = rest.split_whitespace();
+                let state = f.next().unwrap_or("Z");
+                state != "Z" && f.next().and_then(|pp| pp.parse::<i32>().ok()) == Some(pid)
+            })
+        })
+        .collect()
 }
 
 /// Debian's default site answers on port 80 with a welcome page; in a container dedicated to

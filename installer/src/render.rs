@@ -83,6 +83,9 @@ pub struct Upstreams {
     pub instance: String,
     pub backend_port: u16,
     pub mcp_port: Option<u16>,
+    /// Writes frozen: the site answers non-GET/HEAD requests under `/api/` with 503 and
+    /// `Retry-After` while reads keep flowing (during an update's backup and migration).
+    pub write_freeze: bool,
 }
 
 /// A whole nginx.conf for a private prefix (no systemd in the container, CI, the demo): pid, temp
@@ -278,6 +281,7 @@ pub fn render_upstreams(template: &str, u: &Upstreams) -> Result<String, RenderE
         ("instance", Value::Line(u.instance.clone())),
         ("upstream_id", Value::Line(upstream_id(t, &u.instance)?)),
         ("backend_port", Value::Line(port(t, "backend_port", u.backend_port)?)),
+        ("write_freeze", Value::Line(if u.write_freeze { "1" } else { "0" }.into())),
     ];
     let mcp_upstream = match u.mcp_port {
         Some(p) => {

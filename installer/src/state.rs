@@ -57,6 +57,11 @@ pub fn set_active_colour(l: &Layout, c: Colour) -> io::Result<()> {
     write_atomic(&l.state_dir().join("active-color"), format!("{}\n", c.name()).as_bytes(), 0o644)
 }
 
+/// The seed's deployment id, `vikunja-<instance>-YYYYMMDD-HHMMSS`, from an RFC 3339 time.
+pub fn deployment_id(instance: &str, rfc3339: &str) -> String {
+    format!("vikunja-{instance}-{}", rfc3339.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-"))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deployed {
     pub version: String,

@@ -49,6 +49,16 @@ fn check_field(d: &Deployment, field: &str) -> Result<(), String> {
     }
 }
 
+/// A yes/no question on the terminal; anything but y/yes is a no.
+pub fn confirm(question: &str) -> io::Result<bool> {
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut err = io::stderr();
+    let mut p = Prompter { input: &mut input, output: &mut err };
+    let a = p.ask(&format!("{question} (y/N)"), "n", |_| Ok(()))?;
+    Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
 /// Fills in the settings a person is expected to choose, on the terminal.
 pub fn run(d: Deployment) -> io::Result<Deployment> {
     let stdin = io::stdin();

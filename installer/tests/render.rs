@@ -289,7 +289,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 
     let e = render_upstreams(
         "{{mcp_upstream}} {{backend_port}}",
-        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None },
+        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None, write_freeze: false },
     )
     .unwrap_err();
     assert!(matches!(e, RenderError::Syntax { line: 1, .. }), "a block must stand alone on its line: {e:?}");
@@ -326,7 +326,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 fn upstream_names_are_per_instance() {
     let up = render_upstreams(
         builtin("nginx/upstream.conf.tmpl").unwrap(),
-        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459) },
+        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459), write_freeze: false },
     )
     .unwrap();
     assert!(up.contains("upstream vikunja_team_2_backend {\n    server 127.0.0.1:8091;"), "{up}");
@@ -420,6 +420,7 @@ struct Setup<'a> {
     user: Option<&'a str>,
     backend_port: u16,
     mcp_port: Option<u16>,
+    write_freeze: bool,
 }
 
 fn write_nginx(c: Setup) -> Nginx {
@@ -463,7 +464,12 @@ fn write_nginx(c: Setup) -> Nginx {
         mcp: c.mcp,
         ..site_spec(&prefix)
     };
-    let upstreams = Upstreams { instance: "main".into(), backend_port: c.backend_port, mcp_port: c.mcp_port };
+    let upstreams = Upstreams {
+        instance: "main".into(),
+        backend_port: c.backend_port,
+        mcp_port: c.mcp_port,
+        write_freeze: c.write_freeze,
+    };
     let main = MainSpec {
         prefix: prefix.clone(),
         site: prefix.join("site.conf"),
@@ -563,6 +569,7 @@ fn nginx_t_accepts_every_variant() {
             user: (i == 3).then_some("nobody nogroup"),
             backend_port: 8080,
             mcp_port: mcp.then_some(3456),
+            write_freeze: false,
         });
         let (ok, out) = n.test_config();
         assert!(ok, "nginx -t failed for mcp={mcp} static={static_frontend}:\n{out}");
@@ -583,6 +590,7 @@ fn broken_site_fails_nginx_t() {
         user: None,
         backend_port: 8080,
         mcp_port: None,
+        write_freeze: false,
     });
     let missing = n.prefix.join("no-such-upstream.conf");
     let site = render_site(
@@ -614,6 +622,7 @@ fn nginx_proxies_embedded_frontend_and_mcp() {
         user: None,
         backend_port: backend,
         mcp_port: Some(mcp),
+        write_freeze: false,
     });
     let (ok, out) = n.test_config();
     assert!(ok, "{out}");
@@ -686,6 +695,7 @@ fn nginx_serves_static_frontend() {
         user: None,
         backend_port: backend,
         mcp_port: None,
+        write_freeze: false,
     });
     let (ok, out) = n.test_config();
     assert!(ok, "{out}");
@@ -700,4 +710,35 @@ fn nginx_serves_static_frontend() {
         assert!(ok && out.starts_with(&format!("backend GET {path} ")), "{path} must reach the backend: {out}");
     }
     println!("live nginx (static frontend) took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_write_freeze_answers_writes_503_with_retry_after_and_keeps_reads() {
+    let backend = spawn_backend("backend");
+    let n = write_nginx(Setup {
+        tag: "live-freeze",
+        mcp: false,
+        static_frontend: false,
+        user: None,
+        backend_port: backend,
+        mcp_port: None,
+        write_freeze: true,
+    });
+    let (ok, out) = n.test_config();
+    assert!(ok, "{out}");
+    let _running = n.start();
+    for method in ["-G", "-I"] {
+        let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", method, &https(&n, "/api/v1/tasks/all")]);
+        assert!(ok && out == "200", "{method} during the freeze: {out}");
+    }
+    for method in ["PUT", "POST", "DELETE", "PATCH"] {
+        let (ok, out) = curl(&["-D", "-", "-X", method, "--data", "{}", &https(&n, "/api/v1/projects/1/tasks")]);
+        assert!(ok && out.starts_with("HTTP/2 503"), "{method} during the freeze: {out}");
+        let lower = out.to_ascii_lowercase();
+        assert!(lower.contains("retry-after: 5") && lower.contains("strict-transport-security"), "{out}");
+        assert!(out.contains("being updated") && !out.contains("backend "), "{out}");
+    }
+    // Outside /api/ nothing is frozen (the frontend's assets, health).
+    let (ok, out) = curl(&["-X", "POST", &https(&n, "/other")]);
+    assert!(ok && out.starts_with("backend POST /other"), "{out}");
 }

@@ -1,0 +1,627 @@
+//! Blue-green `update` and `rollback`, and the recovery of one that was interrupted.
+//!
+//! Both run the same steps (the journal records each before it happens):
+//! freeze writes in nginx (reads keep flowing to the serving colour) → back up the database →
+//! start the other colour (Vikunja migrates at start) → health gate with the expected version →
+//! switch nginx to it and lift the freeze in one checked reload → drain the old colour with SIGINT.
+//! An unhealthy new colour is stopped, the backup restored if its migrations changed the schema,
+//! and the freeze lifted: the old colour never stopped serving. Because writes are frozen from the
+//! backup on, restoring it loses no acknowledged write.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use manifests::time::{format_rfc3339, now_unix};
+use manifests::Exit;
+
+use crate::config::Deployment;
+use crate::init::Init;
+use crate::install::Failed;
+use crate::journal::{Journal, Step};
+use crate::layout::Layout;
+use crate::lock::{LockError, OperationLock};
+use crate::ops::Instance;
+use crate::state::{self, Colour, Deployed, LastOperation};
+use crate::{artifact, dbbackup, health, nginx, units};
+
+fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
+    Failed { code, message: message.into() }.into()
+}
+
+/// Prints what a user watching the operation wants to see, with the time since it began; on
+/// stderr when the command's stdout is for something else (a recovery run by `status --json`).
+struct Progress {
+    start: Instant,
+    stderr: bool,
+}
+impl Progress {
+    fn new(stderr: bool) -> Progress {
+        Progress { start: Instant::now(), stderr }
+    }
+    fn say(&self, msg: &str) {
+        let line = format!("[{:>6.2}s] {msg}", self.start.elapsed().as_secs_f64());
+        if self.stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+struct Ctx<'a> {
+    l: &'a Layout,
+    d: &'a Deployment,
+    init: Init,
+}
+
+impl Ctx<'_> {
+    fn unit_names(&self, c: Colour) -> Result<Vec<String>> {
+        Ok(units::render_colour(self.l, self.d, c, "0.0.0")
+            .map_err(|e| anyhow!(e))?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect())
+    }
+
+    fn running(&self, c: Colour) -> Result<bool> {
+        Ok(self.unit_names(c)?.iter().any(|u| self.init.is_active(self.l, u)))
+    }
+
+    /// Renders the colour's units for `version` and starts them (restarting any left running).
+    fn start(&self, c: Colour, version: &str) -> Result<()> {
+        for (unit, text) in units::render_colour(self.l, self.d, c, version).map_err(|e| anyhow!(e))? {
+            self.init.install_unit(self.l, &unit, &text).map_err(|e| anyhow!(e))?;
+            if self.init.is_active(self.l, &unit) {
+                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
+            }
+            self.init.start(self.l, &unit).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the colour's units; the backend drains in-flight requests on SIGINT.
+    fn stop(&self, c: Colour) -> Result<()> {
+        for unit in self.unit_names(c)? {
+            if self.init.is_active(self.l, &unit) {
+                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn route(&self, c: Colour, freeze: bool) -> Result<()> {
+        nginx::route(self.l, self.d, self.init, c, freeze).map_err(|e| anyhow!(e))
+    }
+
+    fn healthy(&self, c: Colour, version: &str) -> (bool, Vec<health::Component>) {
+        let t = health::Target { l: self.l, d: self.d, init: self.init, colour: c, version };
+        // Polled faster than the configured interval (capped by it): the gate should open as soon
+        // as the new colour answers, not up to one interval later.
+        let interval = Duration::from_secs(self.d.health.interval_s).min(Duration::from_millis(100));
+        let report = health::wait_all(&t, interval, Duration::from_secs(self.d.health.timeout_s));
+        (report.iter().all(|c| c.healthy), report)
+    }
+
+    fn schema_changed(&self, before: &Option<Vec<String>>) -> bool {
+        match (before, dbbackup::migrations(self.l, self.d)) {
+            (Some(b), Some(now)) => *b != now,
+            _ => true,
+        }
+    }
+}
+
+/// Where a rollback goes: written when an update or rollback completes.
+#[derive(Debug, Clone)]
+struct RollbackPoint {
+    colour: Colour,
+    version: String,
+    backup: String,
+    migrations: Option<Vec<String>>,
+}
+
+fn rollback_point_path(l: &Layout) -> PathBuf {
+    l.state_dir().join("rollback-point")
+}
+
+fn load_rollback_point(l: &Layout) -> Option<RollbackPoint> {
+    let kv = state::read_kv(&rollback_point_path(l)).ok()?;
+    let migrations = match state::get(&kv, "migrations")? {
+        "unknown" => None,
+        "" => Some(Vec::new()),
+        m => Some(m.split(',').map(str::to_string).collect()),
+    };
+    Some(RollbackPoint {
+        colour: Colour::parse(state::get(&kv, "color")?)?,
+        version: state::get(&kv, "version")?.to_string(),
+        backup: state::get(&kv, "backup")?.to_string(),
+        migrations,
+    })
+}
+
+fn save_rollback_point(l: &Layout, p: &RollbackPoint) -> std::io::Result<()> {
+    let m = p.migrations.as_ref().map(|m| m.join(",")).unwrap_or_else(|| "unknown".into());
+    state::write_kv(
+        &rollback_point_path(l),
+        &[
+            ("color", p.colour.name().into()),
+            ("version", p.version.clone()),
+            ("backup", p.backup.clone()),
+            ("migrations", m),
+        ],
+    )
+}
+
+fn lock(l: &Layout, op: &str) -> Result<OperationLock> {
+    OperationLock::acquire(l, op).map_err(|e| match e {
+        LockError::Held { .. } => fail(Exit::Locked, e.to_string()),
+        other => anyhow!(other),
+    })
+}
+
+/// Finishes or undoes an operation a previous run left in its journal. Called under the lock.
+fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
+    let Some(mut j) = Journal::load(ctx.l).context("read the operation journal")? else { return Ok(()) };
+    let started = Instant::now();
+    if j.step >= Step::Switched {
+        p.say(&format!(
+            "an interrupted {} ({} -> {}) had already switched traffic to {}: finishing it",
+            j.operation,
+            j.from_version,
+            j.to_version,
+            j.to_colour.name()
+        ));
+        finish(ctx, &mut j, p)?;
+        record(ctx.l, &j, started, "finished after an interruption")?;
+    } else {
+        p.say(&format!(
+            "an interrupted {} ({} -> {}) stopped at step {}: undoing it",
+            j.operation,
+            j.from_version,
+            j.to_version,
+            j.step.name()
+        ));
+        undo(ctx, &j, p).map_err(|e| undo_failed(ctx, &j, e))?;
+        record(ctx.l, &j, started, "undone after an interruption")?;
+    }
+    Ok(())
+}
+
+/// For `status` and `health`: recovers an interrupted operation unless another one is running
+/// right now (then it is left alone, and the command just reports).
+pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
+    if !matches!(Journal::load(&inst.layout), Ok(Some(_))) {
+        return Ok(());
+    }
+    let _lock = match OperationLock::acquire(&inst.layout, "recover") {
+        Ok(l) => l,
+        Err(LockError::Held { .. }) => return Ok(()),
+        Err(e) => return Err(anyhow!(e)),
+    };
+    let ctx = Ctx { l: &inst.layout, d: &inst.deployment, init: inst.init };
+    recover_locked(&ctx, &Progress::new(true))
+}
+
+fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
+    fail(
+        Exit::RollbackFailed,
+        format!(
+            "undoing the {op} failed: {e:#}\nState: journal {journal} (step {step}); {from} ({fv}) should serve, {to} ({tv}) \
+             should be stopped; database backup {backup}.\nWhat to do: fix the cause above, then run any \
+             vikunja-installer command (status) to retry the recovery, or restore the backup with \
+             vikunja-installer restore.",
+            op = j.operation,
+            journal = ctx.l.state_dir().join("journal").display(),
+            step = j.step.name(),
+            from = j.from_colour.name(),
+            fv = j.from_version,
+            to = j.to_colour.name(),
+            tv = j.to_version,
+            backup = j.undo_backup,
+        ),
+    )
+}
+
+/// Back to the state before the operation: new colour stopped, database restored if its schema
+/// changed, old colour serving reads and writes.
+fn undo(ctx: &Ctx, j: &Journal, p: &Progress) -> Result<()> {
+    ctx.stop(j.to_colour)?;
+    p.say(&format!("stopped {}", j.to_colour.name()));
+    if j.step >= Step::BackedUp && ctx.schema_changed(&j.migrations_before) {
+        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.undo_backup)).map_err(|e| anyhow!(e))?;
+        p.say(&format!("database restored from {}", j.undo_backup));
+    }
+    if !ctx.running(j.from_colour)? {
+        ctx.start(j.from_colour, &j.from_version)?;
+    }
+    ctx.route(j.from_colour, false)?;
+    p.say(&format!("writes resumed on {} ({})", j.from_colour.name(), j.from_version));
+    Journal::remove(ctx.l)?;
+    Ok(())
+}
+
+/// The new colour is healthy: route to it, lift the freeze, drain the old one, record state.
+fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
+    if !ctx.running(j.to_colour)? {
+        ctx.start(j.to_colour, &j.to_version)?;
+    }
+    ctx.route(j.to_colour, false)?;
+    p.say(&format!("traffic switched to {} ({}), writes resumed", j.to_colour.name(), j.to_version));
+    ctx.stop(j.from_colour)?;
+    p.say(&format!("{} drained and stopped", j.from_colour.name()));
+    let ts = format_rfc3339(now_unix());
+    state::set_active_colour(ctx.l, j.to_colour)?;
+    state::set_deployed(
+        ctx.l,
+        &Deployed { version: j.to_version.clone(), timestamp: ts, colour: j.to_colour, deployment_id: j.id.clone() },
+    )?;
+    let mut d = ctx.d.clone();
+    d.vikunja.version = j.to_version.clone();
+    manifests::atomic::write_atomic(&ctx.l.deployment_file(), d.to_toml().as_bytes(), 0o640)
+        .with_context(|| format!("write {}", ctx.l.deployment_file().display()))?;
+    save_rollback_point(
+        ctx.l,
+        &RollbackPoint {
+            colour: j.from_colour,
+            version: j.from_version.clone(),
+            backup: j.undo_backup.clone(),
+            migrations: j.migrations_before.clone(),
+        },
+    )?;
+    Journal::remove(ctx.l)?;
+    prune_releases(ctx.l, &[&j.to_version, &j.from_version], ctx.d.retention.releases.max(2) as usize);
+    Ok(())
+}
+
+/// Keeps the newest `keep` releases (never the ones in `protect`); older ones are removed.
+fn prune_releases(l: &Layout, protect: &[&str], keep: usize) {
+    let mut all: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(l.releases_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            (!name.starts_with('.')).then_some(())?;
+            Some((e.metadata().ok()?.modified().ok()?, name))
+        })
+        .collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut kept = protect.len();
+    for (_, name) in all {
+        if protect.contains(&name.as_str()) {
+            continue;
+        }
+        if kept < keep {
+            kept += 1;
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(l.release_dir(&name));
+    }
+}
+
+fn record(l: &Layout, j: &Journal, started: Instant, result: &str) -> Result<()> {
+    state::record_operation(
+        l,
+        &LastOperation {
+            operation: j.operation.clone(),
+            started: j.started.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            result: result.into(),
+        },
+    )?;
+    Ok(())
+}
+
+/// Which colour serves now, and which version. A colour recorded as active but not running is
+/// started again; the other colour left running without a journal is stopped.
+fn detect_active(ctx: &Ctx, p: &Progress) -> Result<(Colour, String)> {
+    let dep = state::deployed(ctx.l).ok_or_else(|| {
+        fail(
+            Exit::Error,
+            format!("instance {} has no deployed version yet; run vikunja-installer install", ctx.d.instance.name),
+        )
+    })?;
+    let active = state::active_colour(ctx.l).unwrap_or(dep.colour);
+    let other = other(active);
+    if !ctx.running(active)? {
+        p.say(&format!("{} is recorded as active but is not running: starting it", active.name()));
+        ctx.start(active, &dep.version)?;
+    }
+    if ctx.running(other)? {
+        p.say(&format!("{} is running but not active (left over): stopping it", other.name()));
+        ctx.stop(other)?;
+    }
+    if nginx::routed(ctx.l).map(|(port, _)| port) != Some(units::backend_port(ctx.d, active)) {
+        p.say(&format!("nginx did not route to the active colour {}: repaired", active.name()));
+        ctx.route(active, false)?;
+    }
+    Ok((active, dep.version))
+}
+
+fn other(c: Colour) -> Colour {
+    match c {
+        Colour::Blue => Colour::Green,
+        Colour::Green => Colour::Blue,
+    }
+}
+
+fn operation_id(instance: &str) -> String {
+    state::deployment_id(instance, &format_rfc3339(now_unix()))
+}
+
+/// The newest release listed at `{download_base}.json` (the download site's JSON listing): every
+/// string in it that is a version counts.
+fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result<String> {
+    let url = format!("{}.json", d.vikunja.download_base.trim_end_matches('/'));
+    let body = fetcher.get_small(&url, 4 << 20).map_err(|e| {
+        fail(e.exit(), format!("finding the newest Vikunja release failed: {e}; name one with --version vX.Y.Z"))
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        fail(Exit::Download, format!("{url} is not a JSON listing ({e}); name a release with --version"))
+    })?;
+    let mut found: Vec<(manifests::version::Version, String)> = Vec::new();
+    let mut stack = vec![&v];
+    while let Some(x) = stack.pop() {
+        match x {
+            serde_json::Value::String(s) => {
+                let name = s.trim_end_matches('/');
+                if let Ok(ver) = manifests::version::Version::parse(name.trim_start_matches('v')) {
+                    if ver.pre.is_none() {
+                        found.push((ver, format!("v{}", name.trim_start_matches('v'))));
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    found
+        .into_iter()
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, s)| s)
+        .ok_or_else(|| fail(Exit::Download, format!("{url} lists no release versions; name one with --version vX.Y.Z")))
+}
+
+pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
+    let p = Progress::new(false);
+    let (l, d) = (&inst.layout, &inst.deployment);
+    let ctx = Ctx { l, d, init: inst.init };
+    let _lock = lock(l, "update")?;
+    recover_locked(&ctx, &p)?;
+    let started = Instant::now();
+    let (from, from_version) = detect_active(&ctx, &p)?;
+    let fetcher =
+        manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
+            .map_err(|e| fail(e.exit(), e.to_string()))?;
+    let to_version = match version {
+        Some(v) => v.to_string(),
+        None => newest_version(d, &fetcher)?,
+    };
+    let mut target = d.clone();
+    target.vikunja.version = to_version.clone();
+    if version.is_some() {
+        // A pinned zip checksum belongs to the version it was pinned for.
+        target.vikunja.sha256 = None;
+        target.vikunja.artifact = None;
+    }
+    target.validate().map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    if to_version == from_version {
+        println!(
+            "Instance {} already runs Vikunja {from_version} on {}: nothing to update.",
+            d.instance.name,
+            from.name()
+        );
+        return Ok(());
+    }
+    let to = other(from);
+    p.say(&format!(
+        "updating instance {} from {from_version} ({}) to {to_version} ({})",
+        d.instance.name,
+        from.name(),
+        to.name()
+    ));
+    artifact::ensure_release(l, &target, Some(&fetcher)).map_err(|e| fail(e.exit(), e.to_string()))?;
+    p.say(&format!("release {to_version} verified in {}", l.release_dir(&to_version).display()));
+
+    let id = operation_id(&d.instance.name);
+    let backup = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-update-{id}")));
+    let mut j = Journal {
+        operation: "update".into(),
+        id,
+        started: format_rfc3339(now_unix()),
+        step: Step::Started,
+        from_colour: from,
+        from_version: from_version.clone(),
+        to_colour: to,
+        to_version: to_version.clone(),
+        undo_backup: backup.to_string_lossy().into_owned(),
+        migrations_before: None,
+    };
+    j.advance(l, Step::Started)?;
+    let gate = (|| -> Result<(bool, Vec<health::Component>)> {
+        j.advance(l, Step::Frozen)?;
+        ctx.route(from, true)?;
+        let frozen_at = Instant::now();
+        p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        j.migrations_before = dbbackup::migrations(l, d);
+        dbbackup::backup(l, d, &backup).map_err(|e| anyhow!(e))?;
+        j.advance(l, Step::BackedUp)?;
+        p.say(&format!("database backed up to {}", backup.display()));
+        j.advance(l, Step::Starting)?;
+        let ctx_to = Ctx { l, d: &target, init: inst.init };
+        ctx_to.start(to, &to_version)?;
+        p.say(&format!("{} started with {to_version}; health gate (timeout {} s)", to.name(), d.health.timeout_s));
+        let r = ctx_to.healthy(to, &to_version);
+        p.say(&format!(
+            "health gate: {} after {:.2} s of write freeze",
+            if r.0 { "passed" } else { "FAILED" },
+            frozen_at.elapsed().as_secs_f64()
+        ));
+        Ok(r)
+    })();
+    match gate {
+        Ok((true, _)) => {
+            j.advance(l, Step::Switched)?;
+            let ctx_to = Ctx { l, d: &target, init: inst.init };
+            finish(&ctx_to, &mut j, &p)?;
+            record(l, &j, started, "success")?;
+            println!("Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.", d.instance.name);
+            Ok(())
+        }
+        Ok((false, report)) => {
+            health::print_report(&report);
+            undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
+            record(l, &j, started, "failed, rolled back")?;
+            Err(fail(
+                Exit::RolledBack,
+                format!(
+                    "Vikunja {to_version} did not become healthy on {} within {} s (see above); it was stopped and {from_version} \
+                     kept serving on {}; nothing was lost. Logs: {}",
+                    to.name(),
+                    d.health.timeout_s,
+                    from.name(),
+                    l.logs_dir().display()
+                ),
+            ))
+        }
+        Err(e) => {
+            p.say(&format!("update failed: {e:#}"));
+            undo(&ctx, &j, &p).map_err(|e2| undo_failed(&ctx, &j, e2))?;
+            record(l, &j, started, "failed, rolled back")?;
+            Err(fail(
+                Exit::RolledBack,
+                format!("update to {to_version} failed and was undone; {from_version} keeps serving: {e:#}"),
+            ))
+        }
+    }
+}
+
+pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
+    let p = Progress::new(false);
+    let (l, d) = (&inst.layout, &inst.deployment);
+    let ctx = Ctx { l, d, init: inst.init };
+    let _lock = lock(l, "rollback")?;
+    recover_locked(&ctx, &p)?;
+    let started = Instant::now();
+    let (from, from_version) = detect_active(&ctx, &p)?;
+    let point = load_rollback_point(l).ok_or_else(|| {
+        fail(
+            Exit::Error,
+            format!(
+                "instance {} has no previous deployment to roll back to (no update has completed)",
+                d.instance.name
+            ),
+        )
+    })?;
+    if point.colour == from {
+        return Err(fail(
+            Exit::Error,
+            format!("the rollback point ({}) is the colour that serves now; nothing to roll back", point.colour.name()),
+        ));
+    }
+    if !artifact::binary_path(l, &point.version).is_file() {
+        return Err(fail(
+            Exit::Error,
+            format!(
+                "release {} is no longer in {}; use vikunja-installer update --version {}",
+                point.version,
+                l.releases_dir().display(),
+                point.version
+            ),
+        ));
+    }
+    let now_migrations = dbbackup::migrations(l, d);
+    let restore_db = match (&point.migrations, &now_migrations) {
+        (Some(a), Some(b)) => a != b,
+        _ => true,
+    };
+    if restore_db {
+        println!(
+            "Vikunja {from_version} changed the database schema, which {} cannot use: rolling back restores the database \
+             backup taken before the update ({}). Changes made since then are lost; the current database is backed up first.",
+            point.version, point.backup
+        );
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(
+                    Exit::Usage,
+                    "rollback needs to restore the database: confirm with --yes (no terminal to ask on)",
+                ));
+            }
+            if !crate::wizard::confirm("Roll back and restore the database?")? {
+                return Err(fail(Exit::Error, "rollback cancelled; nothing was changed"));
+            }
+        }
+    }
+    let to = point.colour;
+    let target_version = point.version.clone();
+    let mut target = d.clone();
+    target.vikunja.version = target_version.clone();
+    let id = operation_id(&d.instance.name);
+    let safety = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-rollback-{id}")));
+    let mut j = Journal {
+        operation: "rollback".into(),
+        id,
+        started: format_rfc3339(now_unix()),
+        step: Step::Started,
+        from_colour: from,
+        from_version: from_version.clone(),
+        to_colour: to,
+        to_version: target_version.clone(),
+        undo_backup: safety.to_string_lossy().into_owned(),
+        migrations_before: now_migrations,
+    };
+    p.say(&format!(
+        "rolling back instance {} from {from_version} ({}) to {target_version} ({})",
+        d.instance.name,
+        from.name(),
+        to.name()
+    ));
+    j.advance(l, Step::Started)?;
+    let gate = (|| -> Result<(bool, Vec<health::Component>)> {
+        j.advance(l, Step::Frozen)?;
+        ctx.route(from, true)?;
+        p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        dbbackup::backup(l, d, &safety).map_err(|e| anyhow!(e))?;
+        j.advance(l, Step::BackedUp)?;
+        p.say(&format!("current database backed up to {}", safety.display()));
+        if restore_db {
+            dbbackup::restore(l, d, Path::new(&point.backup)).map_err(|e| anyhow!(e))?;
+            p.say(&format!("database restored from {}", point.backup));
+        }
+        j.advance(l, Step::Starting)?;
+        let ctx_to = Ctx { l, d: &target, init: inst.init };
+        ctx_to.start(to, &target_version)?;
+        p.say(&format!("{} started with {target_version}; health gate", to.name()));
+        let r = ctx_to.healthy(to, &target_version);
+        p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
+        Ok(r)
+    })();
+    match gate {
+        Ok((true, _)) => {
+            j.advance(l, Step::Switched)?;
+            let ctx_to = Ctx { l, d: &target, init: inst.init };
+            finish(&ctx_to, &mut j, &p)?;
+            record(l, &j, started, "success")?;
+            println!("Rolled instance {} back to Vikunja {target_version}.", d.instance.name);
+            Ok(())
+        }
+        Ok((false, report)) => {
+            health::print_report(&report);
+            undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
+            record(l, &j, started, "failed, undone")?;
+            Err(fail(
+                Exit::RolledBack,
+                format!("Vikunja {target_version} did not become healthy; {from_version} keeps serving"),
+            ))
+        }
+        Err(e) => {
+            undo(&ctx, &j, &p).map_err(|e2| undo_failed(&ctx, &j, e2))?;
+            record(l, &j, started, "failed, undone")?;
+            Err(fail(Exit::RolledBack, format!("rollback failed and was undone; {from_version} keeps serving: {e:#}")))
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The journal of a blue-green operation (`update` or `rollback`) in `state/journal`, rewritten
+//! atomically at every step. If the installer dies (SIGKILL, power cut), the next command reads
+//! it and either finishes the operation (once traffic was switched to the new colour) or undoes
+//! it (before that): see `switch::recover`.
+
+use std::io;
+
+use crate::layout::Layout;
+use crate::state::{get, read_kv, write_kv, Colour};
+
+/// The steps in order. Everything before `Switched` is undone by recovery; from `Switched` on,
+/// recovery finishes the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// Lock taken, journal written; nothing changed yet.
+    Started,
+    /// nginx answers writes with 503; reads still go to the old colour.
+    Frozen,
+    /// The database backup is complete (and, for a rollback, restored).
+    BackedUp,
+    /// The new colour's services were started (and may have migrated the database).
+    Starting,
+    /// The new colour was healthy and is (being) given the traffic: the point of no return.
+    Switched,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Started => "started",
+            Step::Frozen => "frozen",
+            Step::BackedUp => "backed-up",
+            Step::Starting => "starting",
+            Step::Switched => "switched",
+        }
+    }
+    fn parse(s: &str) -> Option<Step> {
+        [Step::Started, Step::Frozen, Step::BackedUp, Step::Starting, Step::Switched]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journal {
+    pub operation: String,
+    pub id: String,
+    pub started: String,
+    pub step: Step,
+    pub from_colour: Colour,
+    pub from_version: String,
+    pub to_colour: Colour,
+    pub to_version: String,
+    /// The database backup that undoing this operation restores, if the schema changed.
+    pub undo_backup: String,
+    /// Migration ids before the operation touched the database; `None` if they could not be read,
+    /// in which case undoing always restores `undo_backup`.
+    pub migrations_before: Option<Vec<String>>,
+}
+
+fn path(l: &Layout) -> std::path::PathBuf {
+    l.state_dir().join("journal")
+}
+
+/// Test-only fault injection: `VIKUNJA_INSTALLER_TEST_KILL_AT=<step>` makes the installer SIGKILL
+/// itself right after recording that step, so tests can prove recovery from every step. Unset in
+/// production, where it does nothing.
+const KILL_AT: &str = "VIKUNJA_INSTALLER_TEST_KILL_AT";
+
+impl Journal {
+    pub fn load(l: &Layout) -> io::Result<Option<Journal>> {
+        let kv = match read_kv(&path(l)) {
+            Ok(kv) => kv,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path(l).display()));
+        let field = |k: &str| get(&kv, k).map(str::to_string).ok_or_else(|| bad(&format!("no {k}")));
+        let colour = |k: &str| get(&kv, k).and_then(Colour::parse).ok_or_else(|| bad(&format!("bad {k}")));
+        let migrations_before = match field("migrations_before")?.as_str() {
+            "unknown" => None,
+            "" => Some(Vec::new()),
+            list => Some(list.split(',').map(str::to_string).collect()),
+        };
+        Ok(Some(Journal {
+            operation: field("operation")?,
+            id: field("id")?,
+            started: field("started")?,
+            step: get(&kv, "step").and_then(Step::parse).ok_or_else(|| bad("bad step"))?,
+            from_colour: colour("from_color")?,
+            from_version: field("from_version")?,
+            to_colour: colour("to_color")?,
+            to_version: field("to_version")?,
+            undo_backup: field("undo_backup")?,
+            migrations_before,
+        }))
+    }
+
+    /// Records `step` durably before the caller does what it names.
+    pub fn advance(&mut self, l: &Layout, step: Step) -> io::Result<()> {
+        self.step = step;
+        self.save(l)?;
+        if std::env::var(KILL_AT).is_ok_and(|v| v == step.name()) {
+            // SAFETY: kill(2) with our own pid only takes integers; SIGKILL ends the process here,
+            // exactly like an operator's `kill -9` would.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, l: &Layout) -> io::Result<()> {
+        let migrations = match &self.migrations_before {
+            None => "unknown".to_string(),
+            Some(m) => m.join(","),
+        };
+        write_kv(
+            &path(l),
+            &[
+                ("operation", self.operation.clone()),
+                ("id", self.id.clone()),
+                ("started", self.started.clone()),
+                ("step", self.step.name().to_string()),
+                ("from_color", self.from_colour.name().to_string()),
+                ("from_version", self.from_version.clone()),
+                ("to_color", self.to_colour.name().to_string()),
+                ("to_version", self.to_version.clone()),
+                ("undo_backup", self.undo_backup.clone()),
+                ("migrations_before", migrations),
+            ],
+        )
+    }
+
+    pub fn remove(l: &Layout) -> io::Result<()> {
+        match std::fs::remove_file(path(l)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Blue-green `update` and `rollback` for real: a sandbox root, real nginx with TLS, the Vikunja
+//! stand-in (two releases served as zips over HTTPS), services under the installer's supervisor,
+//! and a curl-based load of reads and writes running through nginx during the operation.
+//! After every case: every write the clients were told was stored is there, exactly one colour
+//! serves, and the state files agree with what runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use vikunja_e2e::load::{Load, Target};
+use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
+
+const V1: &str = "v2.4.0";
+const V2: &str = "v2.5.0";
+
+fn site() -> &'static DownloadSite {
+    static S: OnceLock<DownloadSite> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = vikunja_e2e::scratch_dir("update-site").unwrap();
+        let s = DownloadSite::start(&dir, &[V1, V2]).unwrap();
+        // The download site's JSON listing, for `update` without --version.
+        let listing =
+            format!("[{{\"name\":\"{V1}/\",\"type\":\"directory\"}},{{\"name\":\"{V2}/\",\"type\":\"directory\"}}]");
+        std::fs::write(s.server.www.join("vikunja.json"), listing).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(s.server.www.join("vikunja.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        s
+    })
+}
+
+fn installer_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
+        .args(args)
+        .arg("--root")
+        .arg(&sb.root)
+        .env("SSL_CERT_FILE", &site().ca.ca_pem)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ vikunja-installer {} ({:?})\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn installer(sb: &Sandbox, args: &[&str]) -> Output {
+    installer_env(sb, args, &[])
+}
+
+const INSTANCE: &str = "bg";
+
+/// A sandbox with V1 installed and healthy.
+fn installed(name: &str) -> Sandbox {
+    let sb = Sandbox::new(name).unwrap();
+    let cfg = sb.root.join("d.toml");
+    std::fs::write(&cfg, sb.config(INSTANCE, V1, &site().base(), "")).unwrap();
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "install failed");
+    sb
+}
+
+fn target(sb: &Sandbox) -> Target {
+    Target::new("vikunja.test", sb.ports.https, sb.instance_dir(INSTANCE).join("config/ssl/cert.pem"))
+}
+
+fn status(sb: &Sandbox) -> serde_json::Value {
+    let o = installer(sb, &["status", "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("status --json: {e}"))
+}
+
+fn state_file(sb: &Sandbox, name: &str) -> String {
+    std::fs::read_to_string(sb.instance_dir(INSTANCE).join("state").join(name)).unwrap_or_default()
+}
+
+fn version_on(port: u16) -> Option<String> {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "3", &format!("http://127.0.0.1:{port}/api/v1/info")])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
+/// Exactly one colour answers, with `version`, nginx routes to it unfrozen, and the state files say so.
+fn assert_serving(sb: &Sandbox, colour: &str, version: &str) {
+    let (port, other) = match colour {
+        "blue" => (sb.ports.backend_blue, sb.ports.backend_green),
+        _ => (sb.ports.backend_green, sb.ports.backend_blue),
+    };
+    assert_eq!(version_on(port).as_deref(), Some(version), "{colour} does not serve {version}");
+    assert_eq!(version_on(other), None, "the other colour still answers");
+    assert_eq!(state_file(sb, "active-color").trim(), colour);
+    let deployed = state_file(sb, "deployed-version");
+    assert!(
+        deployed.contains(&format!("version: {version}")) && deployed.contains(&format!("color: {colour}")),
+        "{deployed}"
+    );
+    assert!(!sb.instance_dir(INSTANCE).join("state/journal").exists(), "journal left behind");
+    let up = std::fs::read_to_string(sb.instance_dir(INSTANCE).join("config/nginx/upstream.conf")).unwrap();
+    assert!(up.contains(&format!("server 127.0.0.1:{port};")) && up.contains("default 0;"), "{up}");
+    let t = target(sb);
+    let (code, body) = t.request("GET", "/api/v1/info", None);
+    assert!(code == 200 && body.contains(version), "through nginx: {code} {body}");
+    let (code, body) = t.create_task("after-check");
+    assert!((200..300).contains(&code), "writes not accepted: {code} {body}");
+}
+
+fn assert_all_present(t: &Target, acked: &[String]) {
+    let titles = t.task_titles().unwrap();
+    let missing: Vec<&String> = acked.iter().filter(|a| !titles.contains(a)).collect();
+    assert!(missing.is_empty(), "{} acknowledged writes lost: {missing:?}", missing.len());
+}
+
+fn migrations(sb: &Sandbox) -> Vec<String> {
+    let db = sb.instance_dir(INSTANCE).join("data/vikunja.db");
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT id FROM migration ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// Makes `version` present in releases/ (downloaded and verified) without changing anything
+/// else: an update that is killed right after it recorded its start, then recovered.
+fn predownload(sb: &Sandbox, version: &str) -> PathBuf {
+    let o = installer_env(sb, &["update", "--version", version], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "started")]);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "not killed");
+    let o = installer(sb, &["status", "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"active_colour\":\"blue\""));
+    sb.instance_dir(INSTANCE).join("releases").join(version)
+}
+
+fn set_fault(release: &Path, fault: &str) {
+    std::fs::write(release.join("STANDIN_FAULT"), fault).unwrap();
+}
+
+#[test]
+fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
+    let sb = installed("bg-load");
+    let t = target(&sb);
+    let before = migrations(&sb);
+    let load = Load::start(&t, 2, 1);
+    load.warm_up(10);
+    let o = installer(&sb, &["update"]); // the newest on the listing: V2
+    let r = load.stop();
+    assert!(o.status.success(), "update failed");
+    let out = String::from_utf8_lossy(&o.stdout);
+    for step in ["writes frozen", "database backed up", "health gate: passed", "traffic switched to green"] {
+        assert!(out.contains(step), "no {step:?} in the progress");
+    }
+    assert!(
+        r.reads_failed.is_empty(),
+        "{} of {} reads failed: {:?}",
+        r.reads_failed.len(),
+        r.reads_ok,
+        &r.reads_failed[..r.reads_failed.len().min(5)]
+    );
+    assert!(r.writes_failed.is_empty(), "writes failed other than by the freeze: {:?}", r.writes_failed);
+    assert!(r.writes_acked.len() > 3, "too little load: {r:?}");
+    eprintln!("load: {} reads, {} writes acked, {} frozen", r.reads_ok, r.writes_acked.len(), r.writes_frozen);
+    assert_all_present(&t, &r.writes_acked);
+    assert_serving(&sb, "green", V2);
+    assert!(migrations(&sb).len() > before.len(), "V2 did not migrate");
+    let backups: Vec<_> = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups")).unwrap().flatten().collect();
+    assert_eq!(backups.len(), 1, "one pre-update backup");
+    let s = status(&sb);
+    assert_eq!((s["active_colour"].as_str(), s["version"].as_str()), (Some("green"), Some(V2)));
+    assert_eq!(s["last_operation"]["operation"], "update");
+    assert!(std::fs::read_to_string(sb.instance_dir(INSTANCE).join("config/deployment.toml")).unwrap().contains(V2));
+    // Updating to what runs changes nothing.
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("nothing to update"));
+
+    // The schema changed, so a rollback must restore the pre-update database: never without consent.
+    let o = installer(&sb, &["rollback"]);
+    assert_eq!(o.status.code(), Some(2), "rollback without --yes and without a terminal");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
+    assert_serving(&sb, "green", V2);
+    let o = installer(&sb, &["rollback", "--yes"]);
+    assert!(o.status.success(), "rollback failed");
+    assert_serving(&sb, "blue", V1);
+    assert_eq!(migrations(&sb), before, "schema not restored");
+    // As the rollback said: the tasks are those of the pre-update backup (plus the check's own).
+    let backup = backups[0].path();
+    let c = rusqlite::Connection::open(&backup).unwrap();
+    let mut st = c.prepare("SELECT title FROM tasks ORDER BY id").unwrap();
+    let mut expected: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    expected.push("after-check".into());
+    assert_eq!(t.task_titles().unwrap(), expected);
+}
+
+#[test]
+fn a_release_that_never_becomes_healthy_is_rolled_back_with_exit_11() {
+    let sb = installed("bg-unhealthy");
+    let t = target(&sb);
+    set_fault(&predownload(&sb, V2), "never-healthy");
+    let before = migrations(&sb);
+    let load = Load::start(&t, 1, 1);
+    load.warm_up(5);
+    let o = installer(&sb, &["update", "--version", V2]);
+    let r = load.stop();
+    assert_eq!(o.status.code(), Some(11), "exit code");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did not become healthy"));
+    assert!(r.reads_failed.is_empty(), "reads failed: {:?}", r.reads_failed);
+    assert_all_present(&t, &r.writes_acked);
+    assert_serving(&sb, "blue", V1);
+    assert_eq!(migrations(&sb), before, "the failed release's migrations were not undone");
+    assert!(state_file(&sb, "last-operation").contains("result: failed, rolled back"));
+}
+
+#[test]
+fn a_failing_migration_is_rolled_back_and_a_slow_start_in_time_succeeds() {
+    let sb = installed("bg-migration");
+    let release = predownload(&sb, V2);
+    set_fault(&release, "fail-migration");
+    let before = migrations(&sb);
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert_eq!(o.status.code(), Some(11));
+    assert_serving(&sb, "blue", V1);
+    assert_eq!(migrations(&sb), before);
+
+    // Slow but within the health timeout (30 s in the sandbox config): the update goes through.
+    set_fault(&release, "slow-start=2");
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert!(o.status.success());
+    assert_serving(&sb, "green", V2);
+}
+
+#[test]
+fn a_second_operation_exits_5_naming_the_holder() {
+    let sb = installed("bg-concurrent");
+    set_fault(&predownload(&sb, V2), "slow-start=3");
+    let exe = env!("CARGO_BIN_EXE_vikunja-installer");
+    let first = Command::new(exe)
+        .args(["update", "--version", V2, "--root"])
+        .arg(&sb.root)
+        .env("SSL_CERT_FILE", &site().ca.ca_pem)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = sb.instance_dir(INSTANCE).join("state/locks/operation.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains("Operation: update") {
+        assert!(std::time::Instant::now() < deadline, "first update never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("PID: {}", first.id())) && err.contains("Operation: update"), "{err}");
+    let o = installer(&sb, &["rollback", "--yes"]);
+    assert_eq!(o.status.code(), Some(5));
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    assert_serving(&sb, "green", V2);
+}
+
+#[test]
+fn a_failing_nginx_check_stops_the_update_and_blue_keeps_serving() {
+    let sb = installed("bg-nginx");
+    let t = target(&sb);
+    // A broken site file on disk: the running nginx still serves the configuration it loaded,
+    // but every `nginx -t` now fails.
+    let site_file = sb.instance_dir(INSTANCE).join("config/nginx/site.conf");
+    let good = std::fs::read_to_string(&site_file).unwrap();
+    std::fs::write(&site_file, format!("{good}\nthis_is_not_a_directive;\n")).unwrap();
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert_eq!(o.status.code(), Some(11));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nginx -t failed"));
+    let (code, body) = t.request("GET", "/api/v1/info", None);
+    assert!(code == 200 && body.contains(V1), "{code} {body}");
+    std::fs::write(&site_file, good).unwrap();
+    assert_serving(&sb, "blue", V1);
+}
+
+/// SIGKILL right after each journal step: the next command (`status`) finishes the update once
+/// traffic was switched, and undoes it before that; no acknowledged write is lost either way.
+#[test]
+fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
+    for (step, colour, version) in
+        [("frozen", "blue", V1), ("backed-up", "blue", V1), ("starting", "blue", V1), ("switched", "green", V2)]
+    {
+        let sb = installed(&format!("bg-kill-{step}"));
+        let t = target(&sb);
+        let before = migrations(&sb);
+        let (code, _) = t.create_task("before-the-crash");
+        assert_eq!(code, 201);
+        let o = installer_env(&sb, &["update", "--version", V2], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", step)]);
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "{step}: not killed");
+        assert!(sb.instance_dir(INSTANCE).join("state/journal").exists(), "{step}: no journal");
+        let o = installer(&sb, &["status", "--json"]);
+        let out = String::from_utf8_lossy(&o.stderr);
+        let said = if colour == "green" { "finishing it" } else { "undoing it" };
+        assert!(out.contains(said), "{step}: recovery did not say {said:?}");
+        assert_serving(&sb, colour, version);
+        if colour == "blue" {
+            assert_eq!(migrations(&sb), before, "{step}: schema not restored");
+        }
+        assert_all_present(&t, &["before-the-crash".to_string()]);
+        drop(sb);
+    }
+}
