@@ -18,7 +18,7 @@ use crate::layout::Layout;
 pub enum ArtifactError {
     #[error(transparent)]
     Fetch(#[from] manifests::fetch::FetchError),
-    #[error("{what}: {source}")]
+    #[error("{what}: {source}{}", hint(source))]
     Io { what: String, source: io::Error },
     #[error("{file}: not a Vikunja release zip ({why})")]
     NotARelease { file: String, why: String },
@@ -33,6 +33,14 @@ impl ArtifactError {
             ArtifactError::Checksum { .. } | ArtifactError::NotARelease { .. } => manifests::Exit::Verification,
             ArtifactError::Io { .. } => manifests::Exit::Error,
         }
+    }
+}
+
+fn hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull => "; free space on that disk (df -h) and run the command again: nothing was switched",
+        io::ErrorKind::PermissionDenied => "; run as root",
+        _ => "",
     }
 }
 
@@ -87,6 +95,10 @@ pub fn ensure_release(
     let result = install_from_zip(&zip_path, d, &dest);
     if d.vikunja.artifact.is_none() {
         let _ = fs::remove_file(&zip_path);
+    }
+    if result.is_err() {
+        // A half-unpacked release (disk full, a bad entry) must not take space or look installed.
+        let _ = fs::remove_dir_all(dest.with_file_name(format!(".{version}.partial")));
     }
     result.map(|()| true)
 }

@@ -81,8 +81,8 @@ pub fn restore(l: &Layout, d: &Deployment, src: &Path) -> Result<(), DbBackupErr
         }
         DbType::Postgres => {
             // Tables a newer release created are not in the dump, so `pg_restore --clean` alone
-            // would leave them. psql runs "drop everything the Vikunja user owns" and the dump's
-            // SQL in one transaction, committed only when pg_restore produced all of it.
+            // would leave them. psql drops every table, view and sequence of the schema and runs
+            // the dump's SQL in one transaction, committed only when pg_restore produced all of it.
             let mut dump = tool("pg_restore", "postgresql-client")?;
             dump.args(["--no-owner", "-f", "-"]).arg(src).stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut psql = tool("psql", "postgresql-client")?;
@@ -95,7 +95,7 @@ pub fn restore(l: &Layout, d: &Deployment, src: &Path) -> Result<(), DbBackupErr
             let mut psql = psql.spawn().map_err(|e| failed("run psql", e))?;
             let mut input = psql.stdin.take().expect("piped");
             let copied = input
-                .write_all(b"BEGIN;\nDROP OWNED BY CURRENT_USER;\n")
+                .write_all(DROP_SCHEMA_OBJECTS.as_bytes())
                 .and_then(|()| std::io::copy(dump.stdout.as_mut().expect("piped"), &mut input).map(|_| ()));
             let dump_out = dump.wait_with_output().map_err(|e| failed("wait for pg_restore", e))?;
             let complete = copied.is_ok() && dump_out.status.success();
@@ -164,6 +164,24 @@ pub fn migrations(l: &Layout, d: &Deployment) -> Option<Vec<String>> {
     ids.sort();
     Some(ids)
 }
+
+/// Opens the restore transaction and empties the connection's schema (Vikunja's `database.schema`,
+/// `public` by default). Not `DROP OWNED BY`: that fails for a superuser such as `postgres`.
+const DROP_SCHEMA_OBJECTS: &str = "BEGIN;
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT table_name FROM information_schema.views WHERE table_schema = current_schema() LOOP
+    EXECUTE 'DROP VIEW IF EXISTS ' || quote_ident(r.table_name) || ' CASCADE';
+  END LOOP;
+  FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE 'DROP TABLE IF EXISTS ' || quote_ident(r.tablename) || ' CASCADE';
+  END LOOP;
+  FOR r IN SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = current_schema() LOOP
+    EXECUTE 'DROP SEQUENCE IF EXISTS ' || quote_ident(r.sequence_name) || ' CASCADE';
+  END LOOP;
+END $$;
+";
 
 fn partial_path(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

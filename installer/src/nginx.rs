@@ -145,6 +145,7 @@ pub fn render_all(
         Init::Process => {
             let main = MainSpec {
                 prefix: l.nginx_dir(),
+                temp_dir: temp_dir(l),
                 site: site_file(l),
                 error_log: l.logs_dir().join("nginx/error.log"),
                 user: None,
@@ -159,8 +160,14 @@ pub fn render_all(
     Ok(files)
 }
 
+/// Outside `config/` (0750, not traversable for the workers' user), so uploads and downloads larger
+/// than nginx's memory buffers can be spooled.
+fn temp_dir(l: &Layout) -> PathBuf {
+    l.state_dir().join("nginx-temp")
+}
+
 pub fn prepare_dirs(l: &Layout) -> Result<(), String> {
-    for d in [l.logs_dir().join("nginx"), l.nginx_dir().join("tmp"), l.nginx_dir().join("logs")] {
+    for d in [l.logs_dir().join("nginx"), l.nginx_dir().join("tmp"), l.nginx_dir().join("logs"), temp_dir(l)] {
         std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
     }
     Ok(())

@@ -92,6 +92,9 @@ pub struct Upstreams {
 /// paths and logs inside `prefix`, `include /etc/nginx/mime.types;`, and `include <site>`.
 pub struct MainSpec {
     pub prefix: PathBuf,
+    /// Parent of nginx's temp directories (request bodies, buffered responses). The workers run as
+    /// an unprivileged user, so every directory above it must be traversable for them.
+    pub temp_dir: PathBuf,
     pub site: PathBuf,
     pub error_log: PathBuf,
     /// Argument of the `user` directive for the workers ("user" or "user group"); only
@@ -315,6 +318,7 @@ pub fn render_nginx_main(template: &str, m: &MainSpec) -> Result<String, RenderE
         &[
             ("user_directive", Value::Line(user_directive)),
             ("prefix", Value::Line(nginx_path(t, "prefix", &m.prefix)?.trim_end_matches('/').to_owned())),
+            ("temp_dir", Value::Line(nginx_path(t, "temp_dir", &m.temp_dir)?.trim_end_matches('/').to_owned())),
             ("site", Value::Line(nginx_path(t, "site", &m.site)?.to_owned())),
             ("error_log", Value::Line(nginx_path(t, "error_log", &m.error_log)?.to_owned())),
         ],

@@ -297,6 +297,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
         "pid {{prefix}/nginx.pid;",
         &MainSpec {
             prefix: "/tmp/p".into(),
+            temp_dir: "/tmp/p/temp".into(),
             site: "/tmp/p/site.conf".into(),
             error_log: "/tmp/p/error.log".into(),
             user: None,
@@ -308,6 +309,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
         builtin("nginx/nginx.conf.tmpl").unwrap(),
         &MainSpec {
             prefix: "/tmp/p".into(),
+            temp_dir: "/tmp/p/temp".into(),
             site: "/tmp/p/site.conf".into(),
             error_log: "/tmp/p/error.log".into(),
             user: Some("nobody; daemon off".into()),
@@ -472,6 +474,7 @@ fn write_nginx(c: Setup) -> Nginx {
     };
     let main = MainSpec {
         prefix: prefix.clone(),
+        temp_dir: prefix.clone(),
         site: prefix.join("site.conf"),
         error_log: prefix.join("nginx-error.log"),
         user: c.user.map(String::from),

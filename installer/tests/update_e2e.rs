@@ -144,6 +144,7 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     let sb = installed("bg-load");
     let t = target(&sb);
     let before = migrations(&sb);
+    let attachment = attach(&sb, &t, "with-attachment");
     let load = Load::start(&t, 2, 1);
     load.warm_up(10);
     let o = installer(&sb, &["update"]); // the newest on the listing: V2
@@ -165,6 +166,7 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     eprintln!("load: {} reads, {} writes acked, {} frozen", r.reads_ok, r.writes_acked.len(), r.writes_frozen);
     assert_all_present(&t, &r.writes_acked);
     assert_serving(&sb, "green", V2);
+    attachment.assert_intact(&t);
     assert!(migrations(&sb).len() > before.len(), "V2 did not migrate");
     let backups: Vec<_> = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups")).unwrap().flatten().collect();
     assert_eq!(backups.len(), 1, "one pre-update backup");
@@ -192,6 +194,160 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     let mut expected: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     expected.push("after-check".into());
     assert_eq!(t.task_titles().unwrap(), expected);
+    attachment.assert_intact(&t);
+}
+
+/// A task with an attachment of random bytes, uploaded through nginx.
+struct Attached {
+    task: i64,
+    id: i64,
+    bytes: Vec<u8>,
+}
+
+impl Attached {
+    fn assert_intact(&self, t: &Target) {
+        let got = t.download(self.task, self.id).unwrap();
+        assert!(
+            got == self.bytes,
+            "attachment {} changed ({} bytes, expected {})",
+            self.id,
+            got.len(),
+            self.bytes.len()
+        );
+    }
+}
+
+fn attach(sb: &Sandbox, t: &Target, title: &str) -> Attached {
+    let (code, body) = t.create_task(title);
+    assert_eq!(code, 201, "{body}");
+    let task = vikunja_e2e::load::id_in(&body).unwrap();
+    let mut bytes = vec![0u8; 300_000];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).unwrap();
+    let file = sb.root.join("attachment.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let id = t.upload(task, &file).unwrap();
+    Attached { task, id, bytes }
+}
+
+#[test]
+fn update_and_rollback_against_a_real_postgresql_server() {
+    use vikunja_e2e::postgres::PgCluster;
+    let Some(bin) = PgCluster::bin_dir() else {
+        assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
+        eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
+        return;
+    };
+    let pg = PgCluster::start(&bin).unwrap();
+    let sb = Sandbox::new("bg-postgres").unwrap();
+    let extra = format!(
+        "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
+        pg.port,
+        pg.dir.join("pwfile").display()
+    );
+    let cfg = sb.root.join("d.toml");
+    std::fs::write(&cfg, sb.config(INSTANCE, V1, &site().base(), &extra)).unwrap();
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "install failed");
+    let t = target(&sb);
+    let attachment = attach(&sb, &t, "pg-attachment");
+    let psql = |sql: &str| -> String {
+        let o = Command::new(bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", "vikunja", "-tAc", sql])
+            .env("PGPASSWORD", vikunja_e2e::postgres::PASSWORD)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let before = psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration");
+
+    // An update whose new release never gets healthy: its migrations are undone from the pg_dump.
+    set_fault(&predownload(&sb, V2), "never-healthy");
+    let load = Load::start(&t, 1, 1);
+    load.warm_up(5);
+    let o = installer(&sb, &["update", "--version", V2]);
+    let r = load.stop();
+    assert_eq!(o.status.code(), Some(11));
+    assert_eq!(psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration"), before, "schema not restored");
+    assert!(r.reads_failed.is_empty(), "{:?}", r.reads_failed);
+    assert_all_present(&t, &r.writes_acked);
+    assert_serving(&sb, "blue", V1);
+    let (_, description_col) = (
+        0,
+        psql("SELECT count(*) FROM information_schema.columns WHERE table_name='tasks' AND column_name='description'"),
+    );
+    assert_eq!(description_col, "0", "V2's column survived the undo");
+
+    // The same update, healthy this time, under load; then back with a rollback.
+    std::fs::remove_file(sb.instance_dir(INSTANCE).join(format!("releases/{V2}/STANDIN_FAULT"))).unwrap();
+    let load = Load::start(&t, 1, 1);
+    load.warm_up(5);
+    let o = installer(&sb, &["update", "--version", V2]);
+    let r = load.stop();
+    assert!(o.status.success());
+    assert!(r.reads_failed.is_empty(), "{:?}", r.reads_failed);
+    assert_all_present(&t, &r.writes_acked);
+    assert_serving(&sb, "green", V2);
+    assert_ne!(psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration"), before);
+    let o = installer(&sb, &["rollback", "--yes"]);
+    assert!(o.status.success());
+    assert_serving(&sb, "blue", V1);
+    assert_eq!(psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration"), before);
+    attachment.assert_intact(&t);
+}
+
+/// Mounts a tmpfs of `bytes` over `dir` for the test's lifetime (root only).
+struct SmallDisk(PathBuf);
+impl SmallDisk {
+    fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| if e.path().is_dir() { du(&e.path()) } else { e.metadata().unwrap().len() })
+        .sum()
+}
+
+#[test]
+fn a_full_disk_while_unpacking_changes_nothing_and_says_what_to_do() {
+    let sb = installed("bg-diskfull");
+    let releases = sb.instance_dir(INSTANCE).join("releases");
+    // Room for the running release and the download, not for unpacking the new binary.
+    let keep = sb.root.join("releases-before");
+    std::fs::rename(&releases, &keep).unwrap();
+    let zip = site().server.www.join(format!("vikunja/{V2}/vikunja-{V2}-linux-amd64-full.zip"));
+    let size = du(&keep) + std::fs::metadata(&zip).unwrap().len() + 512 * 1024;
+    let Some(_disk) = SmallDisk::mount(&releases, size) else {
+        assert!(std::env::var_os("CI").is_none(), "mounting a tmpfs needs root; CI runs as root");
+        eprintln!("skipped: cannot mount a tmpfs (not root)");
+        std::fs::rename(&keep, &releases).unwrap();
+        return;
+    };
+    let o = Command::new("cp").arg("-a").arg(keep.join(V1)).arg(&releases).status().unwrap();
+    assert!(o.success());
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device") && err.contains("df -h"), "{err}");
+    let left: Vec<String> =
+        std::fs::read_dir(&releases).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, [V1], "a partial release was left behind");
+    assert_serving(&sb, "blue", V1);
+    assert!(!state_file(&sb, "last-operation").contains("update"), "nothing should be recorded as changed");
 }
 
 #[test]

@@ -32,15 +32,8 @@ impl Target {
 
     /// One request with curl: (HTTP status, body). Status 0 when curl itself failed.
     pub fn request(&self, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
-        let mut c = Command::new("curl");
-        // HTTP/1.1: on an nginx reload, an HTTP/2 connection an old worker had just accepted is
-        // closed with GOAWAY, which browsers retry but curl reports as a framing error.
-        c.args(["-sS", "--http1.1", "--max-time", "10", "-X", method, "--cacert"]).arg(&self.cacert).args([
-            "--resolve",
-            &self.resolve,
-            "-w",
-            "\n%{http_code}",
-        ]);
+        let mut c = self.curl();
+        c.args(["-X", method, "-w", "\n%{http_code}"]);
         if let Some(body) = json {
             c.args(["-H", "Content-Type: application/json", "--data-binary", body]);
         }
@@ -62,9 +55,56 @@ impl Target {
         Ok(body.split("\"title\":\"").skip(1).filter_map(|s| s.split('"').next()).map(str::to_string).collect())
     }
 
+    /// Uploads `file` as an attachment of task `task`; returns the attachment id.
+    pub fn upload(&self, task: i64, file: &std::path::Path) -> Result<i64, String> {
+        let o = self
+            .curl()
+            .args(["-X", "PUT", "-w", "\n%{http_code}", "-F"])
+            .arg(format!("files=@{}", file.display()))
+            .arg(format!("{}/api/v1/tasks/{task}/attachments", self.base))
+            .output()
+            .map_err(|e| e.to_string())?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        if code.trim() != "201" {
+            return Err(format!("upload answered {code}: {body}"));
+        }
+        id_in(body).ok_or_else(|| format!("no id in {body}"))
+    }
+
+    /// The bytes of an attachment as the server returns them.
+    pub fn download(&self, task: i64, attachment: i64) -> Result<Vec<u8>, String> {
+        let o = self
+            .curl()
+            .arg("-f")
+            .arg(format!("{}/api/v1/tasks/{task}/attachments/{attachment}", self.base))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(format!("download failed: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+        Ok(o.stdout)
+    }
+
+    /// HTTP/1.1: on an nginx reload, an HTTP/2 connection an old worker had just accepted is
+    /// closed with GOAWAY, which browsers retry but curl reports as a framing error.
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--http1.1", "--max-time", "10", "--cacert"])
+            .arg(&self.cacert)
+            .args(["--resolve", &self.resolve]);
+        c
+    }
+
     pub fn create_task(&self, title: &str) -> (u16, String) {
         self.request("PUT", "/api/v1/projects/1/tasks", Some(&format!("{{\"title\":\"{title}\"}}")))
     }
+}
+
+/// The first `"id":N` of a JSON answer (task and attachment answers start with their own id).
+pub fn id_in(body: &str) -> Option<i64> {
+    let rest = body.split("\"id\":").nth(1)?;
+    rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
 }
 
 #[derive(Debug, Default, Clone)]
