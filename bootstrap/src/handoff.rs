@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use crate::obtain::Release;
 use crate::signals::CHILD;
+use manifests::obtain::Release;
 
 pub fn run(dir: &Path, release: &Release, args: &[OsString]) -> std::io::Result<u8> {
     let exe = dir.join("bin/vikunja-installer");

@@ -4,25 +4,16 @@
 
 mod cli;
 mod handoff;
-mod obtain;
 mod signals;
 mod tempdir;
 
 use std::process::ExitCode;
 
 use manifests::fetch::Fetcher;
+use manifests::obtain::{self, ObtainError};
 use manifests::policy::Policy;
 use manifests::serial::{default_state_dir, SerialState};
 use manifests::{build_info, Exit, Keyring, Version};
-
-pub const DEFAULT_OWNER: &str = match option_env!("VIKUNJA_DEFAULT_OWNER") {
-    Some(o) => o,
-    None => "vikunja-pve",
-};
-pub const DEFAULT_REPO: &str = match option_env!("VIKUNJA_DEFAULT_REPO") {
-    Some(r) => r,
-    None => "vikunja-pve",
-};
 
 fn fail(code: Exit, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("vikunja-bootstrap: error: {msg}");
@@ -49,7 +40,7 @@ fn main() -> ExitCode {
         Ok(k) => k,
         Err(e) => return fail(Exit::Prerequisite, e),
     };
-    let pinned = match obtain::pinned_version(&cli) {
+    let pinned = match pinned_version(&cli) {
         Ok(p) => p,
         Err(e) => return fail(e.exit(), e),
     };
@@ -72,7 +63,7 @@ fn main() -> ExitCode {
         client_version,
         pinned,
     };
-    let cx = obtain::Context { keys: &keys, policy, state: &mut state, dest: &dir.path };
+    let cx = obtain::Context { who: "vikunja-bootstrap", keys: &keys, policy, state: &mut state, dest: &dir.path };
     let result = match &cli.bundle {
         Some(b) => obtain::offline(cx, b, cli.signature.clone()),
         None => obtain::Source::from_env(cli.base_url.as_deref()).and_then(|src| {
@@ -92,5 +83,17 @@ fn main() -> ExitCode {
     match handoff::run(&dir.path, &release, &cli.installer_args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(Exit::Error, e),
+    }
+}
+
+fn pinned_version(cli: &cli::Cli) -> Result<Option<Version>, ObtainError> {
+    if cli.pin.is_some() {
+        return Ok(cli.pin.clone());
+    }
+    match std::env::var("VIKUNJA_INSTALLER_VERSION") {
+        Ok(v) if !v.is_empty() => Version::parse(v.trim_start_matches('v'))
+            .map(Some)
+            .map_err(|e| ObtainError::Usage(format!("VIKUNJA_INSTALLER_VERSION: {e}"))),
+        _ => Ok(None),
     }
 }

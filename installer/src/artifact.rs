@@ -38,7 +38,9 @@ impl ArtifactError {
 
 fn hint(e: &io::Error) -> &'static str {
     match e.kind() {
-        io::ErrorKind::StorageFull => "; free space on that disk (df -h) and run the command again: nothing was switched",
+        io::ErrorKind::StorageFull => {
+            "; free space on that disk (df -h) and run the command again: nothing was switched"
+        }
         io::ErrorKind::PermissionDenied => "; run as root",
         _ => "",
     }

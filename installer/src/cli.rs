@@ -23,7 +23,39 @@ pub enum Command {
     Status(Status),
     Update(Update),
     Rollback(Rollback),
+    Upgrade(Upgrade),
     Supervise(Supervise),
+}
+
+/// Update vikunja-installer itself from a signed release (the same checks as the bootstrap);
+/// `--check` exits 20 when a newer release is available, 0 when up to date.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "upgrade")]
+pub struct Upgrade {
+    /// only report whether a newer release exists
+    #[argh(switch)]
+    pub check: bool,
+    /// upgrade to this release (X.Y.Z) instead of the newest of the channel
+    #[argh(option)]
+    pub version: Option<String>,
+    /// air-gapped: a bundle file with its .minisig beside it (and release.toml for more checks)
+    #[argh(option)]
+    pub bundle: Option<PathBuf>,
+    /// go back to the version that ran before the last upgrade
+    #[argh(switch)]
+    pub rollback: bool,
+    /// allow installing an older (still correctly signed) release
+    #[argh(switch)]
+    pub allow_downgrade: bool,
+    /// with --bundle only: accept an expired release, with a warning
+    #[argh(switch)]
+    pub allow_expired: bool,
+    /// download from this mirror instead of GitHub (also VIKUNJA_INSTALLER_BASE_URL)
+    #[argh(option)]
+    pub base_url: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// Blue-green update to another Vikunja release: writes frozen, database backed up, the new

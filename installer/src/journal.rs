@@ -67,6 +67,17 @@ fn path(l: &Layout) -> std::path::PathBuf {
 /// production, where it does nothing.
 const KILL_AT: &str = "VIKUNJA_INSTALLER_TEST_KILL_AT";
 
+/// SIGKILLs this process if `VIKUNJA_INSTALLER_TEST_KILL_AT` names `point` (tests only).
+pub fn kill_point(point: &str) {
+    if std::env::var(KILL_AT).is_ok_and(|v| v == point) {
+        // SAFETY: kill(2) with our own pid only takes integers; SIGKILL ends the process here,
+        // exactly like an operator's `kill -9` would.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 impl Journal {
     pub fn load(l: &Layout) -> io::Result<Option<Journal>> {
         let kv = match read_kv(&path(l)) {
@@ -100,13 +111,7 @@ impl Journal {
     pub fn advance(&mut self, l: &Layout, step: Step) -> io::Result<()> {
         self.step = step;
         self.save(l)?;
-        if std::env::var(KILL_AT).is_ok_and(|v| v == step.name()) {
-            // SAFETY: kill(2) with our own pid only takes integers; SIGKILL ends the process here,
-            // exactly like an operator's `kill -9` would.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
+        kill_point(step.name());
         Ok(())
     }
 

@@ -3,10 +3,13 @@
 
 mod about;
 mod account;
+mod archive;
 mod artifact;
+mod backup;
 mod bluegreen;
 mod cli;
 mod config;
+mod crypt;
 mod dbbackup;
 mod dbcheck;
 mod health;
@@ -17,8 +20,10 @@ mod layout;
 mod lock;
 mod nginx;
 mod ops;
+mod pargz;
 mod probe;
 mod render;
+mod restore;
 mod secrets;
 mod state;
 mod status;
@@ -26,6 +31,7 @@ mod supervisor;
 mod templates;
 mod tls;
 mod units;
+mod upgrade;
 mod vikunja_conf;
 mod wizard;
 
@@ -49,7 +55,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.version {
-        println!("vikunja-installer {} ({})", build_info::version(), build_info::channel());
+        match upgrade::signing_key() {
+            Some(k) => {
+                println!("vikunja-installer {} ({}, signed by key {k})", build_info::version(), build_info::channel())
+            }
+            None => println!("vikunja-installer {} ({})", build_info::version(), build_info::channel()),
+        }
         return ExitCode::SUCCESS;
     }
     let result = match cli.cmd {
@@ -68,9 +79,22 @@ fn main() -> ExitCode {
         Some(cli::Command::Update(u)) => ops::open(&u.root, u.instance.as_deref())
             .and_then(|inst| bluegreen::update(&inst, u.version.as_deref()))
             .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Upgrade(u)) => upgrade::run(&upgrade::Options {
+            root: u.root,
+            check: u.check,
+            version: u.version,
+            bundle: u.bundle,
+            rollback: u.rollback,
+            allow_downgrade: u.allow_downgrade,
+            allow_expired: u.allow_expired,
+            base_url: u.base_url,
+        })
+        .map(ExitCode::from),
         Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Backup(b)) => backup::command(b),
+        Some(cli::Command::Restore(r)) => restore::command(r),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         None => {
             eprintln!("vikunja-installer: no command given. Run `vikunja-installer --help` for the commands.");

@@ -12,6 +12,7 @@
 //! | 10 | deployment unhealthy (installer) |
 //! | 11 | update failed and was rolled back (installer) |
 //! | 12 | rollback failed: manual action needed (installer) |
+//! | 20 | `upgrade --check`: a newer installer release is available (installer) |
 //! | 130 | interrupted by SIGINT/SIGTERM |
 
 /// A documented process exit code; see the module table.
@@ -28,6 +29,7 @@ pub enum Exit {
     Unhealthy = 10,
     RolledBack = 11,
     RollbackFailed = 12,
+    UpdateAvailable = 20,
     Interrupted = 130,
 }
 

@@ -11,6 +11,8 @@ pub mod fetch;
 pub mod hash;
 pub mod keys;
 pub mod manifest;
+#[cfg(feature = "fetch")]
+pub mod obtain;
 pub mod policy;
 #[cfg(feature = "fetch")]
 pub mod resolve;

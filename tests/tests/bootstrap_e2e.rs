@@ -687,3 +687,184 @@ fn sigterm_while_the_installer_runs_is_forwarded_and_cleans_up() {
     let left: Vec<_> = std::fs::read_dir(&env.tmp).unwrap().collect();
     assert!(left.is_empty(), "temp dir left: {left:?}");
 }
+
+// ---- vikunja-installer upgrade: the installer updates itself through the same checks ----
+
+/// A root with release 0.1.0 of the installer installed from its bundle, offline, the way an
+/// air-gapped host would: the unpacked 0.1.0 installer runs `upgrade --bundle` on its own bundle.
+fn installed_v1(env: &Env) -> PathBuf {
+    let w = world();
+    let dir = env.tmp.parent().unwrap();
+    let (root, unpacked) = (dir.join("root"), dir.join("v1-unpacked"));
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let bundle = w.v1.join(names::bundle(V1, TARGET));
+    let ok = Command::new("tar").arg("xzf").arg(&bundle).arg("-C").arg(&unpacked).status().unwrap().success();
+    assert!(ok);
+    let mut c = env.command(unpacked.join("bin/vikunja-installer"));
+    c.args(["upgrade", "--bundle"]).arg(&bundle).arg("--root").arg(&root);
+    let r = env.run(c);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("Installed vikunja-installer {V1}")), "{}", r.stdout);
+    root
+}
+
+/// Runs the installed command (`/usr/local/bin/vikunja-installer` under the root).
+fn installed(env: &Env, root: &Path, args: &[&str]) -> Run {
+    let mut c = env.command(root.join("usr/local/bin/vikunja-installer"));
+    c.args(args);
+    if args.first() == Some(&"upgrade") {
+        c.arg("--root").arg(root);
+    }
+    env.run(c)
+}
+
+fn installed_version(env: &Env, root: &Path) -> String {
+    let r = installed(env, root, &["--version"]);
+    assert_eq!(r.code, 0, "the installed installer does not run: {}", r.stderr);
+    r.stdout.split_whitespace().nth(1).unwrap_or("").to_string()
+}
+
+fn versions_dir(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("opt/vikunja-pve/versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn upgrade_check_online_upgrade_and_rollback() {
+    let w = world();
+    let env = Env::new("upgrade-online");
+    let root = installed_v1(&env);
+    let key_id = manifests::Keyring::from_list(&w.key.public_b64()).unwrap().ids()[0].clone();
+    let r = installed(&env, &root, &["--version"]);
+    assert!(r.stdout.contains(&format!("vikunja-installer {V1} (stable, signed by key {key_id})")), "{}", r.stdout);
+
+    let r = installed(&env, &root, &["upgrade", "--check"]);
+    assert_eq!(r.code, 20, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("{V2} is available")), "{}", r.stdout);
+    assert_eq!(installed_version(&env, &root), V1, "--check changed something");
+
+    let r = installed(&env, &root, &["upgrade"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("Upgraded vikunja-installer {V1} -> {V2}")), "{}", r.stdout);
+    assert_eq!(installed_version(&env, &root), V2);
+    let receipt = std::fs::read_to_string(root.join(format!("opt/vikunja-pve/versions/{V2}/receipt.toml"))).unwrap();
+    for needle in [
+        format!("version = \"{V2}\""),
+        "channel = \"stable\"".into(),
+        "serial = 200".into(),
+        format!("key_id = \"{key_id}\""),
+        format!("/releases/download/v{V2}/{}", names::bundle(V2, TARGET)),
+        "\"bin/vikunja-installer\"".into(),
+    ] {
+        assert!(receipt.contains(&needle), "receipt lacks {needle}: {receipt}");
+    }
+    // The templates of the active version are the ones next to its binary.
+    let current = std::fs::read_link(root.join("opt/vikunja-pve/current")).unwrap();
+    assert_eq!(current, PathBuf::from(format!("versions/{V2}")));
+    assert_eq!(versions_dir(&root), [V1, V2], "the previous version is kept for --rollback");
+
+    assert_eq!(installed(&env, &root, &["upgrade", "--check"]).code, 0);
+    let r = installed(&env, &root, &["upgrade"]);
+    assert!(r.code == 0 && r.stdout.contains("already installed"), "{}", r.stdout);
+
+    let r = installed(&env, &root, &["upgrade", "--rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(installed_version(&env, &root), V1);
+    let r = installed(&env, &root, &["upgrade", "--rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(installed_version(&env, &root), V2, "a second --rollback returns");
+}
+
+#[test]
+fn upgrade_refuses_a_downgrade_unless_allowed_and_signed() {
+    let w = world();
+    let env = Env::new("upgrade-downgrade");
+    let root = installed_v1(&env);
+    let r = installed(&env, &root, &["upgrade", "--bundle", w.v2.join(names::bundle(V2, TARGET)).to_str().unwrap()]);
+    assert_eq!(r.code, 0, "offline upgrade: {}", r.stderr);
+    assert_eq!(installed_version(&env, &root), V2);
+    let r = installed(&env, &root, &["upgrade", "--version", V1]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("--allow-downgrade"), "{}", r.stderr);
+    assert_eq!(installed_version(&env, &root), V2);
+    let r = installed(&env, &root, &["upgrade", "--version", V1, "--allow-downgrade"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(installed_version(&env, &root), V1);
+}
+
+#[test]
+fn upgrade_refuses_tampered_foreign_expired_and_replayed_releases() {
+    let w = world();
+    let bundle = names::bundle(V2, TARGET);
+    let check = |env: &Env, root: &Path, needle: &[&str], version: &str| {
+        let r = installed(env, root, &["upgrade"]);
+        assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+        assert!(needle.iter().any(|n| r.stderr.contains(n)), "{}", r.stderr);
+        assert_eq!(installed_version(env, root), version, "the old installer must still work");
+        let left: Vec<String> = versions_dir(root).into_iter().filter(|v| v.starts_with('.')).collect();
+        assert!(left.is_empty(), "staging left behind: {left:?}");
+    };
+    let (env, owner) = attack_copy("upgrade-tampered");
+    flip_byte(&served(&owner, &bundle), 5000);
+    let root = installed_v1(&env);
+    check(&env, &root, &["tampered", "sha256"], V1);
+
+    let (env, owner) = attack_copy("upgrade-other-key");
+    let other = SigningKey::throwaway_in(&env.tmp.parent().unwrap().join("evil-keys")).unwrap();
+    let m = ReleaseManifest::parse(&std::fs::read_to_string(served(&owner, "release.toml")).unwrap()).unwrap();
+    release::write_manifest(&m, &other, served(&owner, "release.toml").parent().unwrap(), None).unwrap();
+    let root = installed_v1(&env);
+    check(&env, &root, &["not trusted"], V1);
+
+    let (env, owner) = attack_copy("upgrade-expired");
+    let now = manifests::time::now_unix();
+    resign_manifest(&owner, |m| m.expires = now - 60, None);
+    let root = installed_v1(&env);
+    check(&env, &root, &["expired"], V1);
+
+    // Upgraded to 0.2.0 (serial 200), then a mirror serves the older 0.1.0 as the latest.
+    let env = Env::new("upgrade-replay");
+    let root = installed_v1(&env);
+    assert_eq!(installed(&env, &root, &["upgrade"]).code, 0);
+    let owner = "atk-upgrade-replay";
+    w.server.publish(owner, REPO, &format!("v{V1}"), &w.v1).unwrap();
+    w.server.publish(owner, REPO, &format!("v{V2}"), &w.v1).unwrap();
+    let env = env.set("VIKUNJA_GITHUB_OWNER", owner);
+    check(&env, &root, &["rollback", "serial"], V2);
+}
+
+#[test]
+fn upgrade_survives_sigkill_at_every_point_and_a_second_upgrade_exits_5() {
+    for (point, active) in [("unpacked", V1), ("placed", V1), ("switched", V2)] {
+        let env = Env::new(&format!("upgrade-kill-{point}"));
+        let root = installed_v1(&env);
+        let env = env.set("VIKUNJA_INSTALLER_TEST_KILL_AT", point);
+        let r = installed(&env, &root, &["upgrade"]);
+        assert_eq!(r.code, -1, "{point}: not killed: {}", r.stderr);
+        let env = env.set("VIKUNJA_INSTALLER_TEST_KILL_AT", "");
+        assert_eq!(installed_version(&env, &root), active, "{point}");
+        let r = installed(&env, &root, &["upgrade"]);
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        assert_eq!(installed_version(&env, &root), V2, "{point}");
+        assert!(versions_dir(&root).iter().all(|v| !v.starts_with('.')), "{point}: {:?}", versions_dir(&root));
+    }
+
+    let env = Env::new("upgrade-locked");
+    let root = installed_v1(&env);
+    let lock = std::fs::File::open(root.join("opt/vikunja-pve/upgrade.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let r = installed(&env, &root, &["upgrade"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("another upgrade is running"), "{}", r.stderr);
+    drop(lock);
+    assert_eq!(installed_version(&env, &root), V1);
+
+    let env = env.set("VIKUNJA_INSTALLER_BASE_URL", "https://127.0.0.1:9");
+    let r = installed(&env, &root, &["upgrade"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("--bundle"), "no offline hint: {}", r.stderr);
+}

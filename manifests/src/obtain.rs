@@ -1,22 +1,31 @@
-//! Getting a verified bundle: online from the release layout (GitHub or a mirror), or offline from
-//! a bundle file. Either way the bytes land in an unlinked file inside the private directory and
-//! are unpacked only after every check passed.
+//! Getting a verified installer bundle: online from the release layout (GitHub or a mirror), or
+//! offline from a bundle file. Either way the bytes land in an unlinked file inside the destination
+//! directory and are unpacked only after every check passed. The bootstrap and `vikunja-installer
+//! upgrade` both come through here, so they accept exactly the same releases.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use manifests::fetch::{FetchError, Fetcher};
-use manifests::manifest::{names, MANIFEST_NAME, MAX_MANIFEST_BYTES};
-use manifests::policy::{accept_asset, accept_manifest, facts_from_comment, Policy, TrustError};
-use manifests::serial::{SerialState, StateError};
-use manifests::unpack::{unpack_tar_gz, Limits, UnpackError};
-use manifests::{Exit, Keyring, Version};
-
-use crate::cli::Cli;
+use crate::fetch::{FetchError, Fetcher};
+use crate::manifest::{names, MANIFEST_NAME, MAX_MANIFEST_BYTES};
+use crate::policy::{accept_asset, accept_manifest, facts_from_comment, AcceptedRelease, Policy, TrustError};
+use crate::serial::{SerialState, StateError};
+use crate::unpack::{unpack_tar_gz, Limits, UnpackError};
+use crate::{Exit, Keyring, Version};
 
 const MAX_SIG_BYTES: u64 = 4096;
+
+/// The GitHub owner and repository compiled in by `cargo xtask dist` (overridable at run time).
+pub const DEFAULT_OWNER: &str = match option_env!("VIKUNJA_DEFAULT_OWNER") {
+    Some(o) => o,
+    None => "vikunja-pve",
+};
+pub const DEFAULT_REPO: &str = match option_env!("VIKUNJA_DEFAULT_REPO") {
+    Some(r) => r,
+    None => "vikunja-pve",
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObtainError {
@@ -74,10 +83,10 @@ impl Source {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let base = cli_base.map(str::to_string).or_else(|| env("VIKUNJA_INSTALLER_BASE_URL"));
         let base = base.unwrap_or_else(|| "https://github.com".into()).trim_end_matches('/').to_string();
-        let owner = env("VIKUNJA_GITHUB_OWNER").unwrap_or_else(|| crate::DEFAULT_OWNER.into());
-        let repo = env("VIKUNJA_GITHUB_REPO").unwrap_or_else(|| crate::DEFAULT_REPO.into());
+        let owner = env("VIKUNJA_GITHUB_OWNER").unwrap_or_else(|| DEFAULT_OWNER.into());
+        let repo = env("VIKUNJA_GITHUB_REPO").unwrap_or_else(|| DEFAULT_REPO.into());
         for (what, v) in [("VIKUNJA_GITHUB_OWNER", &owner), ("VIKUNJA_GITHUB_REPO", &repo)] {
-            if !manifests::manifest::is_safe_name(v) {
+            if !crate::manifest::is_safe_name(v) {
                 return Err(ObtainError::Usage(format!("{what}={v:?} is not a valid GitHub name")));
             }
         }
@@ -87,7 +96,7 @@ impl Source {
         Ok(Source { base, owner, repo })
     }
 
-    fn url(&self, tag: Option<&Version>, asset: &str) -> String {
+    pub fn url(&self, tag: Option<&Version>, asset: &str) -> String {
         match tag {
             Some(v) => format!("{}/{}/{}/releases/download/v{v}/{asset}", self.base, self.owner, self.repo),
             None => format!("{}/{}/{}/releases/latest/download/{asset}", self.base, self.owner, self.repo),
@@ -114,6 +123,8 @@ fn rewind(f: &mut File) -> Result<(), ObtainError> {
 }
 
 pub struct Context<'a> {
+    /// Names the program in progress messages ("vikunja-bootstrap").
+    pub who: &'a str,
     pub keys: &'a Keyring,
     pub policy: Policy,
     pub state: &'a mut SerialState,
@@ -131,23 +142,23 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
     let state_path = cx.state.path.display().to_string();
     let pin = cx.policy.pinned.clone();
     let manifest_url = src.url(pin.as_ref(), MANIFEST_NAME);
-    eprintln!("vikunja-bootstrap: fetching {manifest_url}");
+    eprintln!("{}: fetching {manifest_url}", cx.who);
     let bytes = fetcher.get_small(&manifest_url, MAX_MANIFEST_BYTES)?;
     // The version is read before the signature check only to pin the remaining URLs to one tag, so
     // a `latest` that moves meanwhile cannot mix two releases; the signature then binds it.
     let version = std::str::from_utf8(&bytes)
         .ok()
-        .and_then(|t| manifests::ReleaseManifest::parse(t).ok())
+        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
         .map(|m| m.version)
         .or(pin)
         .ok_or_else(|| {
-            TrustError::Manifest(manifests::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
+            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
         })?;
     let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
     let sig = String::from_utf8_lossy(&sig);
     let accepted = accept_manifest(cx.keys, &bytes, &sig, &cx.policy, &state_path)?;
     let m = &accepted.manifest;
-    let name = names::bundle(&m.version.to_string(), manifests::build_info::TARGET);
+    let name = names::bundle(&m.version.to_string(), crate::build_info::TARGET);
     let listed = m
         .asset(&name)
         .ok_or_else(|| TrustError::MissingAsset { version: m.version.to_string(), name: name.clone() })?;
@@ -231,10 +242,7 @@ pub fn offline(cx: Context, bundle: &Path, signature: Option<PathBuf>) -> Result
         accept_asset(cx.keys, &name, io::BufReader::new(input), &sig, listed.as_ref(), io::BufWriter::new(&mut copy))?;
     let facts = facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
     if facts.expiry_waived {
-        eprintln!(
-            "vikunja-bootstrap: WARNING: release {} expired; accepted only because of --allow-expired",
-            facts.version
-        );
+        eprintln!("{}: WARNING: release {} expired; accepted only because of --allow-expired", cx.who, facts.version);
     }
     cx.state.record(&facts.channel, facts.serial)?;
     unpack(copy, cx.dest)?;
@@ -247,14 +255,24 @@ pub fn offline(cx: Context, bundle: &Path, signature: Option<PathBuf>) -> Result
     })
 }
 
-pub fn pinned_version(cli: &Cli) -> Result<Option<Version>, ObtainError> {
-    if cli.pin.is_some() {
-        return Ok(cli.pin.clone());
-    }
-    match std::env::var("VIKUNJA_INSTALLER_VERSION") {
-        Ok(v) if !v.is_empty() => Version::parse(v.trim_start_matches('v'))
-            .map(Some)
-            .map_err(|e| ObtainError::Usage(format!("VIKUNJA_INSTALLER_VERSION: {e}"))),
-        _ => Ok(None),
-    }
+/// Fetches and verifies only `release.toml` (for `upgrade --check`): nothing is downloaded
+/// beyond it, and no serial is recorded.
+pub fn check_latest(
+    keys: &Keyring,
+    policy: &Policy,
+    state_path: &str,
+    src: &Source,
+    fetcher: &Fetcher,
+) -> Result<AcceptedRelease, ObtainError> {
+    let url = src.url(policy.pinned.as_ref(), MANIFEST_NAME);
+    let bytes = fetcher.get_small(&url, MAX_MANIFEST_BYTES)?;
+    let version = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
+        .map(|m| m.version)
+        .ok_or_else(|| {
+            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
+        })?;
+    let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
+    Ok(accept_manifest(keys, &bytes, &String::from_utf8_lossy(&sig), policy, state_path)?)
 }

@@ -1,0 +1,407 @@
+//! `vikunja-installer upgrade`: the installer updates itself from a signed release, online or from
+//! a bundle file, through the same checks as the bootstrap (`manifests::obtain`).
+//!
+//! Installed layout (under `--root`): every version in its own directory, the active one selected
+//! by one symlink that is replaced atomically, so the binary and its templates always match:
+//!
+//! ```text
+//! /opt/vikunja-pve/versions/<version>/{bin/vikunja-installer, templates/, receipt.toml}
+//! /opt/vikunja-pve/current -> versions/<version>
+//! /opt/vikunja-pve/previous            (the version `upgrade --rollback` goes back to)
+//! /usr/local/bin/vikunja-installer -> /opt/vikunja-pve/current/bin/vikunja-installer
+//! ```
+//!
+//! A new version is unpacked into a hidden staging directory, must answer `--version` with the
+//! expected version, is renamed into `versions/`, and only then does `current` switch. A SIGKILL at
+//! any point leaves `current` on the old or the new version, both complete; staging leftovers are
+//! removed by the next run.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, Context, Result};
+use manifests::fetch::Fetcher;
+use manifests::obtain::{self, Release, Source};
+use manifests::serial::{default_state_dir, SerialState};
+use manifests::{build_info, Exit, Keyring, Policy, Version};
+
+use crate::install::Failed;
+
+fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
+    Failed { code, message: message.into() }.into()
+}
+
+pub struct Options {
+    pub root: PathBuf,
+    pub check: bool,
+    pub version: Option<String>,
+    pub bundle: Option<PathBuf>,
+    pub rollback: bool,
+    pub allow_downgrade: bool,
+    pub allow_expired: bool,
+    pub base_url: Option<String>,
+}
+
+/// Where the installer lives under a root.
+pub struct Home {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: &Path) -> Home {
+        Home { root: root.to_path_buf(), dir: root.join("opt/vikunja-pve") }
+    }
+    fn versions(&self) -> PathBuf {
+        self.dir.join("versions")
+    }
+    fn version_dir(&self, v: &str) -> PathBuf {
+        self.versions().join(v)
+    }
+    fn current_link(&self) -> PathBuf {
+        self.dir.join("current")
+    }
+    fn previous_file(&self) -> PathBuf {
+        self.dir.join("previous")
+    }
+    fn bin_link(&self) -> PathBuf {
+        self.root.join("usr/local/bin/vikunja-installer")
+    }
+    fn state_dir(&self) -> PathBuf {
+        if self.root == Path::new("/") {
+            default_state_dir()
+        } else {
+            self.root.join("var/lib/vikunja-pve")
+        }
+    }
+    /// The active version, from the `current` link.
+    pub fn current(&self) -> Option<String> {
+        let target = std::fs::read_link(self.current_link()).ok()?;
+        target.file_name()?.to_str().map(str::to_string)
+    }
+    fn previous(&self) -> Option<String> {
+        std::fs::read_to_string(self.previous_file()).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    }
+}
+
+use crate::journal::kill_point;
+
+struct UpgradeLock {
+    _file: File,
+}
+
+fn lock(h: &Home) -> Result<UpgradeLock> {
+    std::fs::create_dir_all(&h.dir).map_err(|e| not_writable(&h.dir, e))?;
+    let path = h.dir.join("upgrade.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| not_writable(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(fail(
+                Exit::Locked,
+                format!("another upgrade is running ({}); wait for it to finish", holder.trim().replace('\n', ", ")),
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(anyhow!(e).context(format!("lock {}", path.display()))),
+    }
+    file.set_len(0)?;
+    writeln!(file, "PID: {}", std::process::id())?;
+    Ok(UpgradeLock { _file: file })
+}
+
+fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        fail(Exit::Prerequisite, format!("{} is not writable: run the upgrade as root", path.display()))
+    } else {
+        anyhow!(e).context(format!("open {}", path.display()))
+    }
+}
+
+fn parse_version(v: &str) -> Result<Version> {
+    Version::parse(v.trim_start_matches('v')).map_err(|e| fail(Exit::Usage, format!("--version: {e}")))
+}
+
+fn running_version() -> Version {
+    Version::parse(build_info::version()).unwrap_or(Version { major: 0, minor: 0, patch: 0, pre: None })
+}
+
+pub fn run(o: &Options) -> Result<u8> {
+    let h = Home::new(&o.root);
+    if o.rollback {
+        let _lock = lock(&h)?;
+        return rollback(&h).map(|()| 0);
+    }
+    let keys = Keyring::embedded().map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
+    let installed = h.current().and_then(|v| Version::parse(&v).ok());
+    let baseline = installed.clone().unwrap_or_else(running_version);
+    let pinned = o.version.as_deref().map(parse_version).transpose()?;
+    if let Some(p) = &pinned {
+        if *p < baseline && !o.allow_downgrade {
+            return Err(fail(
+                Exit::Verification,
+                format!("{p} is older than the installed {baseline}: a downgrade is refused unless --allow-downgrade is given"),
+            ));
+        }
+    }
+    let mut state = SerialState::load(&h.state_dir()).map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
+    let policy = Policy {
+        now: manifests::time::now_unix(),
+        allow_expired: o.allow_expired && o.bundle.is_some(),
+        // An explicit downgrade names an older release, whose serial is lower by design; every
+        // other check (signature, hash, size, expiry) still applies.
+        last_serial: if o.allow_downgrade { None } else { state.last(build_info::channel()) },
+        client_version: running_version(),
+        pinned: pinned.clone(),
+    };
+    if o.allow_expired && o.bundle.is_none() {
+        return Err(fail(Exit::Usage, "--allow-expired is for air-gapped upgrades with --bundle only"));
+    }
+    let fetcher = || -> Result<Fetcher> {
+        Fetcher::new(&format!("vikunja-installer/{}", build_info::version()), None)
+            .map_err(|e| fail(e.exit(), e.to_string()))
+    };
+    let offline_hint = |e: obtain::ObtainError| {
+        let code = e.exit();
+        let hint = if code == Exit::Download {
+            "\nNo network? Copy the release's bundle and .minisig to this machine and run: vikunja-installer upgrade --bundle FILE"
+        } else {
+            ""
+        };
+        fail(code, format!("{e}{hint}\nnothing was changed"))
+    };
+    if o.check {
+        let src = Source::from_env(o.base_url.as_deref()).map_err(offline_hint)?;
+        let state_path = state.path.display().to_string();
+        let latest = obtain::check_latest(&keys, &policy, &state_path, &src, &fetcher()?).map_err(offline_hint)?;
+        let v = latest.manifest.version;
+        return Ok(if v > baseline {
+            println!("vikunja-installer {v} is available (installed: {baseline}); run: vikunja-installer upgrade");
+            Exit::UpdateAvailable.code()
+        } else {
+            println!("vikunja-installer {baseline} is up to date (latest {v} on channel {})", latest.manifest.channel);
+            0
+        });
+    }
+
+    let _lock = lock(&h)?;
+    clean_leftovers(&h);
+    let staging = h.versions().join(format!(".staging-{}", std::process::id()));
+    std::fs::create_dir_all(&staging).map_err(|e| not_writable(&staging, e))?;
+    let _cleanup = RemoveOnDrop(staging.clone());
+    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &mut state, dest: &staging };
+    let release = match &o.bundle {
+        Some(b) => obtain::offline(cx, b, None),
+        None => Source::from_env(o.base_url.as_deref()).and_then(|src| {
+            let f = Fetcher::new(&format!("vikunja-installer/{}", build_info::version()), None)?;
+            obtain::online(cx, &src, &f)
+        }),
+    }
+    .map_err(offline_hint)?;
+    let new = release.version.to_string();
+    if installed.as_ref() == Some(&release.version) {
+        println!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
+        return Ok(0);
+    }
+    if release.version < baseline && !o.allow_downgrade {
+        return Err(fail(
+            Exit::Verification,
+            format!("the release offered is {new}, older than the installed {baseline}: refused (pass --allow-downgrade to go back on purpose)"),
+        ));
+    }
+    kill_point("unpacked");
+    check_answers(&staging.join("bin/vikunja-installer"), &new)?;
+    write_receipt(&staging, &release)?;
+    let dest = h.version_dir(&new);
+    if dest.exists() {
+        // A complete earlier copy of the same version (kept for rollback): replaced by the fresh one.
+        let aside = h.versions().join(format!(".replaced-{new}-{}", std::process::id()));
+        std::fs::rename(&dest, &aside).with_context(|| format!("move {} aside", dest.display()))?;
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&staging, &dest).with_context(|| format!("rename into {}", dest.display()))?;
+    kill_point("placed");
+    let old = h.current();
+    switch(&h, &new)?;
+    kill_point("switched");
+    if let Some(old) = &old {
+        manifests::atomic::write_atomic(&h.previous_file(), format!("{old}\n").as_bytes(), 0o644)?;
+    }
+    prune(&h);
+    match &old {
+        Some(old) => println!(
+            "Upgraded vikunja-installer {old} -> {new} (channel {}, key {}); `vikunja-installer upgrade --rollback` goes back",
+            release.channel, release.key_id
+        ),
+        None => println!(
+            "Installed vikunja-installer {new} (channel {}, key {}) as {}",
+            release.channel,
+            release.key_id,
+            h.bin_link().display()
+        ),
+    }
+    Ok(0)
+}
+
+struct RemoveOnDrop(PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Staging directories of a run that was killed: never complete, never active.
+fn clean_leftovers(h: &Home) {
+    for e in std::fs::read_dir(h.versions()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".staging-") || name.starts_with(".replaced-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let _ = std::fs::remove_file(h.dir.join("current.new"));
+}
+
+/// The new binary must run here and say it is the version the signed release names.
+fn check_answers(bin: &Path, expected: &str) -> Result<()> {
+    let out =
+        Command::new(bin).arg("--version").env_remove("VIKUNJA_INSTALLER_TEST_KILL_AT").output().map_err(|e| {
+            fail(
+                Exit::Verification,
+                format!("the new installer {} does not run: {e}; nothing was changed", bin.display()),
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or("");
+    if !out.status.success() || first.split_whitespace().nth(1) != Some(expected) {
+        return Err(fail(
+            Exit::Verification,
+            format!(
+                "the new installer answered {first:?} to --version, not version {expected}; the old one stays active"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn write_receipt(dir: &Path, r: &Release) -> Result<()> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files);
+    files.sort();
+    let list: Vec<String> = files.iter().map(|f| format!("  {},", toml_str(f))).collect();
+    let text = format!(
+        "# vikunja-installer receipt: what was installed, from where, verified by which key\n\
+         version = {}\nchannel = {}\nserial = {}\nkey_id = {}\nsource = {}\ninstalled_at = {}\nfiles = [\n{}\n]\n",
+        toml_str(&r.version.to_string()),
+        toml_str(&r.channel),
+        r.serial,
+        toml_str(&r.key_id),
+        toml_str(&r.source),
+        toml_str(&manifests::time::format_rfc3339(manifests::time::now_unix())),
+        list.join("\n")
+    );
+    manifests::atomic::write_atomic(&dir.join("receipt.toml"), text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(base, &p, out);
+        } else if let Ok(rel) = p.strip_prefix(base) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// The receipt of the version this binary was installed as, if it runs from the installed layout.
+pub fn own_receipt() -> Option<Vec<(String, String)>> {
+    let exe = std::env::current_exe().ok()?;
+    let text = std::fs::read_to_string(exe.parent()?.parent()?.join("receipt.toml")).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once(" = "))
+            .filter(|(_, v)| v.starts_with('"') || v.chars().all(|c| c.is_ascii_digit()))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect(),
+    )
+}
+
+/// Points `current` (and the command in /usr/local/bin) at `version` with atomic renames.
+fn switch(h: &Home, version: &str) -> Result<()> {
+    let tmp = h.dir.join("current.new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(Path::new("versions").join(version), &tmp)?;
+    std::fs::rename(&tmp, h.current_link()).context("switch the current version")?;
+    let bin = h.bin_link();
+    if std::fs::read_link(&bin).ok().as_deref() != Some(Path::new(BIN_TARGET)) {
+        if let Some(dir) = bin.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = bin.with_file_name(".vikunja-installer.new");
+        let _ = std::fs::remove_file(&tmp);
+        // Relative, so the same layout works under a test root.
+        std::os::unix::fs::symlink(BIN_TARGET, &tmp)?;
+        std::fs::rename(&tmp, &bin).with_context(|| format!("link {}", bin.display()))?;
+    }
+    if let Ok(d) = File::open(&h.dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+const BIN_TARGET: &str = "../../../opt/vikunja-pve/current/bin/vikunja-installer";
+
+/// Keeps the active and the previous version; older ones go.
+fn prune(h: &Home) {
+    let keep = [h.current(), h.previous()];
+    for e in std::fs::read_dir(h.versions()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || keep.iter().flatten().any(|k| *k == name) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+fn rollback(h: &Home) -> Result<()> {
+    let current = h
+        .current()
+        .ok_or_else(|| fail(Exit::Error, "vikunja-installer is not installed here; nothing to roll back"))?;
+    let prev =
+        h.previous().ok_or_else(|| fail(Exit::Error, "no previous version is recorded: nothing to roll back to"))?;
+    let dir = h.version_dir(&prev);
+    if !dir.join("receipt.toml").is_file() {
+        return Err(fail(
+            Exit::Error,
+            format!("the previous version {prev} is no longer in {}", h.versions().display()),
+        ));
+    }
+    check_answers(&dir.join("bin/vikunja-installer"), &prev)?;
+    switch(h, &prev)?;
+    manifests::atomic::write_atomic(&h.previous_file(), format!("{current}\n").as_bytes(), 0o644)?;
+    println!("Rolled vikunja-installer back {current} -> {prev}; `vikunja-installer upgrade --rollback` returns to {current}");
+    Ok(())
+}
+
+/// For `--version`: the signing key, when this binary runs from the installed layout or was
+/// started by the bootstrap.
+pub fn signing_key() -> Option<String> {
+    std::env::var("VIKUNJA_RELEASE_KEY_ID")
+        .ok()
+        .or_else(|| own_receipt()?.into_iter().find(|(k, _)| k == "key_id").map(|(_, v)| v))
+}
