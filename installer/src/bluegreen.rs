@@ -462,41 +462,55 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         ));
         Ok(r)
     })();
-    match gate {
+    let ctx_to = Ctx { l, d: &target, init: inst.init };
+    settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
+    println!(
+        "Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.",
+        d.instance.name
+    );
+    Ok(())
+}
+
+/// After the health gate: switch and finish when healthy; otherwise undo and report exit 11 (12
+/// when undoing failed). Shared by update and rollback, which differ only before the gate.
+fn settle(
+    ctx: &Ctx,
+    ctx_to: &Ctx,
+    j: &mut Journal,
+    gate: Result<(bool, Vec<health::Component>)>,
+    started: Instant,
+    p: &Progress,
+) -> Result<()> {
+    let (op, from, to) = (j.operation.clone(), j.from_version.clone(), j.to_version.clone());
+    let why = match gate {
         Ok((true, _)) => {
-            j.advance(l, Step::Switched)?;
-            let ctx_to = Ctx { l, d: &target, init: inst.init };
-            finish(&ctx_to, &mut j, &p)?;
-            record(l, &j, started, "success")?;
-            println!("Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.", d.instance.name);
-            Ok(())
+            j.advance(ctx.l, Step::Switched)?;
+            finish(ctx_to, j, p)?;
+            return record(ctx.l, j, started, "success");
         }
         Ok((false, report)) => {
             health::print_report(&report);
-            undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
-            record(l, &j, started, "failed, rolled back")?;
-            Err(fail(
-                Exit::RolledBack,
-                format!(
-                    "Vikunja {to_version} did not become healthy on {} within {} s (see above); it was stopped and {from_version} \
-                     kept serving on {}; nothing was lost. Logs: {}",
-                    to.name(),
-                    d.health.timeout_s,
-                    from.name(),
-                    l.logs_dir().display()
-                ),
-            ))
+            format!(
+                "Vikunja {to} did not become healthy on {} within {} s (see above); it was stopped",
+                j.to_colour.name(),
+                ctx.d.health.timeout_s
+            )
         }
         Err(e) => {
-            p.say(&format!("update failed: {e:#}"));
-            undo(&ctx, &j, &p).map_err(|e2| undo_failed(&ctx, &j, e2))?;
-            record(l, &j, started, "failed, rolled back")?;
-            Err(fail(
-                Exit::RolledBack,
-                format!("update to {to_version} failed and was undone; {from_version} keeps serving: {e:#}"),
-            ))
+            p.say(&format!("{op} failed: {e:#}"));
+            format!("the {op} to {to} failed: {e:#}")
         }
-    }
+    };
+    undo(ctx, j, p).map_err(|e| undo_failed(ctx, j, e))?;
+    record(ctx.l, j, started, "failed, rolled back")?;
+    Err(fail(
+        Exit::RolledBack,
+        format!(
+            "{why}; {from} kept serving on {} and nothing was lost. Logs: {}",
+            j.from_colour.name(),
+            ctx.l.logs_dir().display()
+        ),
+    ))
 }
 
 pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
@@ -600,28 +614,8 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         Ok(r)
     })();
-    match gate {
-        Ok((true, _)) => {
-            j.advance(l, Step::Switched)?;
-            let ctx_to = Ctx { l, d: &target, init: inst.init };
-            finish(&ctx_to, &mut j, &p)?;
-            record(l, &j, started, "success")?;
-            println!("Rolled instance {} back to Vikunja {target_version}.", d.instance.name);
-            Ok(())
-        }
-        Ok((false, report)) => {
-            health::print_report(&report);
-            undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
-            record(l, &j, started, "failed, undone")?;
-            Err(fail(
-                Exit::RolledBack,
-                format!("Vikunja {target_version} did not become healthy; {from_version} keeps serving"),
-            ))
-        }
-        Err(e) => {
-            undo(&ctx, &j, &p).map_err(|e2| undo_failed(&ctx, &j, e2))?;
-            record(l, &j, started, "failed, undone")?;
-            Err(fail(Exit::RolledBack, format!("rollback failed and was undone; {from_version} keeps serving: {e:#}")))
-        }
-    }
+    let ctx_to = Ctx { l, d: &target, init: inst.init };
+    settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
+    println!("Rolled instance {} back to Vikunja {target_version}.", d.instance.name);
+    Ok(())
 }
