@@ -327,11 +327,7 @@ fn installs_against_a_real_postgresql_server() {
     };
     let pg = PgCluster::start(&bin).unwrap();
     let sb = Sandbox::new("install-postgres").unwrap();
-    let extra = format!(
-        "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
-        pg.port,
-        pg.dir.join("pwfile").display()
-    );
+    let extra = pg.deployment_toml();
     let cfg = write_config(&sb, "d", &sb.config("pg", V, &site().base(), &extra));
     let o = install(&sb, &cfg);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -359,23 +355,7 @@ fn installs_against_a_real_postgresql_server() {
         &format!("{api}/projects/1/tasks"),
     ]);
     assert!(text(&o).contains("in postgres"), "{o:?}");
-    let rows = Command::new(bin.join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "vikunja",
-            "-tAc",
-            "SELECT title FROM tasks",
-        ])
-        .env("PGPASSWORD", vikunja_e2e::postgres::PASSWORD)
-        .output()
-        .unwrap();
-    assert_eq!(text(&rows).trim(), "in postgres", "{rows:?}");
+    assert_eq!(pg.query("SELECT title FROM tasks"), "in postgres");
     let o = installer(&sb, &["health", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["healthy"], true);

@@ -239,25 +239,14 @@ fn update_and_rollback_against_a_real_postgresql_server() {
     };
     let pg = PgCluster::start(&bin).unwrap();
     let sb = Sandbox::new("bg-postgres").unwrap();
-    let extra = format!(
-        "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
-        pg.port,
-        pg.dir.join("pwfile").display()
-    );
+    let extra = pg.deployment_toml();
     let cfg = sb.root.join("d.toml");
     std::fs::write(&cfg, sb.config(INSTANCE, V1, &site().base(), &extra)).unwrap();
     let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "install failed");
     let t = target(&sb);
     let attachment = attach(&sb, &t, "pg-attachment");
-    let psql = |sql: &str| -> String {
-        let o = Command::new(bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", "vikunja", "-tAc", sql])
-            .env("PGPASSWORD", vikunja_e2e::postgres::PASSWORD)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let psql = |sql: &str| pg.query(sql);
     let before = psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration");
 
     // An update whose new release never gets healthy: its migrations are undone from the pg_dump.

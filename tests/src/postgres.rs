@@ -148,6 +148,24 @@ impl PgCluster {
         Ok(all)
     }
 
+    /// The `[database]` table of a deployment.toml pointing the installer at this cluster.
+    pub fn deployment_toml(&self) -> String {
+        format!(
+            "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
+            self.port,
+            self.dir.join("pwfile").display()
+        )
+    }
+
+    /// `psql -tAc SQL` against the cluster's `vikunja` database: the trimmed output.
+    pub fn query(&self, sql: &str) -> String {
+        let o = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "vikunja", "-tAc", sql])
+            .env("PGPASSWORD", PASSWORD)
+            .output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    }
+
     /// Environment that points the stand-in at this cluster; the password
     /// travels through `VIKUNJA_DATABASE_PASSWORD_FILE`.
     pub fn env(&self) -> Vec<(String, String)> {
