@@ -246,6 +246,16 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
     if !ctx.running(j.to_colour)? {
         ctx.start(j.to_colour, &j.to_version)?;
     }
+    if !j.pending_restore.is_empty() {
+        // A rollback whose old release runs on the newer schema: it takes the reads first, then
+        // the old schema comes back under it, and only then do writes resume.
+        ctx.route(j.to_colour, true)?;
+        p.say(&format!("reads switched to {} ({}); writes still frozen", j.to_colour.name(), j.to_version));
+        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.pending_restore)).map_err(|e| anyhow!(e))?;
+        p.say(&format!("database restored from {}", j.pending_restore));
+        j.pending_restore.clear();
+        j.save(ctx.l)?;
+    }
     ctx.route(j.to_colour, false)?;
     p.say(&format!("traffic switched to {} ({}), writes resumed", j.to_colour.name(), j.to_version));
     ctx.stop(j.from_colour)?;
@@ -439,6 +449,7 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         to_version: to_version.clone(),
         undo_backup: backup.to_string_lossy().into_owned(),
         migrations_before: None,
+        pending_restore: String::new(),
     };
     j.advance(l, Step::Started)?;
     let gate = (|| -> Result<(bool, Vec<health::Component>)> {
@@ -587,6 +598,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         to_version: target_version.clone(),
         undo_backup: safety.to_string_lossy().into_owned(),
         migrations_before: now_migrations,
+        pending_restore: String::new(),
     };
     p.say(&format!(
         "rolling back instance {} from {from_version} ({}) to {target_version} ({})",
@@ -602,16 +614,29 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         dbbackup::backup(l, d, &safety).map_err(|e| anyhow!(e))?;
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("current database backed up to {}", safety.display()));
-        if restore_db {
-            dbbackup::restore(l, d, Path::new(&point.backup)).map_err(|e| anyhow!(e))?;
-            p.say(&format!("database restored from {}", point.backup));
-        }
         j.advance(l, Step::Starting)?;
         let ctx_to = Ctx { l, d: &target, init: inst.init };
+        // First on the current schema, so the current colour keeps serving reads: Vikunja, like
+        // its migration library, ignores migrations it does not know.
         ctx_to.start(to, &target_version)?;
         p.say(&format!("{} started with {target_version}; health gate", to.name()));
-        let r = ctx_to.healthy(to, &target_version);
+        let mut r = ctx_to.healthy(to, &target_version);
         p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
+        if restore_db && r.0 {
+            j.pending_restore = point.backup.clone();
+            j.save(l)?;
+        } else if restore_db {
+            p.say(&format!(
+                "{target_version} does not run on {from_version}'s schema: restoring the database first \
+                 (reads fail until the switch)"
+            ));
+            ctx_to.stop(to)?;
+            dbbackup::restore(l, d, Path::new(&point.backup)).map_err(|e| anyhow!(e))?;
+            p.say(&format!("database restored from {}", point.backup));
+            ctx_to.start(to, &target_version)?;
+            r = ctx_to.healthy(to, &target_version);
+            p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
+        }
         Ok(r)
     })();
     let ctx_to = Ctx { l, d: &target, init: inst.init };

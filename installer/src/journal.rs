@@ -56,6 +56,9 @@ pub struct Journal {
     /// Migration ids before the operation touched the database; `None` if they could not be read,
     /// in which case undoing always restores `undo_backup`.
     pub migrations_before: Option<Vec<String>>,
+    /// A rollback's database backup still to be restored once traffic is on the old colour
+    /// (writes stay frozen until it is); empty when there is none.
+    pub pending_restore: String,
 }
 
 fn path(l: &Layout) -> std::path::PathBuf {
@@ -104,6 +107,7 @@ impl Journal {
             to_version: field("to_version")?,
             undo_backup: field("undo_backup")?,
             migrations_before,
+            pending_restore: get(&kv, "pending_restore").unwrap_or("").to_string(),
         }))
     }
 
@@ -133,6 +137,7 @@ impl Journal {
                 ("to_version", self.to_version.clone()),
                 ("undo_backup", self.undo_backup.clone()),
                 ("migrations_before", migrations),
+                ("pending_restore", self.pending_restore.clone()),
             ],
         )
     }

@@ -183,17 +183,35 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     assert_eq!(o.status.code(), Some(2), "rollback without --yes and without a terminal");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
     assert_serving(&sb, "green", V2);
+    let load = Load::start(&t, 2, 1);
+    load.warm_up(10);
     let o = installer(&sb, &["rollback", "--yes"]);
+    let r = load.stop();
     assert!(o.status.success(), "rollback failed");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let (reads_at, restored_at) = (out.find("reads switched to blue").unwrap(), out.find("database restored").unwrap());
+    assert!(reads_at < restored_at, "the schema must come back only after blue took the reads: {out}");
+    assert!(
+        r.reads_failed.is_empty(),
+        "reads failed during the rollback: {:?}",
+        &r.reads_failed[..r.reads_failed.len().min(5)]
+    );
+    assert!(r.writes_failed.is_empty(), "{:?}", r.writes_failed);
     assert_serving(&sb, "blue", V1);
     assert_eq!(migrations(&sb), before, "schema not restored");
-    // As the rollback said: the tasks are those of the pre-update backup (plus the check's own).
+    // As the rollback said: the tasks are those of the pre-update backup, then what was written
+    // after it.
     let backup = backups[0].path();
     let c = rusqlite::Connection::open(&backup).unwrap();
     let mut st = c.prepare("SELECT title FROM tasks ORDER BY id").unwrap();
-    let mut expected: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-    expected.push("after-check".into());
-    assert_eq!(t.task_titles().unwrap(), expected);
+    let expected: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    // Then the writes acknowledged once the rollback lifted its freeze: a tail of what the
+    // clients were told was stored (the ones before the freeze went with the restore, as announced).
+    let titles = t.task_titles().unwrap();
+    assert_eq!(&titles[..expected.len()], &expected[..], "the pre-update backup's tasks");
+    let (after, last) = titles[expected.len()..].split_at(titles.len() - expected.len() - 1);
+    assert_eq!(last, ["after-check"]);
+    assert!(r.writes_acked.ends_with(after), "writes after the rollback lost: {after:?} vs {:?}", r.writes_acked);
     attachment.assert_intact(&t);
 }
 
@@ -449,4 +467,23 @@ fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
         assert_all_present(&t, &["before-the-crash".to_string()]);
         drop(sb);
     }
+}
+
+/// A rollback killed once traffic is on the old colour but before the old schema is back: the
+/// next command restores it and only then lets writes in.
+#[test]
+fn a_rollback_killed_after_the_switch_is_finished_with_the_schema_restored() {
+    let sb = installed("bg-kill-rollback");
+    let before = migrations(&sb);
+    assert!(installer(&sb, &["update", "--version", V2]).status.success());
+    assert_ne!(migrations(&sb), before);
+    let o = installer_env(&sb, &["rollback", "--yes"], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "switched")]);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "not killed");
+    let journal = state_file(&sb, "journal");
+    assert!(journal.contains("pending_restore: /"), "{journal}");
+    let o = installer(&sb, &["health"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("finishing it"));
+    assert_serving(&sb, "blue", V1);
+    assert_eq!(migrations(&sb), before, "schema not restored by the recovery");
 }

@@ -7,6 +7,7 @@
 
 pub mod ca;
 pub mod evil;
+pub mod keepalive;
 pub mod load;
 pub mod nginx;
 pub mod postgres;

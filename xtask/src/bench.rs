@@ -21,7 +21,7 @@ const HANDOFF_GOAL_RATIO: f64 = 1.5;
 /// Random bytes do not compress, so the bundle really is this big on the wire.
 const PADDING_BYTES: u64 = 10 * 1024 * 1024;
 
-/// Measure bootstrap size and start-to-hand-off time against references; write BENCHMARKS.md.
+/// Measure the project's figures against references taken in the same run; write BENCHMARKS.md.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "bench")]
 pub struct Bench {
@@ -55,6 +55,8 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
         .join(&served.spec.target)
         .join("release/vikunja-installer");
     figures.extend(crate::bench_deploy::figures(&installer, b.runs)?);
+    figures.extend(crate::bench_update::figures(&installer, b.runs)?);
+    figures.extend(crate::bench_upgrade::figures(root, &served, b.runs)?);
     let text = render(&header()?, &figures);
     print!("{text}");
     let out = root.join("BENCHMARKS.md");

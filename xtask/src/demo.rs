@@ -1,11 +1,14 @@
 //! `cargo xtask demo`: the main job end to end on this machine. Builds and signs a release, serves
 //! it from a local HTTPS release server (nginx with a throw-away CA, GitHub's URL layout), and runs
-//! the real one-liner `curl … | sh` against it; the installer answers from its verified bundle.
+//! the real one-liner `curl … | sh` against it; the installer answers from its verified bundle. It
+//! installs a Vikunja stand-in into a sandbox root, updates it blue-green to a newer one and rolls
+//! it back, each through the one-liner as an admin on a host without the installer would.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use vikunja_e2e::load::Target;
 use vikunja_e2e::{ca::TestCa, nginx::ReleaseServer};
 
 use crate::dist::Dist;
@@ -67,49 +70,104 @@ impl Served {
     }
 }
 
+/// Runs the one-liner with `installer_args`, its output going straight to the terminal.
+fn run_one_liner(s: &Served, state: &Path, installer_args: &str) -> Result<()> {
+    let line = s.one_liner(installer_args);
+    let status =
+        Command::new("bash").args(["-o", "pipefail", "-c", &line]).envs(s.env(state)).status().context("run bash")?;
+    if !status.success() {
+        bail!("the one-liner `{line}` failed with {status}");
+    }
+    Ok(())
+}
+
+/// The stand-in releases the demo's download site serves: installed first, then updated to.
+const OLD: &str = "v2.4.0";
+const NEW: &str = "v2.5.0";
+
 pub fn run(root: &Path) -> Result<()> {
     crate::prereq::ensure(crate::prereq::DEMO_TOOLS)?;
     println!("== 1. build and sign a release (static binaries, throw-away key)");
     let s = build_and_serve(root, "demo", Vec::new())?;
     println!("   assets: {}", s.assets.display());
     println!("== 2. local HTTPS release server: {} (test CA {})", s.server.base_url(), s.ca.ca_pem.display());
-    let vikunja = "v2.5.0";
-    let zips = vikunja_e2e::sandbox::standin_zips(&[vikunja])?;
-    let dl = s.server.www.join("vikunja").join(vikunja);
-    std::fs::create_dir_all(&dl)?;
-    let zip = format!("vikunja-{vikunja}-linux-amd64-full.zip");
-    std::fs::copy(zips.join(vikunja).join(&zip), dl.join(&zip))?;
-    println!("   serving the Vikunja stand-in (a test double) as {zip}");
+    let zips = vikunja_e2e::sandbox::standin_zips(&[OLD, NEW])?;
+    for v in [OLD, NEW] {
+        let dl = s.server.www.join("vikunja").join(v);
+        std::fs::create_dir_all(&dl)?;
+        let zip = format!("vikunja-{v}-linux-amd64-full.zip");
+        std::fs::copy(zips.join(v).join(&zip), dl.join(&zip))?;
+        println!("   serving the Vikunja stand-in (a test double) as {zip}");
+    }
     let sandbox = vikunja_e2e::sandbox::Sandbox::new("demo-root")?;
     let config = sandbox.root.join("deployment.toml");
-    std::fs::write(&config, sandbox.config("demo", vikunja, &format!("{}/vikunja", s.server.base_url()), ""))?;
+    std::fs::write(&config, sandbox.config("demo", OLD, &format!("{}/vikunja", s.server.base_url()), ""))?;
     let state = s.assets.parent().context("demo dir")?.join("state");
-    let args = format!("install --root {} --init process --config {} --yes", sandbox.root.display(), config.display());
-    let line = s.one_liner(&args);
+    let r = sandbox.root.display();
+    let args = format!("install --root {r} --init process --config {} --yes", config.display());
     println!(
-        "== 3. the one-liner, as a Proxmox admin runs it (here into the sandbox root {}):\n   {line}\n",
-        sandbox.root.display()
+        "== 3. the one-liner, as a Proxmox admin runs it (here into the sandbox root {r}):\n   {}\n",
+        s.one_liner(&args)
     );
-    let status =
-        Command::new("bash").args(["-o", "pipefail", "-c", &line]).envs(s.env(&state)).status().context("run bash")?;
-    if !status.success() {
-        bail!("the one-liner failed with {status}");
-    }
+    run_one_liner(&s, &state, &args)?;
     let p = sandbox.ports;
     let cert = sandbox.instance_dir("demo").join("config/ssl/cert.pem");
-    let url = format!("https://vikunja.test:{}/api/v1/info", p.https);
+    let target = Target::new("vikunja.test", p.https, cert.clone());
+    let url = format!("{}/api/v1/info", target.base);
     println!("\n== 4. Vikunja answers through nginx over TLS: curl --cacert {} {url}", cert.display());
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&cert)
-        .args(["--resolve", &format!("vikunja.test:{}:127.0.0.1", p.https), &url])
-        .output()?;
-    println!("   {}", String::from_utf8_lossy(&out.stdout).trim());
-    if !out.status.success() {
-        bail!("curl through nginx failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (code, body) = target.request("GET", "/api/v1/info", None);
+    println!("   {}", body.trim());
+    if code != 200 {
+        bail!("curl through nginx answered {code}: {body}");
     }
+    let task = "written before the update";
+    let (code, body) = target.create_task(task);
+    if !(200..300).contains(&code) {
+        bail!("creating a task through nginx answered {code}: {body}");
+    }
+    println!("   a task is stored through nginx: PUT /api/v1/projects/1/tasks {{\"title\":\"{task}\"}} -> {code}");
+
+    let args = format!("update --version {NEW} --root {r}");
+    println!(
+        "\n== 5. blue-green update to {NEW}: writes frozen, database backed up, green started and health-gated, \
+         then traffic switched:\n   {}\n",
+        s.one_liner(&args)
+    );
+    run_one_liner(&s, &state, &args)?;
+    show_status(&s, &state, &r.to_string())?;
+    check_serves(&target, NEW, task)?;
+
+    let args = format!("rollback --yes --root {r}");
+    println!(
+        "\n== 6. rollback to {OLD} ({NEW} migrated the database, so its pre-update backup is restored):\n   {}\n",
+        s.one_liner(&args)
+    );
+    run_one_liner(&s, &state, &args)?;
+    show_status(&s, &state, &r.to_string())?;
+    check_serves(&target, OLD, task)?;
+
     println!("\n== done: install.sh checked the bootstrap's sha256, the bootstrap verified the signed release and");
     println!("   handed off; the installer verified the Vikunja zip, deployed it behind nginx with TLS and checked");
-    println!("   its health. The sandbox's services are stopped now.");
+    println!("   its health, updated it blue-green to {NEW} and rolled it back to {OLD}; the task written before");
+    println!("   the update survived both. The sandbox's services are stopped now.");
+    Ok(())
+}
+
+fn show_status(s: &Served, state: &Path, root: &str) -> Result<()> {
+    println!("\n   the status screen afterwards (`status --root {root}`):\n");
+    run_one_liner(s, state, &format!("status --root {root}"))
+}
+
+/// What the user would check by hand: the version nginx serves, and that the task is still there.
+fn check_serves(t: &Target, version: &str, task: &str) -> Result<()> {
+    let (code, body) = t.request("GET", "/api/v1/info", None);
+    if code != 200 || !body.contains(&format!("\"version\":\"{version}\"")) {
+        bail!("after the operation, nginx should serve Vikunja {version}, but /api/v1/info answered {code}: {body}");
+    }
+    let titles = t.task_titles().map_err(anyhow::Error::msg)?;
+    if !titles.iter().any(|x| x == task) {
+        bail!("the task {task:?} written before the update is missing after it; tasks listed: {titles:?}");
+    }
+    println!("   through nginx: version {version}, and the task {task:?} is still listed");
     Ok(())
 }

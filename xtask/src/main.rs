@@ -3,6 +3,8 @@
 
 mod bench;
 mod bench_deploy;
+mod bench_update;
+mod bench_upgrade;
 mod ci;
 mod demo;
 mod dist;
