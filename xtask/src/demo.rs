@@ -146,10 +146,56 @@ pub fn run(root: &Path) -> Result<()> {
     show_status(&s, &state, &r.to_string())?;
     check_serves(&target, OLD, task)?;
 
+    self_upgrade(root, &s, &state, &sandbox.root)?;
+
     println!("\n== done: install.sh checked the bootstrap's sha256, the bootstrap verified the signed release and");
     println!("   handed off; the installer verified the Vikunja zip, deployed it behind nginx with TLS and checked");
     println!("   its health, updated it blue-green to {NEW} and rolled it back to {OLD}; the task written before");
-    println!("   the update survived both. The sandbox's services are stopped now.");
+    println!("   the update survived both. The installer then upgraded itself to a second signed release.");
+    println!("   The sandbox's services are stopped now.");
+    Ok(())
+}
+
+/// The installer installs itself into the sandbox root, then upgrades itself to a second release
+/// signed with the same key, published as the new `latest`.
+fn self_upgrade(root: &Path, s: &Served, state: &Path, sandbox: &Path) -> Result<()> {
+    let r = sandbox.display();
+    let args = format!("upgrade --root {r}");
+    println!(
+        "\n== 7. the installer installs itself (versioned, under {r}/opt/vikunja-pve):\n   {}\n",
+        s.one_liner(&args)
+    );
+    run_one_liner(s, state, &args)?;
+    let v2 = "0.2.0";
+    println!("\n== 8. build and sign release {v2} with the same key and publish it as the latest");
+    let assets = crate::bench_upgrade::second_release(root, s, "demo-release-2", v2)?;
+    let tag = format!("v{v2}");
+    s.server.publish(OWNER, REPO, &tag, &assets)?;
+    s.server.set_latest(&tag)?;
+    let installed = sandbox.join("usr/local/bin/vikunja-installer");
+    let run = |args: &[&str]| -> Result<std::process::ExitStatus> {
+        println!("   $ {} {}", installed.display(), args.join(" "));
+        let mut c = Command::new(&installed);
+        c.args(args).envs(s.env(state));
+        if args.first() == Some(&"upgrade") {
+            c.arg("--root").arg(sandbox);
+        }
+        c.status().with_context(|| format!("run {}", installed.display()))
+    };
+    println!("\n== 9. the installed installer checks for, then performs, its own upgrade:");
+    let st = run(&["upgrade", "--check"])?;
+    if st.code() != Some(20) {
+        bail!("upgrade --check should report an available upgrade (exit 20), got {st}");
+    }
+    if !run(&["upgrade"])?.success() {
+        bail!("the self-upgrade failed");
+    }
+    let out = Command::new(&installed).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("   $ {} --version\n   {text}", installed.display());
+    if !text.starts_with(&format!("vikunja-installer {v2} ")) {
+        bail!("after the upgrade the installer reports {text:?}, not {v2}");
+    }
     Ok(())
 }
 
