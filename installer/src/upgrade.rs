@@ -119,8 +119,12 @@ fn lock(h: &Home) -> Result<UpgradeLock> {
 }
 
 fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        fail(Exit::Prerequisite, format!("{} is not writable: run the upgrade as root", path.display()))
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) {
+        fail(
+            Exit::Prerequisite,
+            format!("{} is not writable ({e}): run the upgrade as root, on a writable disk", path.display()),
+        )
     } else {
         anyhow!(e).context(format!("open {}", path.display()))
     }

@@ -863,6 +863,25 @@ fn upgrade_survives_sigkill_at_every_point_and_a_second_upgrade_exits_5() {
     drop(lock);
     assert_eq!(installed_version(&env, &root), V1);
 
+    // A root whose /opt cannot be written: refused before anything changes, with what to do.
+    let ro = env.tmp.parent().unwrap().join("ro-root");
+    std::fs::create_dir_all(ro.join("opt")).unwrap();
+    if Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(ro.join("opt"))
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let mut c = env.command(root.join("usr/local/bin/vikunja-installer"));
+        c.args(["upgrade", "--root"]).arg(&ro);
+        let r = env.run(c);
+        let _ = Command::new("umount").arg("-l").arg(ro.join("opt")).status();
+        assert_eq!(r.code, 4, "{}", r.stderr);
+        assert!(r.stderr.contains("is not writable") && r.stderr.contains("run the upgrade as root"), "{}", r.stderr);
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root and can mount a tmpfs");
+    }
+
     let env = env.set("VIKUNJA_INSTALLER_BASE_URL", "https://127.0.0.1:9");
     let r = installed(&env, &root, &["upgrade"]);
     assert_eq!(r.code, 6, "{}", r.stderr);
