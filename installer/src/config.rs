@@ -43,6 +43,27 @@ pub struct Container {
     pub id: u32,
     pub hostname: String,
     pub node: String,
+    /// The rest is used on the Proxmox host (`vikunja-installer create`): see `crate::host`.
+    /// OS template: a file name from `pveam available`, or a prefix like "debian-12" (newest match).
+    pub template: String,
+    /// Storage for the root disk (empty: the first active one holding `rootdir`).
+    pub storage: String,
+    /// Storage holding templates (empty: the first active one holding `vztmpl`).
+    pub template_storage: String,
+    pub bridge: String,
+    pub vlan: Option<u16>,
+    /// "" (none), "auto" (SLAAC), "dhcp", or an address with prefix like fd00::10/64.
+    pub ipv6: String,
+    pub gateway6: String,
+    /// DNS server for the container (empty: the host's, as pct does by default).
+    pub nameserver: String,
+    pub searchdomain: String,
+    /// File with SSH public keys for root in the container.
+    pub ssh_public_keys: Option<PathBuf>,
+    /// Proxmox tags, separated by ';'.
+    pub tags: String,
+    pub onboot: bool,
+    pub swap_mb: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,7 +213,24 @@ macro_rules! defaults {
 defaults! {
     Deployment => Deployment::for_instance("main", 1),
     Instance => Instance { name: "main".into(), number: 1 },
-    Container => Container { id: 0, hostname: String::new(), node: String::new() },
+    Container => Container {
+        id: 0,
+        hostname: String::new(),
+        node: String::new(),
+        template: "debian-12".into(),
+        storage: String::new(),
+        template_storage: String::new(),
+        bridge: "vmbr0".into(),
+        vlan: None,
+        ipv6: String::new(),
+        gateway6: String::new(),
+        nameserver: String::new(),
+        searchdomain: String::new(),
+        ssh_public_keys: None,
+        tags: "vikunja-pve;vikunja".into(),
+        onboot: true,
+        swap_mb: 512,
+    },
     VikunjaSource => VikunjaSource {
         version: DEFAULT_VIKUNJA_VERSION.into(),
         download_base: DEFAULT_DOWNLOAD_BASE.into(),

@@ -217,3 +217,79 @@ fn check_serves(t: &Target, version: &str, task: &str) -> Result<()> {
     println!("   through nginx: version {version}, and the task {task:?} is still listed");
     Ok(())
 }
+
+/// `cargo xtask demo --containers`: the Proxmox host story, with TEST DOUBLES of pct, pveam, pvesm,
+/// pvesh and pveversion backed by real LXC containers (systemd inside), when LXC can run here.
+pub fn run_containers(root: &Path) -> Result<()> {
+    if let Some(why) = crate::bench_host::unavailable() {
+        bail!(
+            "`cargo xtask demo --containers` needs LXC, which this machine cannot run: {why}. \
+             `cargo xtask demo` runs without containers."
+        );
+    }
+    crate::prereq::ensure(crate::prereq::TEST_TOOLS)?;
+    let s = build_and_serve(root, "demo-ct", Vec::new())?;
+    let v = NEW;
+    let zips = vikunja_e2e::sandbox::standin_zips(&[v])?;
+    let dl = s.server.www.join("vikunja").join(v);
+    std::fs::create_dir_all(&dl)?;
+    let zip = format!("vikunja-{v}-linux-amd64-full.zip");
+    std::fs::copy(zips.join(v).join(&zip), dl.join(&zip))?;
+    let node = vikunja_e2e::scratch_dir("demo-containers")?;
+    let p = vikunja_e2e::sandbox::Sandbox::new("demo-ct-ports")?.ports;
+    let cfg = node.join("deployment.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[instance]\nname = \"demo\"\n[vikunja]\nversion = \"{v}\"\ndownload_base = \"{}/vikunja\"\n\
+             [network]\ndomain = \"demo.vikunja.test\"\nip_address = \"127.0.30.1/8\"\nlisten_address = \"127.0.0.1\"\n\
+             http_port = {}\nhttps_port = {}\n[ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\n\
+             frontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n[resources]\nmemory_mb = 1024\n[container]\nstorage = \"local-lvm\"\n",
+            s.server.base_url(),
+            p.http,
+            p.https,
+            p.backend_blue,
+            p.backend_green,
+            p.frontend_blue,
+            p.frontend_green,
+            p.mcp_blue,
+            p.mcp_green
+        ),
+    )?;
+    let host_root = node.join("host-root");
+    let pve = node.join("pve");
+    let path = format!("{}:{}", root.join("tests/pve-doubles").display(), std::env::var("PATH").unwrap_or_default());
+    let doubles_env = [
+        ("PATH", path),
+        ("PVE_DOUBLE_DIR", pve.display().to_string()),
+        ("PVE_DOUBLE_CACHE", root.join("target/pve-doubles/cache").display().to_string()),
+    ];
+    println!(
+        "== Proxmox host story with TEST DOUBLES of pct/pveam/pvesm/pvesh/pveversion backed by real LXC containers"
+    );
+    let state = node.join("state");
+    let run = |line: &str| -> Result<()> {
+        println!("\n$ {line}");
+        let ok = Command::new("bash")
+            .args(["-o", "pipefail", "-c", line])
+            .envs(s.env(&state))
+            .envs(doubles_env.clone())
+            .status()?
+            .success();
+        if !ok {
+            bail!("`{line}` failed");
+        }
+        Ok(())
+    };
+    let h = host_root.display();
+    let result = (|| -> Result<()> {
+        run(&s.one_liner(&format!("create --config {} --yes --root {h}", cfg.display())))?;
+        run(&s.one_liner(&format!("list --root {h}")))?;
+        run(&s.one_liner(&format!("status --instance demo --root {h}")))?;
+        run(&s.one_liner(&format!("destroy --instance demo --yes --root {h}")))
+    })();
+    for e in std::fs::read_dir(pve.join("lxc")).into_iter().flatten().flatten() {
+        let _ = Command::new("lxc-stop").arg("-P").arg(pve.join("lxc")).arg("-n").arg(e.file_name()).arg("-k").output();
+    }
+    result
+}

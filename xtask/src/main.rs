@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_deploy;
+mod bench_host;
 mod bench_update;
 mod bench_upgrade;
 mod ci;
@@ -41,7 +42,11 @@ struct CiCmd {}
 /// Build a release, serve it over local HTTPS and run the curl | sh one-liner against it.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "demo")]
-struct DemoCmd {}
+struct DemoCmd {
+    /// the Proxmox host story in LXC containers behind the pct/pveam test doubles (needs root and LXC)
+    #[argh(switch)]
+    containers: bool,
+}
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -65,7 +70,13 @@ fn main() -> ExitCode {
     let result = match x.cmd {
         Cmd::Dist(d) => dist::run(&root, &d).map(|_| ()),
         Cmd::Ci(_) => ci::run(&root),
-        Cmd::Demo(_) => demo::run(&root),
+        Cmd::Demo(d) => {
+            if d.containers {
+                demo::run_containers(&root)
+            } else {
+                demo::run(&root)
+            }
+        }
         Cmd::StandinZip(z) => standin::package(&root, &z.version, &z.out).map(|p| println!("{}", p.display())),
         Cmd::Bench(b) => bench::run(&root, &b),
     };

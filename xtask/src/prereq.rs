@@ -20,6 +20,11 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("useradd", "passwd"),
     ("initdb", "postgresql"),
+    // The Proxmox host tests: LXC containers behind the pct/pveam doubles, image from debootstrap.
+    ("lxc-start", "lxc"),
+    ("debootstrap", "debootstrap"),
+    ("rsync", "rsync"),
+    ("debian-distro-info", "distro-info"),
 ];
 
 pub const DEMO_TOOLS: &[(&str, &str)] =

@@ -1,0 +1,838 @@
+//! `vikunja-installer create` on the Proxmox host: prerequisites, settings (wizard or
+//! deployment.toml), template, `pct create` (always unprivileged with nesting), start, wait for
+//! running and an address, push the installer into the container and run the deployment engine
+//! there. A failure once the container exists reports what was done and offers keep, remove or
+//! retry.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use manifests::{build_info, Exit};
+
+use super::pve::{self, strings, PveError, Runner};
+use super::registry::{Entry, Registry};
+use super::{fail, HOST_TOOLS};
+use crate::config::{Deployment, FieldError, Ports};
+
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub root: PathBuf,
+}
+
+/// Inside every container: where the installer, its settings and pushed files live.
+pub const CT_HOME: &str = "/opt/vikunja-pve";
+pub const CT_ETC: &str = "/etc/vikunja-pve";
+pub const CT_BIN: &str = "/usr/local/bin/vikunja-installer";
+pub const CT_CA: &str = "/etc/vikunja-pve/ca-bundle.pem";
+const PACKAGES: &str = "nginx ca-certificates";
+
+/// The container settings `Deployment::validate` does not know about.
+pub fn container_errors(d: &Deployment) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut bad = |field: &str, value: String, allowed: &str| {
+        errs.push(FieldError { field: field.into(), value, allowed: allowed.into() })
+    };
+    let c = &d.container;
+    if c.id == 0 {
+        // 0 = take `pvesh get /cluster/nextid`.
+    } else if !(100..=999_999_999).contains(&c.id) {
+        bad("container.id", c.id.to_string(), "a Proxmox CT id from 100 to 999999999 (or 0: the next free one)");
+    }
+    if c.template.is_empty() || c.template.contains('/') {
+        bad("container.template", c.template.clone(), "a template file name or a prefix like debian-12");
+    }
+    let ifname =
+        |s: &str| !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ifname(&c.bridge) {
+        bad("container.bridge", c.bridge.clone(), "a bridge name like vmbr0");
+    }
+    if c.vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+        bad("container.vlan", format!("{:?}", c.vlan), "1 to 4094, or leave it out");
+    }
+    let v6 = |s: &str| {
+        s.split_once('/').is_some_and(|(a, l)| {
+            a.parse::<std::net::Ipv6Addr>().is_ok() && l.parse::<u8>().is_ok_and(|l| (1..=128).contains(&l))
+        })
+    };
+    if !(c.ipv6.is_empty() || c.ipv6 == "auto" || c.ipv6 == "dhcp" || v6(&c.ipv6)) {
+        bad("container.ipv6", c.ipv6.clone(), "empty (none), auto, dhcp or an address with prefix like fd00::10/64");
+    }
+    if !c.gateway6.is_empty() && (c.gateway6.parse::<std::net::Ipv6Addr>().is_err() || !v6(&c.ipv6)) {
+        bad("container.gateway6", c.gateway6.clone(), "an IPv6 address, with a static container.ipv6");
+    }
+    if !c.nameserver.is_empty() && c.nameserver.split([' ', ',']).any(|n| n.parse::<std::net::IpAddr>().is_err()) {
+        bad("container.nameserver", c.nameserver.clone(), "IP addresses, or empty for the host's");
+    }
+    if !c.searchdomain.is_empty() && !crate::config::is_hostname(&c.searchdomain) {
+        bad("container.searchdomain", c.searchdomain.clone(), "a domain name");
+    }
+    if let Some(k) = &c.ssh_public_keys {
+        if !k.is_file() {
+            bad("container.ssh_public_keys", k.display().to_string(), "an existing file of SSH public keys");
+        }
+    }
+    if !c.tags.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.;+".contains(&b)) {
+        bad("container.tags", c.tags.clone(), "lower-case letters, digits, '-', '_', '.', '+', separated by ';'");
+    }
+    if c.swap_mb > 1_048_576 {
+        bad("container.swap_mb", c.swap_mb.to_string(), "0 to 1048576 (MiB)");
+    }
+    if d.network.ip_address == "dhcp" && !d.network.gateway.is_empty() {
+        bad("network.gateway", d.network.gateway.clone(), "empty with DHCP (the DHCP server gives the gateway)");
+    }
+    errs
+}
+
+fn invalid(errs: Vec<FieldError>) -> anyhow::Error {
+    fail(Exit::Usage, crate::config::ConfigError::Invalid(errs).to_string())
+}
+
+/// Instance numbers choose the default ports (the seed's +10 pattern): the lowest free one.
+fn assign_number(d: &mut Deployment, existing: &[Entry]) {
+    if !existing.iter().any(|e| e.number == d.instance.number) {
+        return;
+    }
+    let defaults = d.ports == Ports::for_instance(d.instance.number);
+    let n = (1..=50).find(|n| !existing.iter().any(|e| e.number == *n)).unwrap_or(50);
+    d.instance.number = n;
+    if defaults {
+        d.ports = Ports::for_instance(n);
+    }
+}
+
+fn uniqueness(d: &Deployment, existing: &[Entry]) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for e in existing {
+        let mut clash = |field: &str, value: String, what: &str| {
+            errs.push(FieldError {
+                field: field.into(),
+                value,
+                allowed: format!(
+                    "a {what} not used by instance {} (CT {}); see vikunja-installer list",
+                    e.name, e.ctid
+                ),
+            })
+        };
+        if e.name == d.instance.name {
+            clash("instance.name", e.name.clone(), "name");
+        }
+        if e.domain == d.network.domain {
+            clash("network.domain", e.domain.clone(), "domain");
+        }
+        if d.container.id != 0 && e.ctid == d.container.id {
+            clash("container.id", e.ctid.to_string(), "CT id");
+        }
+        let addr = d.network.ip_address.split('/').next().unwrap_or_default();
+        if d.network.ip_address != "dhcp" && e.address == addr {
+            clash("network.ip_address", d.network.ip_address.clone(), "address");
+        }
+    }
+    errs
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// Root, a Proxmox VE host, and the commands we call; the PVE version on success.
+pub fn check_host(r: &Runner) -> Result<String> {
+    if !is_root() {
+        return Err(fail(
+            Exit::Prerequisite,
+            "run this as root on the Proxmox VE host (pct needs root): sudo -i, then run it again",
+        ));
+    }
+    if !on_path("pveversion") {
+        return Err(fail(
+            Exit::Prerequisite,
+            "pveversion was not found: this is not a Proxmox VE host. Run `create` on the Proxmox host; inside a \
+             container or on another machine use `vikunja-installer install`",
+        ));
+    }
+    let missing: Vec<&str> = HOST_TOOLS.iter().copied().filter(|c| !on_path(c)).collect();
+    if !missing.is_empty() {
+        return Err(fail(
+            Exit::Prerequisite,
+            format!(
+                "missing Proxmox commands: {} (package pve-container / pve-manager); is the installation complete?",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let out = r.query(&["pveversion"]).map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
+    let v = pve::parse_pveversion(&out).ok_or_else(|| {
+        fail(
+            Exit::Prerequisite,
+            format!("pveversion printed {:?}, not pve-manager/<version>/…: not a Proxmox VE host?", out.trim()),
+        )
+    })?;
+    if v.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0) < 7 {
+        return Err(fail(Exit::Prerequisite, format!("Proxmox VE {v} is too old: 7.0 or newer is needed")));
+    }
+    Ok(v)
+}
+
+fn storages(r: &Runner, content: &str) -> Result<Vec<pve::Storage>> {
+    let out = r.query(&["pvesm", "status", "--content", content]).map_err(|e| anyhow!(e))?;
+    Ok(pve::parse_pvesm_status(&out).into_iter().filter(|s| s.active).collect())
+}
+
+fn choose_storage(r: &Runner, want: &str, content: &str, field: &str) -> Result<pve::Storage> {
+    let all = storages(r, content)?;
+    let names = || all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    if want.is_empty() {
+        return all.first().cloned().ok_or_else(|| {
+            fail(Exit::Prerequisite, format!("no active storage holds {content} (pvesm status --content {content}); add one in Datacenter → Storage"))
+        });
+    }
+    all.iter().find(|s| s.name == want).cloned().ok_or_else(|| {
+        fail(Exit::Usage, format!("{field} = {want:?}: not an active storage for {content}; active ones: {}", names()))
+    })
+}
+
+fn mem_available_mb() -> Option<u64> {
+    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let l = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    l.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb / 1024)
+}
+
+/// The template file on `ts`, downloaded first when only `pveam available` has it.
+fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
+    let local = pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?);
+    if let Some(t) = pve::pick_template(&local, want) {
+        println!("  template {ts}:vztmpl/{t} is already there");
+        return Ok(t);
+    }
+    // `pveam update` exits 0 even when it fails: only its output tells.
+    let up = r.change_judged(&strings(&["pveam", "update"])).map_err(|e| anyhow!(e))?;
+    if !r.dry_run && !up.0.contains("update successful") {
+        println!(
+            "  warning: `pveam update` did not report success ({}); using the template list it already has",
+            up.1.trim()
+        );
+    }
+    let avail =
+        pve::parse_pveam_available(&r.query(&["pveam", "available", "--section", "system"]).map_err(|e| anyhow!(e))?);
+    let found = pve::pick_template(&avail, want);
+    if found.is_none() && r.dry_run {
+        // The list `pveam update` would fetch is not here yet in a dry run.
+        let t = format!("<the newest {want}-standard template after pveam update>");
+        r.change(&strings(&["pveam", "download", ts, &t])).map_err(|e| anyhow!(e))?;
+        return Ok(t);
+    }
+    let t = found.ok_or_else(|| {
+        fail(
+            Exit::Prerequisite,
+            format!(
+                "no template matches container.template = {want:?}; `pveam available --section system` offers: {}",
+                if avail.is_empty() {
+                    "nothing (did `pveam update` fail? see /var/log/pveam.log)".to_string()
+                } else {
+                    avail.join(", ")
+                }
+            ),
+        )
+    })?;
+    r.change(&strings(&["pveam", "download", ts, &t])).map_err(|e| fail(Exit::Download, e.to_string()))?;
+    if !r.dry_run {
+        // The download runs as a task whose failure may not reach the exit code: confirm it.
+        let now = pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?);
+        if !now.contains(&t) {
+            return Err(fail(
+                Exit::Download,
+                format!("`pveam download {ts} {t}` finished but {t} is not in `pveam list {ts}`: the download failed (see its output, /var/log/pveam.log); try again"),
+            ));
+        }
+    }
+    Ok(t)
+}
+
+fn description(d: &Deployment) -> String {
+    format!(
+        "Vikunja instance {name}, managed by vikunja-pve (vikunja-installer {v}).\n\
+         Operate it from the host: vikunja-installer status|health|update|rollback|backup --instance {name}\n\
+         Remove it with: vikunja-installer destroy --instance {name} (keeps its backups)\n\
+         URL: {url}",
+        name = d.instance.name,
+        v = build_info::version(),
+        url = d.public_url()
+    )
+}
+
+fn net0(d: &Deployment) -> String {
+    let c = &d.container;
+    let mut n = format!("name=eth0,bridge={},ip={}", c.bridge, d.network.ip_address);
+    if !d.network.gateway.is_empty() {
+        n.push_str(&format!(",gw={}", d.network.gateway));
+    }
+    if let Some(t) = c.vlan {
+        n.push_str(&format!(",tag={t}"));
+    }
+    if !c.ipv6.is_empty() {
+        n.push_str(&format!(",ip6={}", c.ipv6));
+    }
+    if !c.gateway6.is_empty() {
+        n.push_str(&format!(",gw6={}", c.gateway6));
+    }
+    n
+}
+
+/// `pct create`: always unprivileged with nesting (systemd needs it), never `--password` (a bare
+/// one prompts on the terminal): root logs in with the SSH keys given, or with `pct enter`.
+pub fn pct_create(d: &Deployment, id: u32, template: &str) -> Vec<String> {
+    let c = &d.container;
+    let mut a = strings(&["pct", "create"]);
+    a.push(id.to_string());
+    a.push(format!("{}:vztmpl/{template}", c.template_storage));
+    let mut opt = |k: &str, v: String| {
+        a.push(format!("--{k}"));
+        a.push(v);
+    };
+    opt("hostname", c.hostname.clone());
+    opt("cores", d.resources.cores.to_string());
+    opt("memory", d.resources.memory_mb.to_string());
+    opt("swap", c.swap_mb.to_string());
+    opt("rootfs", format!("{}:{}", c.storage, d.resources.disk_gb));
+    opt("net0", net0(d));
+    opt("unprivileged", "1".into());
+    opt("features", "nesting=1".into());
+    opt("onboot", if c.onboot { "1" } else { "0" }.into());
+    opt("timezone", "host".into());
+    if !c.tags.is_empty() {
+        opt("tags", c.tags.clone());
+    }
+    if !c.nameserver.is_empty() {
+        opt("nameserver", c.nameserver.clone());
+    }
+    if !c.searchdomain.is_empty() {
+        opt("searchdomain", c.searchdomain.clone());
+    }
+    if let Some(k) = &c.ssh_public_keys {
+        opt("ssh-public-keys", k.display().to_string());
+    }
+    opt("description", description(d));
+    a
+}
+
+pub fn pct_exec(id: u32, cmd: &[&str]) -> Vec<String> {
+    let mut a = strings(&["pct", "exec", &id.to_string(), "--keep-env", "0", "--"]);
+    a.extend(cmd.iter().map(|s| s.to_string()));
+    a
+}
+
+fn push(id: u32, src: &Path, dst: &str, perms: &str) -> Vec<String> {
+    let mut a = strings(&["pct", "push", &id.to_string()]);
+    a.push(src.display().to_string());
+    a.extend(strings(&[dst, "--perms", perms]));
+    a
+}
+
+/// Environment for the engine inside: the CA bundle and proxy the host was given, if any.
+pub fn engine_env(e: &Entry) -> Vec<String> {
+    let mut v = vec!["env".to_string()];
+    if !e.ca_bundle.is_empty() {
+        v.push(format!("SSL_CERT_FILE={}", e.ca_bundle));
+    }
+    for k in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        if let Ok(val) = std::env::var(k) {
+            v.push(format!("{k}={val}"));
+        }
+    }
+    v
+}
+
+struct Timer {
+    start: Instant,
+    packages: Duration,
+}
+
+pub fn run(o: &Options) -> Result<std::process::ExitCode> {
+    let reg = Registry::open(&o.root);
+    let existing = reg.all()?;
+    let mut d = match &o.config {
+        Some(p) => Deployment::load(p).map_err(|e| fail(Exit::Usage, e.to_string()))?,
+        None => Deployment::default(),
+    };
+    assign_number(&mut d, &existing);
+    let r = Runner::new(o.dry_run);
+    let pve_version = check_host(&r)?;
+    println!(
+        "Proxmox VE {pve_version}: creating a Vikunja container{}",
+        if o.dry_run { " (dry run: nothing is changed)" } else { "" }
+    );
+    let interactive = !o.yes && o.config.is_none() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if interactive {
+        let next_id =
+            pve::parse_nextid(&r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?).unwrap_or(100);
+        let names = storages(&r, "rootdir")?.into_iter().map(|s| s.name).collect();
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut err = std::io::stderr();
+        d = super::wizard::ask_all(
+            d,
+            &super::wizard::Choices { next_id, storages: names },
+            &mut super::wizard::Prompter { input: &mut input, output: &mut err },
+        )?;
+        assign_number(&mut d, &existing);
+    }
+    let mut errs = match d.validate() {
+        Ok(()) => Vec::new(),
+        Err(crate::config::ConfigError::Invalid(e)) => e,
+        Err(e) => return Err(fail(Exit::Usage, e.to_string())),
+    };
+    errs.extend(container_errors(&d));
+    errs.extend(uniqueness(&d, &existing));
+    if !errs.is_empty() {
+        return Err(invalid(errs));
+    }
+    loop {
+        match attempt(o, &reg, d.clone(), interactive)? {
+            Attempt::Done => return Ok(std::process::ExitCode::SUCCESS),
+            Attempt::Retry => println!("\nRetrying from the start."),
+        }
+    }
+}
+
+enum Attempt {
+    Done,
+    Retry,
+}
+
+fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) -> Result<Attempt> {
+    let mut r = Runner::new(o.dry_run);
+    let mut t = Timer { start: Instant::now(), packages: Duration::ZERO };
+    // ---- checks: nothing changes until all pass ----
+    let st = choose_storage(&r, &d.container.storage, "rootdir", "container.storage")?;
+    let need_kib = u64::from(d.resources.disk_gb) * 1024 * 1024;
+    if st.avail_kib < need_kib {
+        return Err(fail(
+            Exit::Prerequisite,
+            format!(
+                "storage {} has {:.1} GiB free, the container needs resources.disk_gb = {}: free space or choose another container.storage",
+                st.name,
+                st.avail_kib as f64 / 1048576.0,
+                d.resources.disk_gb
+            ),
+        ));
+    }
+    d.container.storage = st.name.clone();
+    let ts = choose_storage(&r, &d.container.template_storage, "vztmpl", "container.template_storage")?;
+    d.container.template_storage = ts.name.clone();
+    if let Some(free) = mem_available_mb() {
+        if free < u64::from(d.resources.memory_mb) {
+            return Err(fail(
+                Exit::Prerequisite,
+                format!(
+                    "the host has {free} MiB of memory available, the container asks for resources.memory_mb = {}: lower it or free memory",
+                    d.resources.memory_mb
+                ),
+            ));
+        }
+    }
+    if d.container.hostname.is_empty() {
+        d.container.hostname = format!("vikunja-{}", d.instance.name);
+    }
+    if d.container.node.is_empty() {
+        d.container.node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    }
+    let fixed_id = d.container.id != 0;
+    let mut id = if fixed_id {
+        r.query(&["pvesh", "get", "/cluster/nextid", "--vmid", &d.container.id.to_string()]).map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!(
+                    "container.id = {}: {}; choose a free id or 0 for the next free one",
+                    d.container.id,
+                    e.detail()
+                ),
+            )
+        })?;
+        d.container.id
+    } else {
+        next_id(&r)?
+    };
+    if o.dry_run {
+        println!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
+    }
+    let template = ensure_template(&mut r, &ts.name, &d.container.template)?;
+
+    // ---- create, retrying on an id taken meanwhile (nextid is no reservation) ----
+    let mut tries = 0;
+    loop {
+        d.container.id = id;
+        match r.change(&pct_create(&d, id, &template)) {
+            Ok(out) => {
+                if !out.trim().is_empty() {
+                    println!("{}", out.trim_end());
+                }
+                break;
+            }
+            Err(e) if !fixed_id && tries < 5 && e.detail().contains("already exists") => {
+                tries += 1;
+                let next = next_id(&r)?;
+                println!("  CT {id} was taken meanwhile; trying CT {next}");
+                id = next;
+            }
+            Err(e) => return Err(fail(Exit::Error, format!("{e}; nothing was created"))),
+        }
+    }
+    let mut entry = Entry {
+        name: d.instance.name.clone(),
+        number: d.instance.number,
+        ctid: id,
+        node: d.container.node.clone(),
+        hostname: d.container.hostname.clone(),
+        address: d.network.ip_address.split('/').next().unwrap_or_default().to_string(),
+        domain: d.network.domain.clone(),
+        https_port: d.network.https_port,
+        storage: d.container.storage.clone(),
+        template: template.clone(),
+        state: "creating".into(),
+        created_at: manifests::time::format_rfc3339(manifests::time::now_unix()),
+        installer_version: build_info::version().into(),
+        ca_bundle: String::new(),
+    };
+    if !o.dry_run {
+        reg.save(&entry, &d)?;
+    }
+    match provision(&mut r, &mut t, &d, &mut entry) {
+        Ok(()) => {
+            if o.dry_run {
+                println!("Dry run: nothing was changed.");
+                return Ok(Attempt::Done);
+            }
+            entry.state = "ready".into();
+            reg.save(&entry, &d)?;
+            let total = t.start.elapsed();
+            println!(
+                "\nVikunja {} runs in CT {id} ({}) at {} (address {}).\n\
+                 Point {} at {} in your DNS. Manage it from this host: vikunja-installer status --instance {}",
+                d.vikunja.version,
+                entry.hostname,
+                d.public_url(),
+                entry.address,
+                d.network.domain,
+                entry.address,
+                d.instance.name
+            );
+            println!(
+                "Done in {:.1} s (of which {:.1} s installing packages with apt-get).",
+                total.as_secs_f64(),
+                t.packages.as_secs_f64()
+            );
+            Ok(Attempt::Done)
+        }
+        Err(e) if o.dry_run => Err(e),
+        Err(e) => recover(o, reg, &r, &mut entry, &d, e, interactive),
+    }
+}
+
+fn next_id(r: &Runner) -> Result<u32> {
+    let out = r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?;
+    pve::parse_nextid(&out).ok_or_else(|| {
+        anyhow!(PveError::Parse { cmd: "pvesh get /cluster/nextid".into(), what: "an id".into(), output: out })
+    })
+}
+
+/// After the container exists: report, then keep (the default without a terminal), remove or retry.
+fn recover(
+    o: &Options,
+    reg: &Registry,
+    r: &Runner,
+    entry: &mut Entry,
+    d: &Deployment,
+    e: anyhow::Error,
+    interactive: bool,
+) -> Result<Attempt> {
+    let id = entry.ctid;
+    eprintln!("\nvikunja-installer: creating instance {} failed after CT {id} was created: {e:#}", entry.name);
+    eprintln!("Done so far:");
+    for c in &r.done {
+        eprintln!("  {}", c.lines().next().unwrap_or_default());
+    }
+    entry.state = "failed".into();
+    reg.save(entry, d)?;
+    let cfg = reg.deployment_file(&entry.name);
+    let remove = format!(
+        "vikunja-installer destroy --instance {} --yes   (or: pct stop {id}; pct destroy {id} --purge)",
+        entry.name
+    );
+    let retry = format!(
+        "vikunja-installer destroy --instance {} --yes && vikunja-installer create --config {} --yes",
+        entry.name,
+        cfg.display()
+    );
+    let choice = if interactive {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut err = std::io::stderr();
+        let mut p = super::wizard::Prompter { input: &mut input, output: &mut err };
+        p.ask("keep it for debugging, remove it, or retry? (keep/remove/retry)", "keep", |v| {
+            if ["keep", "remove", "retry"].contains(&v) {
+                Ok(())
+            } else {
+                Err("keep, remove or retry".into())
+            }
+        })?
+    } else {
+        "keep".to_string()
+    };
+    match choice.as_str() {
+        "remove" | "retry" => {
+            super::manage::remove_container(&mut Runner::new(false), id)?;
+            reg.remove(&entry.name)?;
+            println!("CT {id} removed.");
+            if choice == "retry" {
+                return Ok(Attempt::Retry);
+            }
+        }
+        _ => {
+            eprintln!(
+                "CT {id} is kept for debugging (pct enter {id}; the engine's log is in /opt/vikunja-{}/logs).",
+                entry.name
+            );
+            eprintln!("To remove it: {remove}");
+            eprintln!("To retry:     {retry}");
+        }
+    }
+    let _ = o;
+    Err(fail(Exit::Error, format!("instance {} was not created", entry.name)))
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) -> Result<String> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= end {
+            return Err(anyhow!("timed out after {} s waiting for {what}", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Puts this installer (binary and templates) into the container's versioned layout and makes it
+/// the active one there: at creation, and whenever the host manages an instance whose installer
+/// is at another version than the host's.
+pub fn push_installer(r: &mut Runner, id: u32) -> Result<()> {
+    let v = build_info::version();
+    let vdir = format!("{CT_HOME}/versions/{v}");
+    r.change(&pct_exec(id, &["mkdir", "-p", &format!("{vdir}/bin"), &format!("{CT_ETC}/files")]))
+        .map_err(|e| anyhow!(e))?;
+    let mut exe = std::env::current_exe().context("find this installer's own binary to push into the container")?;
+    if !exe.is_file() {
+        // Replaced on disk while we run (an upgrade, a rebuild): our own image is still readable here.
+        exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    }
+    r.change(&push(id, &exe, &format!("{vdir}/bin/vikunja-installer"), "0755")).map_err(|e| anyhow!(e))?;
+    let work = tempdir()?;
+    if let Some(tpl) = templates_dir() {
+        let tar = work.path.join("templates.tar");
+        pack(&tpl, &tar)?;
+        let dst = format!("{CT_HOME}/templates-{v}.tar");
+        r.change(&push(id, &tar, &dst, "0600")).map_err(|e| anyhow!(e))?;
+        r.change(&pct_exec(id, &["tar", "-xf", &dst, "-C", &vdir])).map_err(|e| anyhow!(e))?;
+        r.change(&pct_exec(id, &["rm", "-f", &dst])).map_err(|e| anyhow!(e))?;
+    } else {
+        println!("  no templates directory beside this installer: the container uses the copies compiled into it");
+    }
+    r.change(&pct_exec(id, &["ln", "-sfn", &format!("versions/{v}"), &format!("{CT_HOME}/current")]))
+        .map_err(|e| anyhow!(e))?;
+    r.change(&pct_exec(id, &["ln", "-sfn", &format!("{CT_HOME}/current/bin/vikunja-installer"), CT_BIN]))
+        .map_err(|e| anyhow!(e))?;
+    Ok(())
+}
+
+fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -> Result<()> {
+    let id = entry.ctid;
+    let ids = id.to_string();
+    step("start the container");
+    r.change(&strings(&["pct", "start", &ids])).map_err(|e| anyhow!(e))?;
+    if !r.dry_run {
+        wait_for(&format!("CT {id} to run (pct status {id})"), Duration::from_secs(60), || {
+            r.query(&["pct", "status", &ids]).ok().filter(|o| pve::parse_status(o) == Some("running"))
+        })?;
+        // systemd must have finished booting before units are installed and started.
+        wait_for(&format!("systemd in CT {id} to finish booting"), Duration::from_secs(120), || {
+            let args = pct_exec(id, &["sh", "-c", "systemctl is-system-running 2>/dev/null || true"]);
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            r.query(&a).ok().filter(|o| matches!(o.trim(), "running" | "degraded"))
+        })?;
+        if d.network.ip_address == "dhcp" {
+            let args = pct_exec(id, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            entry.address = wait_for(
+                &format!("an IPv4 address in CT {id} (DHCP on {})", d.container.bridge),
+                Duration::from_secs(90),
+                || r.query(&a).ok().and_then(|o| pve::parse_inet(&o)),
+            )?;
+        }
+        println!("  CT {id} runs, address {}", entry.address);
+    }
+
+    step("install packages in the container (apt-get)");
+    let p0 = Instant::now();
+    let apt = format!(
+        "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {PACKAGES} || \
+         {{ apt-get update -q && apt-get install -y -q --no-install-recommends {PACKAGES}; }}"
+    );
+    r.change_streamed(&pct_exec(id, &["sh", "-c", &apt]))
+        .map_err(|e| anyhow!(e).context("installing nginx in the container; does it reach its Debian mirror?"))?;
+    t.packages = p0.elapsed();
+
+    step("push the installer into the container");
+    push_installer(r, id)?;
+    let work = tempdir()?;
+
+    // Files the settings point at live on the host: they go in beside the settings.
+    let mut inner = d.clone();
+    inner.container.id = id;
+    if let Some(ca) = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from).filter(|p| p.is_file()) {
+        r.change(&push(id, &ca, CT_CA, "0644")).map_err(|e| anyhow!(e))?;
+        entry.ca_bundle = CT_CA.into();
+    }
+    let mut files: Vec<(&str, &mut Option<PathBuf>, &str)> = vec![
+        ("artifact", &mut inner.vikunja.artifact, "0600"),
+        ("cert", &mut inner.ssl.cert_path, "0644"),
+        ("key", &mut inner.ssl.key_path, "0600"),
+        ("db-password", &mut inner.database.password_file, "0600"),
+    ];
+    for (what, path, perms) in files.iter_mut() {
+        if let Some(p) = path.as_ref() {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| what.to_string());
+            let dst = format!("{CT_ETC}/files/{what}-{name}");
+            r.change(&push(id, p, &dst, perms)).map_err(|e| anyhow!(e))?;
+            **path = Some(PathBuf::from(dst));
+        }
+    }
+    drop(files);
+    let cfg = work.path.join("deployment.toml");
+    std::fs::write(&cfg, inner.to_toml()).with_context(|| format!("write {}", cfg.display()))?;
+    let ct_cfg = format!("{CT_ETC}/{}.toml", d.instance.name);
+    r.change(&push(id, &cfg, &ct_cfg, "0600")).map_err(|e| anyhow!(e))?;
+
+    step("deploy Vikunja inside the container");
+    let mut cmd = engine_env(entry);
+    cmd.extend(strings(&[CT_BIN, "install", "--config", &ct_cfg, "--yes"]));
+    let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    r.change_streamed(&pct_exec(id, &c))
+        .map_err(|e| anyhow!(e).context("the deployment engine failed inside the container"))?;
+    Ok(())
+}
+
+fn step(what: &str) {
+    println!("==> {what}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The templates the container's installer needs: the bundle's (from the bootstrap) or the
+/// installed layout's.
+fn templates_dir() -> Option<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(b) = std::env::var_os("VIKUNJA_BUNDLE_DIR") {
+        c.push(PathBuf::from(b).join("templates"));
+    }
+    if let Some(p) = std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("../templates"))) {
+        c.push(p);
+    }
+    c.into_iter().find(|p| p.is_dir())
+}
+
+fn pack(dir: &Path, out: &Path) -> Result<()> {
+    let f = std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?;
+    let mut b = tar::Builder::new(f);
+    b.follow_symlinks(false);
+    b.append_dir_all("templates", dir).with_context(|| format!("pack {}", dir.display()))?;
+    b.into_inner()?.sync_all()?;
+    Ok(())
+}
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+pub fn tempdir() -> Result<TempDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0..100u32 {
+        let p = base.join(format!("vikunja-host-{}-{n}", std::process::id()));
+        if std::fs::DirBuilder::new().mode(0o700).create(&p).is_ok() {
+            return Ok(TempDir { path: p });
+        }
+    }
+    Err(anyhow!("cannot create a private directory in {}; is TMPDIR writable?", base.display()))
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pct_create_is_unprivileged_with_nesting_and_never_has_a_password() {
+        let mut d = Deployment::default();
+        d.container.template_storage = "local".into();
+        d.container.storage = "local-lvm".into();
+        d.container.hostname = "vikunja-main".into();
+        d.container.vlan = Some(20);
+        d.network.ip_address = "192.168.1.50/24".into();
+        d.network.gateway = "192.168.1.1".into();
+        let a = pct_create(&d, 120, "debian-12-standard_12.7-1_amd64.tar.zst");
+        let line = a.join(" ");
+        assert!(line.starts_with("pct create 120 local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst "), "{line}");
+        assert!(line.contains("--unprivileged 1 --features nesting=1"), "{line}");
+        assert!(line.contains("--rootfs local-lvm:8"), "{line}");
+        assert!(line.contains("--net0 name=eth0,bridge=vmbr0,ip=192.168.1.50/24,gw=192.168.1.1,tag=20"), "{line}");
+        assert!(!a.iter().any(|x| x == "--password"));
+        assert!(a.iter().any(|x| x.contains("managed by vikunja-pve")));
+    }
+
+    #[test]
+    fn container_settings_are_checked_and_instances_get_free_numbers() {
+        let mut d = Deployment::default();
+        d.container.vlan = Some(5000);
+        d.container.ipv6 = "yes".into();
+        d.network.gateway = "10.0.0.1".into();
+        let f: Vec<String> = container_errors(&d).into_iter().map(|e| e.field).collect();
+        assert_eq!(f, ["container.vlan", "container.ipv6", "network.gateway"]);
+        let e = |n: &str, number| Entry {
+            name: n.into(),
+            number,
+            ctid: 100 + u32::from(number),
+            node: "pve".into(),
+            hostname: n.into(),
+            address: "10.0.0.9".into(),
+            domain: format!("{n}.test"),
+            https_port: 443,
+            storage: "local".into(),
+            template: "t".into(),
+            state: "ready".into(),
+            created_at: String::new(),
+            installer_version: String::new(),
+            ca_bundle: String::new(),
+        };
+        let mut d = Deployment::for_instance("team", 1);
+        assign_number(&mut d, &[e("main", 1)]);
+        assert_eq!((d.instance.number, d.ports.backend_blue), (2, 8090));
+        d.network.domain = "main.test".into();
+        d.network.ip_address = "10.0.0.9/24".into();
+        let f: Vec<String> = uniqueness(&d, &[e("main", 1)]).into_iter().map(|e| e.field).collect();
+        assert_eq!(f, ["network.domain", "network.ip_address"]);
+    }
+}

@@ -1,0 +1,340 @@
+//! The host side of instances that exist: `list`, `destroy`, and running `update`, `rollback`,
+//! `health`, `status`, `backup` and `restore` inside the right container (`pct exec`), with a
+//! `pct snapshot` before an update and backups copied out to the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{anyhow, Context, Result};
+use manifests::Exit;
+
+use super::create::{engine_env, on_path, pct_exec, CT_BIN};
+use super::fail;
+use super::pve::{self, strings, Runner};
+use super::registry::{Entry, Registry};
+use crate::cli;
+
+/// Where a routed command runs: (instance, host root, dry run). None: not a command we route.
+fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
+    Some(match cmd {
+        cli::Command::Update(u) => (u.instance.as_deref(), &u.root, u.dry_run),
+        cli::Command::Rollback(r) => (r.instance.as_deref(), &r.root, r.dry_run),
+        cli::Command::Health(h) => (h.instance.as_deref(), &h.root, false),
+        cli::Command::Status(s) => (s.instance.as_deref(), &s.root, false),
+        cli::Command::Backup(b) => (b.instance.as_deref(), &b.root, false),
+        cli::Command::Restore(r) => (r.instance.as_deref(), &r.root, false),
+        _ => return None,
+    })
+}
+
+/// On a Proxmox host, `--instance NAME` of an instance in the registry runs inside its container.
+/// Anywhere else (inside the container, a plain Debian machine) the command runs here as before.
+pub fn route(cmd: &cli::Command, args: &[String]) -> Option<Result<ExitCode>> {
+    let (instance, root, dry_run) = target(cmd)?;
+    let name = instance?;
+    if !on_path("pveversion") || !on_path("pct") {
+        return None;
+    }
+    let entry = match Registry::open(root).get(name) {
+        Ok(Some(e)) => e,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(anyhow!(e))),
+    };
+    Some(routed(cmd, args, root, &entry, dry_run))
+}
+
+/// The arguments for the installer inside: the host's `--root` and `--dry-run` stay outside.
+fn inner_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--root" {
+            it.next();
+        } else if a.starts_with("--root=") || a == "--dry-run" {
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: bool) -> Result<ExitCode> {
+    let reg = Registry::open(root);
+    let mut r = Runner::new(dry_run);
+    let id = e.ctid;
+    let mut inner = inner_args(args);
+    if dry_run {
+        println!("Dry run: these commands would run, in order:");
+    }
+    sync_installer(&mut r, id)?;
+    match cmd {
+        cli::Command::Update(_) => snapshot_before_update(&mut r, e)?,
+        cli::Command::Restore(rs) if rs.file.is_file() => {
+            // A backup on the host goes into the container's backups/ first.
+            let name = rs
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .context("restore: the backup file has no name")?;
+            let dst = format!("/opt/vikunja-{}/backups/{name}", e.name);
+            let mut a = strings(&["pct", "push", &id.to_string()]);
+            a.push(rs.file.display().to_string());
+            a.extend(strings(&[&dst, "--perms", "0600"]));
+            r.change(&a).map_err(|x| anyhow!(x))?;
+            let host_path = rs.file.display().to_string();
+            for a in inner.iter_mut() {
+                if *a == host_path {
+                    *a = dst.clone();
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut c = engine_env(e);
+    c.push(CT_BIN.into());
+    c.extend(inner);
+    let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+    let line = pct_exec(id, &refs);
+    if dry_run {
+        println!("  {}", pve::shell_line(&line));
+        if matches!(cmd, cli::Command::Backup(b) if b.cmd.is_none()) {
+            println!("  {}", pve::shell_line(&copy_out_command(e)));
+        }
+        println!("Dry run: nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The command's own exit code passes through pct exec (10 unhealthy, 11 rolled back, …).
+    let status =
+        Command::new(&line[0]).args(&line[1..]).status().with_context(|| format!("run {}", pve::shell_line(&line)))?;
+    let code = status.code().unwrap_or(1);
+    if code == 0 {
+        if let cli::Command::Backup(b) = cmd {
+            if b.cmd.is_none() {
+                let dir = copy_out_backups(e, &reg.backups_of(&e.name))?;
+                println!("Backups of instance {} copied to the host: {}", e.name, dir.display());
+            }
+        }
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The installer inside the container follows the host's: one pushed by an older host installer
+/// is replaced (in its versioned layout, switched atomically) before the command runs.
+fn sync_installer(r: &mut Runner, id: u32) -> Result<()> {
+    let host = manifests::build_info::version();
+    let line = pct_exec(id, &[CT_BIN, "--version"]);
+    let args: Vec<&str> = line.iter().map(String::as_str).collect();
+    let inside = r.query(&args).ok();
+    let inside_version = inside.as_deref().and_then(|o| o.split_whitespace().nth(1)).unwrap_or("");
+    if inside_version == host {
+        return Ok(());
+    }
+    eprintln!(
+        "The installer in CT {id} is {}; bringing it to the host's {host}",
+        if inside_version.is_empty() { "missing" } else { inside_version }
+    );
+    super::create::push_installer(r, id)
+}
+
+/// A Proxmox snapshot of the whole container before an update, when its storage can take one.
+fn snapshot_before_update(r: &mut Runner, e: &Entry) -> Result<()> {
+    let name = format!("vikunja-pre-update-{}", manifests::time::now_unix());
+    let a =
+        strings(&["pct", "snapshot", &e.ctid.to_string(), &name, "--description", "before vikunja-installer update"]);
+    match r.change(&a) {
+        Ok(_) => {
+            if !r.dry_run {
+                println!("Snapshot {name} of CT {} taken (pct rollback {} {name} goes back to it).", e.ctid, e.ctid);
+            }
+            Ok(())
+        }
+        Err(x) if x.detail().contains("snapshot feature is not available") => {
+            println!(
+                "The storage of CT {} ({}) cannot take snapshots (pct: snapshot feature is not available): carrying on; \
+                 the update backs up the database before it changes anything.",
+                e.ctid, e.storage
+            );
+            Ok(())
+        }
+        Err(x) => Err(fail(
+            Exit::Error,
+            format!("{x}; nothing was updated. Fix the snapshot problem and run the update again"),
+        )),
+    }
+}
+
+fn copy_out_command(e: &Entry) -> Vec<String> {
+    pct_exec(e.ctid, &["tar", "-C", &format!("/opt/vikunja-{}", e.name), "-cf", "-", "backups"])
+}
+
+/// Copies the instance's backups/ out of the container (a tar stream through `pct exec`).
+fn copy_out_backups(e: &Entry, dest: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
+    let a = copy_out_command(e);
+    let o = Command::new(&a[0])
+        .args(&a[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {}", pve::shell_line(&a)))?;
+    if !o.status.success() {
+        return Err(anyhow!(
+            "copying the backups out of CT {} failed ({}): {}",
+            e.ctid,
+            pve::shell_line(&a),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    let mut ar = tar::Archive::new(std::io::Cursor::new(o.stdout));
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let p = entry.path()?.into_owned();
+        let Some(name) = p.file_name().filter(|_| p.components().count() == 2) else { continue };
+        let target = dest.join(name);
+        entry.unpack(&target).with_context(|| format!("write {}", target.display()))?;
+    }
+    Ok(dest.to_path_buf())
+}
+
+/// Stops (when running) and destroys a container.
+pub fn remove_container(r: &mut Runner, id: u32) -> Result<()> {
+    let ids = id.to_string();
+    let running = r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
+    if running || r.dry_run {
+        r.change(&strings(&["pct", "stop", &ids])).map_err(|e| anyhow!(e))?;
+    }
+    r.change(&strings(&["pct", "destroy", &ids, "--purge"])).map_err(|e| anyhow!(e))?;
+    Ok(())
+}
+
+pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
+    let reg = Registry::open(&d.root);
+    let e = reg.get(&d.instance)?.ok_or_else(|| {
+        fail(
+            Exit::Usage,
+            format!("no instance {:?} in the registry {}; see vikunja-installer list", d.instance, reg.dir.display()),
+        )
+    })?;
+    let mut r = Runner::new(d.dry_run);
+    super::create::check_host(&r)?;
+    let ids = e.ctid.to_string();
+    // The id could have been reused by someone else since: only a container we made is destroyed.
+    let config = r.query(&["pct", "config", &ids]).map_err(|x| {
+        fail(
+            Exit::Error,
+            format!(
+                "CT {} of instance {} cannot be read ({x}); if it is gone, remove {} by hand",
+                e.ctid,
+                e.name,
+                reg.dir.join(format!("{}.toml", e.name)).display()
+            ),
+        )
+    })?;
+    if !config.contains("managed by vikunja-pve") || !config.contains(&format!("Vikunja instance {}", e.name)) {
+        return Err(fail(
+            Exit::Error,
+            format!(
+                "CT {} does not say it holds Vikunja instance {} (pct config {}): refusing to destroy it",
+                e.ctid, e.name, e.ctid
+            ),
+        ));
+    }
+    let keep = reg.backups_of(&e.name);
+    if !d.yes && !d.dry_run {
+        if !crate::wizard::interactive() {
+            return Err(fail(
+                Exit::Usage,
+                format!("destroying CT {} needs confirmation: run it on a terminal or add --yes", e.ctid),
+            ));
+        }
+        let q = format!(
+            "Destroy CT {} ({}) with Vikunja instance {} ({})? A last backup is taken and kept in {}",
+            e.ctid,
+            e.hostname,
+            e.name,
+            e.domain,
+            keep.display()
+        );
+        if !crate::wizard::confirm(&q)? {
+            println!("Nothing was changed.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    if d.dry_run {
+        println!("Dry run: these commands would run, in order:");
+    }
+    let running = r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
+    if running && e.state == "ready" {
+        let mut c = engine_env(&e);
+        c.extend(strings(&[CT_BIN, "backup", "--instance", &e.name]));
+        let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+        r.change_streamed(&pct_exec(e.ctid, &refs))
+            .map_err(|x| fail(Exit::Error, format!("the last backup failed ({x}); nothing was destroyed. Fix it, or copy what you need out with `pct pull`, then `pct destroy {}`", e.ctid)))?;
+        if d.dry_run {
+            println!("  {}", pve::shell_line(&copy_out_command(&e)));
+        } else {
+            copy_out_backups(&e, &keep)?;
+        }
+    }
+    remove_container(&mut r, e.ctid)?;
+    if d.dry_run {
+        println!("Dry run: nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    reg.remove(&e.name)?;
+    println!("CT {} and instance {} are gone; its backups are kept in {}", e.ctid, e.name, keep.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(l: &cli::List) -> Result<ExitCode> {
+    let reg = Registry::open(&l.root);
+    let all = reg.all()?;
+    let r = Runner::new(false);
+    let live = |id: u32| -> String {
+        if !on_path("pct") {
+            return "?".into();
+        }
+        match r.query(&["pct", "status", &id.to_string()]) {
+            Ok(o) => pve::parse_status(&o).unwrap_or("unknown").to_string(),
+            Err(_) => "missing".into(),
+        }
+    };
+    if l.json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|e| {
+                let mut j = serde_json::to_value(e).unwrap_or_default();
+                j["container_status"] = serde_json::Value::String(live(e.ctid));
+                j
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("No instances yet: vikunja-installer create makes one.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:>6} {:<9} {:<9} {:<16} URL", "INSTANCE", "CT", "STATE", "CT STATUS", "ADDRESS");
+    for e in &all {
+        let url = match e.https_port {
+            443 => format!("https://{}/", e.domain),
+            p => format!("https://{}:{p}/", e.domain),
+        };
+        println!("{:<16} {:>6} {:<9} {:<9} {:<16} {url}", e.name, e.ctid, e.state, live(e.ctid), e.address);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_root_and_dry_run_stay_outside() {
+        let a = strings(&["update", "--version", "v2.5.0", "--instance", "x", "--root", "/tmp/r", "--dry-run"]);
+        assert_eq!(inner_args(&a), strings(&["update", "--version", "v2.5.0", "--instance", "x"]));
+    }
+}

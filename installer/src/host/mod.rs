@@ -1,0 +1,25 @@
+//! The Proxmox host driver: the last stage of the seed's three-stage bootstrap. On the host the
+//! installer creates an unprivileged LXC container with `pct`, installs itself into it and runs
+//! the deployment engine there (`create`); it keeps a registry of the instances it made (`list`),
+//! routes `--instance NAME` commands into their containers, and removes them (`destroy`).
+//!
+//! - `pve`: running Proxmox's tools (with `--dry-run`) and reading their output.
+//! - `create`: prerequisites, settings, template, `pct create`, provisioning, failure recovery.
+//! - `wizard`: the container questions on a terminal.
+//! - `registry`: the host's record of instances and their copied-out backups.
+//! - `manage`: `list`, `destroy`, and the commands routed into containers.
+
+pub mod create;
+pub mod manage;
+pub mod pve;
+pub mod registry;
+pub mod wizard;
+
+use manifests::Exit;
+
+/// The Proxmox commands the host driver calls.
+pub const HOST_TOOLS: &[&str] = &["pct", "pveam", "pvesm", "pvesh", "pveversion"];
+
+fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
+    crate::install::Failed { code, message: message.into() }.into()
+}

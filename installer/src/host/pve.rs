@@ -1,0 +1,260 @@
+//! Calling Proxmox's tools (pct, pveam, pvesm, pvesh, pveversion) and reading their output, as
+//! fixed by shared/reference/proxmox-cli.md. Queries run even under `--dry-run` (they change
+//! nothing and the plan depends on them); changes are only printed then.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// A command line as a user would type it (quoted where the shell needs it).
+pub fn shell_line(args: &[String]) -> String {
+    args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+pub fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%".contains(&b)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PveError {
+    #[error("could not run `{cmd}`: {source}; is this a Proxmox VE host with {program} installed?")]
+    Spawn { cmd: String, program: String, source: std::io::Error },
+    #[error("`{cmd}` failed (exit {code}): {detail}")]
+    Failed { cmd: String, code: i32, detail: String },
+    #[error("`{cmd}` printed something unexpected ({what}): {output:?}; please report this with `pveversion -v`")]
+    Parse { cmd: String, what: String, output: String },
+}
+
+impl PveError {
+    /// The tool's own message (stderr), for recognising documented failures.
+    pub fn detail(&self) -> &str {
+        match self {
+            PveError::Failed { detail, .. } => detail,
+            _ => "",
+        }
+    }
+}
+
+/// Runs commands, or under `--dry-run` prints the ones that would change something.
+pub struct Runner {
+    pub dry_run: bool,
+    /// Changes made so far, in order: what a failure report lists.
+    pub done: Vec<String>,
+}
+
+impl Runner {
+    pub fn new(dry_run: bool) -> Runner {
+        Runner { dry_run, done: Vec::new() }
+    }
+
+    fn exec(args: &[String], stdin: Option<&[u8]>) -> Result<Output, PveError> {
+        let cmd = shell_line(args);
+        let mut c = Command::new(&args[0]);
+        c.args(&args[1..]).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child =
+            c.spawn().map_err(|source| PveError::Spawn { cmd: cmd.clone(), program: args[0].clone(), source })?;
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+            let _ = w.write_all(data);
+        }
+        let o = child.wait_with_output().map_err(|source| PveError::Spawn {
+            cmd: cmd.clone(),
+            program: args[0].clone(),
+            source,
+        })?;
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let detail = if err.is_empty() { out } else { err };
+            return Err(PveError::Failed { cmd, code: o.status.code().unwrap_or(-1), detail });
+        }
+        Ok(o)
+    }
+
+    /// A read-only command: runs under `--dry-run` too.
+    pub fn query(&self, args: &[&str]) -> Result<String, PveError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Runner::exec(&args, None).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// A command that changes something; its output is captured. Under `--dry-run` it is printed.
+    pub fn change(&mut self, args: &[String]) -> Result<String, PveError> {
+        let line = shell_line(args);
+        if self.dry_run {
+            println!("  {line}");
+            return Ok(String::new());
+        }
+        let o = Runner::exec(args, None)?;
+        self.done.push(line);
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// A change whose exit code means nothing (`pveam update` exits 0 even when it failed):
+    /// stdout and stderr for the caller to judge. Under `--dry-run` it is printed, and both are empty.
+    pub fn change_judged(&mut self, args: &[String]) -> Result<(String, String), PveError> {
+        let line = shell_line(args);
+        if self.dry_run {
+            println!("  {line}");
+            return Ok((String::new(), String::new()));
+        }
+        let o = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| PveError::Spawn { cmd: line.clone(), program: args[0].clone(), source })?;
+        self.done.push(line);
+        Ok((String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned()))
+    }
+
+    /// A change whose output the user should see as it happens (the deployment engine's progress).
+    pub fn change_streamed(&mut self, args: &[String]) -> Result<(), PveError> {
+        let line = shell_line(args);
+        if self.dry_run {
+            println!("  {line}");
+            return Ok(());
+        }
+        let cmd = line.clone();
+        let status = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|source| PveError::Spawn { cmd: cmd.clone(), program: args[0].clone(), source })?;
+        self.done.push(line);
+        if !status.success() {
+            return Err(PveError::Failed {
+                cmd,
+                code: status.code().unwrap_or(-1),
+                detail: "see its output above".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `pveversion`: `pve-manager/8.4.11/14a32011146091ed (running kernel: …)` → "8.4.11".
+pub fn parse_pveversion(out: &str) -> Option<String> {
+    let rest = out.trim().strip_prefix("pve-manager/")?;
+    let v = rest.split('/').next()?;
+    v.split('.').next()?.parse::<u32>().ok()?;
+    Some(v.to_string())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storage {
+    pub name: String,
+    pub kind: String,
+    pub active: bool,
+    pub avail_kib: u64,
+}
+
+/// `pvesm status`: header, then name, type, status, total, used, available (KiB), %.
+/// Columns 1, 3 and 6, as community-scripts reads them.
+pub fn parse_pvesm_status(out: &str) -> Vec<Storage> {
+    out.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(Storage {
+                name: f[0].into(),
+                kind: f[1].into(),
+                active: f[2] == "active",
+                avail_kib: f[5].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// `pveam list STORAGE`: header `NAME SIZE`, rows `local:vztmpl/<file>  <n>MB`; the file names.
+pub fn parse_pveam_list(out: &str) -> Vec<String> {
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|v| v.split_once(":vztmpl/").map(|(_, f)| f.to_string()))
+        .collect()
+}
+
+/// `pveam available`: `section template [arch]` (the third column is new since 2026); field 2.
+pub fn parse_pveam_available(out: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.split_whitespace().nth(1)).map(str::to_string).collect()
+}
+
+/// The newest template matching `want`: an exact file name, or a prefix like "debian-12"
+/// matched as `debian-12-standard_*` (version order by the numbers in the name).
+pub fn pick_template(candidates: &[String], want: &str) -> Option<String> {
+    if candidates.iter().any(|c| c == want) {
+        return Some(want.to_string());
+    }
+    let prefix = format!("{want}-standard_");
+    let mut m: Vec<&String> = candidates.iter().filter(|c| c.starts_with(&prefix)).collect();
+    m.sort_by_key(|c| numbers(c));
+    m.last().map(|s| s.to_string())
+}
+
+fn numbers(s: &str) -> Vec<u64> {
+    s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect()
+}
+
+/// `pvesh get /cluster/nextid`: the integer on one line.
+pub fn parse_nextid(out: &str) -> Option<u32> {
+    out.trim().trim_matches('"').parse().ok()
+}
+
+/// `pct status ID`: exactly `status: running|stopped`.
+pub fn parse_status(out: &str) -> Option<&str> {
+    out.trim().strip_prefix("status: ")
+}
+
+/// `ip -4 -o addr show dev eth0`: the first `inet A/len`.
+pub fn parse_inet(out: &str) -> Option<String> {
+    let mut words = out.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "inet" {
+            return words.next().and_then(|a| a.split('/').next()).map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_as_the_contract_describes_them() {
+        let v = "pve-manager/8.4.11/14a32011146091ed (running kernel: 6.8.12-13-pve)\n";
+        assert_eq!(parse_pveversion(v).as_deref(), Some("8.4.11"));
+        assert_eq!(parse_pveversion("bash: pveversion: not found"), None);
+        let st = "Name             Type     Status     Total (KiB)      Used (KiB) Available (KiB)        %\n\
+                  local             dir     active        98497780        12345678        81085672   12.53%\n\
+                  local-lvm     lvmthin     active       365760512        32425139       333335373    8.87%\n\
+                  nas               nfs   disabled               0               0               0      N/A\n";
+        let s = parse_pvesm_status(st);
+        assert_eq!(s.len(), 3);
+        assert_eq!((s[1].name.as_str(), s[1].active, s[1].avail_kib), ("local-lvm", true, 333335373));
+        assert!(!s[2].active);
+        let l = "NAME                                                         SIZE\n\
+                 local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst         120.29MB\n";
+        assert_eq!(parse_pveam_list(l), ["debian-12-standard_12.7-1_amd64.tar.zst"]);
+        let a = "system          debian-12-standard_12.2-1_amd64.tar.zst\n\
+                 system          debian-12-standard_12.12-1_amd64.tar.zst                     amd64\n\
+                 system          debian-13-standard_13.1-2_amd64.tar.zst                      amd64\n";
+        let av = parse_pveam_available(a);
+        assert_eq!(pick_template(&av, "debian-12").as_deref(), Some("debian-12-standard_12.12-1_amd64.tar.zst"));
+        assert_eq!(pick_template(&av, "debian-11"), None);
+        assert_eq!(parse_nextid("105\n"), Some(105));
+        assert_eq!(parse_status("status: running\n"), Some("running"));
+        let ip = "2: eth0    inet 192.168.1.50/24 brd 192.168.1.255 scope global dynamic eth0\\ valid_lft 86000sec";
+        assert_eq!(parse_inet(ip).as_deref(), Some("192.168.1.50"));
+        assert_eq!(shell_line(&strings(&["pct", "set", "1", "--tags", "a;b", "x y"])), "pct set 1 --tags 'a;b' 'x y'");
+    }
+}

@@ -1,0 +1,106 @@
+# TEST DOUBLES of Proxmox VE's command-line tools (pct, pveam, pvesm, pvesh, pveversion).
+# NOT Proxmox. They follow the contract in shared/reference/proxmox-cli.md (arguments, output
+# formats, exit 255 on failure, quirks) and are backed by real LXC containers (lxc-start,
+# lxc-attach, systemd as PID 1) that share the host's network, so tests exercise the real chain.
+#
+# Environment:
+#   PVE_DOUBLE_DIR    required: the fake node's state (configs, lxcpath, storage, command log)
+#   PVE_DOUBLE_CACHE  the built container image, shared between runs (default $PVE_DOUBLE_DIR/cache)
+#   PVE_DOUBLE_NODE   node name (default pve)
+#   PVE_DOUBLE_PVEAM_UPDATE_FAIL=1   `pveam update` fails (and still exits 0, like the real one)
+#   PVE_DOUBLE_RACE_VMID=N           another "admin" takes CT id N just before our `pct create N`
+#   MIRROR, SECURITY_MIRROR          Debian mirrors for building the image
+#
+# Every invocation is appended to $PVE_DOUBLE_DIR/commands.log: one line per command, the tool
+# name and each argument separated by the byte 0x1f, newlines inside arguments written as \n.
+
+set -u
+
+die255() {
+    printf '%s\n' "$*" >&2
+    exit 255
+}
+
+[ -n "${PVE_DOUBLE_DIR:-}" ] || die255 "TEST DOUBLE: PVE_DOUBLE_DIR is not set; these are test doubles of Proxmox's tools, used only by tests"
+D=$(readlink -f "$PVE_DOUBLE_DIR")
+CACHE=$(readlink -m "${PVE_DOUBLE_CACHE:-$D/cache}")
+NODE=${PVE_DOUBLE_NODE:-pve}
+LXCPATH=$D/lxc
+CONFDIR=$D/etc/pve/nodes/$NODE/lxc
+STORAGE_CFG=$D/storage.cfg
+IMAGE=$CACHE/images/debian-12/rootfs
+mkdir -p "$LXCPATH" "$CONFDIR" "$CACHE"
+
+log_command() {
+    local line=$1 a
+    shift
+    for a in "$@"; do
+        a=${a//$'\n'/\\n}
+        line+=$'\x1f'"$a"
+    done
+    printf '%s\n' "$line" >>"$D/commands.log"
+}
+
+# storage.cfg: name type content snapshots(0|1) status
+if [ ! -f "$STORAGE_CFG" ]; then
+    cat >"$STORAGE_CFG" <<'EOF'
+local dir vztmpl,iso,backup,rootdir 0 active
+local-lvm lvmthin rootdir,images 1 active
+EOF
+fi
+
+storage_line() { awk -v n="$1" '$1 == n' "$STORAGE_CFG"; }
+storage_has() { storage_line "$1" | awk -v c="$2" '{ n = split($3, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) f = 1 } END { exit !f }'; }
+storage_dir() { printf '%s/storage/%s' "$D" "$1"; }
+
+# Free space: the real filesystem the double's state lives on.
+df_kib() { df -Pk "$D" | awk 'NR == 2 { print $2, $3, $4 }'; }
+
+conf_file() { printf '%s/%s.conf' "$CONFDIR" "$1"; }
+conf_get() { sed -n "s/^$2: //p" "$(conf_file "$1")" | head -n1; }
+ct_exists() { [ -f "$(conf_file "$1")" ]; }
+ct_running() { [ "$(lxc-info -P "$LXCPATH" -n "$1" -sH 2>/dev/null)" = RUNNING ]; }
+need_ct() {
+    ct_exists "$1" || die255 "Configuration file 'nodes/$NODE/lxc/$1.conf' does not exist"
+}
+valid_vmid() { [[ $1 =~ ^[1-9][0-9]*$ ]] && [ "$1" -ge 100 ] && [ "$1" -le 999999999 ]; }
+
+# The container image: Debian 12 from debootstrap (lxc-create -t debian, cached), prepared once
+# for host networking: only lo configured, networking/ssh/apt-daily masked (otherwise ifupdown
+# would run DHCP on the host's interface and sshd bind the host's port 22), and a policy-rc.d so
+# packages installed later do not start daemons on the shared network by themselves (systemctl
+# still starts them when asked). nginx and ca-certificates are downloaded into apt's cache, so an
+# install inside a container needs no download.
+build_image() {
+    [ -f "$IMAGE/.pve-double-ready" ] && return 0
+    mkdir -p "$CACHE/images"
+    exec 9>"$CACHE/images/.lock"
+    flock 9
+    [ -f "$IMAGE/.pve-double-ready" ] && return 0
+    local b=$CACHE/build
+    rm -rf "$b"
+    mkdir -p "$b/lxc"
+    printf 'lxc.net.0.type = none\nlxc.apparmor.profile = unconfined\n' >"$b/lxc.conf"
+    MIRROR=${MIRROR:-http://deb.debian.org/debian} SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security} \
+        LXC_CACHE_PATH=$CACHE/lxc-cache lxc-create -P "$b/lxc" -n img -t debian -f "$b/lxc.conf" -- -r bookworm \
+        >"$b/lxc-create.log" 2>&1 || { cat "$b/lxc-create.log" >&2; return 1; }
+    local r=$b/lxc/img/rootfs
+    printf 'auto lo\niface lo inet loopback\n' >"$r/etc/network/interfaces"
+    local u
+    for u in networking.service ssh.service apt-daily.timer apt-daily-upgrade.timer; do
+        ln -sf /dev/null "$r/etc/systemd/system/$u"
+    done
+    printf '#!/bin/sh\n# TEST DOUBLE image: the container shares the host network; no daemon starts on install.\nexit 101\n' \
+        >"$r/usr/sbin/policy-rc.d"
+    chmod 755 "$r/usr/sbin/policy-rc.d"
+    rm -f "$r/etc/hostname"
+    unshare --mount --pid --fork --mount-proc="$r/proc" chroot "$r" /usr/bin/env -i \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DEBIAN_FRONTEND=noninteractive \
+        /bin/sh -c 'apt-get update -q && apt-get install -y -q --download-only --no-install-recommends nginx ca-certificates iproute2' \
+        >"$b/apt.log" 2>&1 || { cat "$b/apt.log" >&2; return 1; }
+    touch "$r/.pve-double-ready"
+    rm -rf "$CACHE/images/debian-12"
+    mkdir -p "$CACHE/images/debian-12"
+    mv "$r" "$IMAGE"
+    rm -rf "$b"
+}
