@@ -24,7 +24,166 @@ pub enum Command {
     Update(Update),
     Rollback(Rollback),
     Upgrade(Upgrade),
+    Backup(Box<Backup>),
+    Restore(Box<Restore>),
+    Create(Create),
+    List(List),
+    Destroy(Destroy),
     Supervise(Supervise),
+}
+
+/// On the Proxmox host: create an unprivileged LXC container (pct), install this installer into
+/// it and deploy Vikunja there. Settings from --config, or asked on a terminal.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "create")]
+pub struct Create {
+    /// deployment settings (TOML) including the [container] table; without it, a terminal asks
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// never ask; take defaults for anything the config leaves out
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// print the commands that would run, in order, and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// the host's registry lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// On the Proxmox host: show every instance the installer made, with its container.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct List {
+    /// machine-readable output
+    #[argh(switch)]
+    pub json: bool,
+    /// the host's registry lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// On the Proxmox host: take a last backup, copy the backups out to the host, and destroy the
+/// instance's container (after confirmation).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "destroy")]
+pub struct Destroy {
+    /// the instance to destroy
+    #[argh(option)]
+    pub instance: String,
+    /// do not ask for confirmation
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// print the commands that would run, in order, and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// the host's registry lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Back up an instance into one archive: a consistent database dump, attachments, config (with
+/// its secrets) and state, with a manifest of sha256 sums; keeps the newest retention.backups.
+/// `backup list` shows the backups, `backup verify FILE` checks one without changing anything.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "backup")]
+pub struct Backup {
+    #[argh(subcommand)]
+    pub cmd: Option<BackupCommand>,
+    /// encrypt with age to a passphrase (from --passphrase-file, VIKUNJA_BACKUP_PASSPHRASE or the terminal)
+    #[argh(switch)]
+    pub encrypt: bool,
+    /// encrypt with age to this X25519 public key (age1...) instead of a passphrase; repeatable
+    #[argh(option)]
+    pub recipient: Vec<String>,
+    /// read the passphrase from the first line of this file (with --encrypt)
+    #[argh(option)]
+    pub passphrase_file: Option<PathBuf>,
+    /// include the logs (not needed to restore)
+    #[argh(switch)]
+    pub include_logs: bool,
+    /// write the backup into this directory instead of the instance's backups/
+    #[argh(option)]
+    pub output: Option<PathBuf>,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum BackupCommand {
+    List(BackupList),
+    Verify(BackupVerify),
+}
+
+/// List the instance's backups, newest first.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct BackupList {
+    /// the directory to list (default: the instance's backups/)
+    #[argh(option)]
+    pub output: Option<PathBuf>,
+    /// machine-readable output
+    #[argh(switch)]
+    pub json: bool,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Check a backup completely (decryption, every entry's size and sha256, the manifest) without
+/// changing anything; exit 3 when it is damaged.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+pub struct BackupVerify {
+    /// the backup file (a bare name is also looked for in the instance's backups/)
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// read the passphrase from the first line of this file
+    #[argh(option)]
+    pub passphrase_file: Option<PathBuf>,
+    /// age identity file (AGE-SECRET-KEY-1...) for a backup encrypted to recipient keys
+    #[argh(option)]
+    pub identity: Option<PathBuf>,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Restore an instance from a backup: verified completely first (nothing changes if it is damaged
+/// or the passphrase is wrong), then services stopped, data swapped, database restored, started
+/// and health-checked; any failure puts the previous state back.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "restore")]
+pub struct Restore {
+    /// the backup file (a bare name is also looked for in the instance's backups/)
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// do not ask for confirmation
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// read the passphrase from the first line of this file
+    #[argh(option)]
+    pub passphrase_file: Option<PathBuf>,
+    /// age identity file (AGE-SECRET-KEY-1...) for a backup encrypted to recipient keys
+    #[argh(option)]
+    pub identity: Option<PathBuf>,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// Update vikunja-installer itself from a signed release (the same checks as the bootstrap);
@@ -67,9 +226,12 @@ pub struct Update {
     /// the Vikunja release to update to, like v2.5.0 (default: the newest on the download site)
     #[argh(option)]
     pub version: Option<String>,
-    /// instance name (default: the only one installed)
+    /// instance name (default: the only one installed); on the Proxmox host, runs in its container
     #[argh(option)]
     pub instance: Option<String>,
+    /// on the Proxmox host: print the commands that would run (snapshot, update) and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
     /// every path lives under this directory (default /)
     #[argh(option, default = "PathBuf::from(\"/\")")]
     pub root: PathBuf,
@@ -89,6 +251,9 @@ pub struct Rollback {
     /// do not ask before restoring the database
     #[argh(switch, short = 'y')]
     pub yes: bool,
+    /// on the Proxmox host: print the command that would run and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
 }
 
 /// Show this installer's version and where it runs from (the bundle the bootstrap unpacked).

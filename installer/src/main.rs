@@ -13,6 +13,7 @@ mod crypt;
 mod dbbackup;
 mod dbcheck;
 mod health;
+mod host;
 mod init;
 mod install;
 mod journal;
@@ -63,7 +64,21 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // On a Proxmox host, `--instance NAME` of a container made by `create` runs inside it.
+    let routed = cli.cmd.as_ref().and_then(|c| host::manage::route(c, &args));
     let result = match cli.cmd {
+        _ if routed.is_some() => routed.unwrap_or_else(|| Ok(ExitCode::SUCCESS)),
+        Some(cli::Command::Update(u)) if u.dry_run => {
+            Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
+        }
+        Some(cli::Command::Rollback(r)) if r.dry_run => {
+            Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
+        }
+        Some(cli::Command::Create(c)) => {
+            host::create::run(&host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root })
+        }
+        Some(cli::Command::List(l)) => host::manage::list(&l),
+        Some(cli::Command::Destroy(d)) => host::manage::destroy(&d),
         Some(cli::Command::About(a)) => {
             let info = about::gather();
             if a.json {
@@ -93,8 +108,8 @@ fn main() -> ExitCode {
         Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),
-        Some(cli::Command::Backup(b)) => backup::command(b),
-        Some(cli::Command::Restore(r)) => restore::command(r),
+        Some(cli::Command::Backup(b)) => backup::command(*b),
+        Some(cli::Command::Restore(r)) => restore::command(*r),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         None => {
             eprintln!("vikunja-installer: no command given. Run `vikunja-installer --help` for the commands.");
