@@ -136,8 +136,9 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     let nginx = if !crate::nginx::is_running(l, t.init) {
         Err("nginx is not running".to_string())
     } else {
-        probe::tcp_open(d.network.https_port, PROBE_TIMEOUT)
-            .and_then(|()| probe::get(d.network.http_port, "/", PROBE_TIMEOUT))
+        let listen = &d.network.listen_address;
+        probe::tcp_open_at(probe::reach(listen, d.network.https_port), PROBE_TIMEOUT)
+            .and_then(|()| probe::get_at(probe::reach(listen, d.network.http_port), "/", PROBE_TIMEOUT))
             .and_then(|r| match r.status {
                 301 | 308 => Ok(format!("HTTPS on {}, HTTP redirects", d.network.https_port)),
                 s => Err(format!("port {} answered {s} instead of a redirect to HTTPS", d.network.http_port)),

@@ -18,15 +18,21 @@ impl Response {
 }
 
 pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    get_at(SocketAddr::from(([127, 0, 0, 1], port)), path, timeout)
+}
+
+/// GET from a given address: nginx may listen on one address only (`network.listen_address`).
+pub fn get_at(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: vikunja-installer-health\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| format!("send to 127.0.0.1:{port}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vikunja-installer-health\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();
-    s.take(4 * 1024 * 1024).read_to_end(&mut raw).map_err(|e| format!("read from 127.0.0.1:{port}: {e}"))?;
-    parse(&raw).ok_or_else(|| format!("127.0.0.1:{port}{path}: not an HTTP response"))
+    s.take(4 * 1024 * 1024).read_to_end(&mut raw).map_err(|e| format!("read from {addr}: {e}"))?;
+    parse(&raw).ok_or_else(|| format!("{addr}{path}: not an HTTP response"))
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
@@ -60,9 +66,21 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether something accepts TCP connections on 127.0.0.1:port.
 pub fn tcp_open(port: u16, timeout: Duration) -> Result<(), String> {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)
-        .map(|_| ())
-        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))
+    tcp_open_at(SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+}
+
+pub fn tcp_open_at(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    TcpStream::connect_timeout(&addr, timeout).map(|_| ()).map_err(|e| format!("connect {addr}: {e}"))
+}
+
+/// Where to reach a server that listens on `listen` ("" or a wildcard: all addresses, so loopback).
+pub fn reach(listen: &str, port: u16) -> SocketAddr {
+    let ip: std::net::IpAddr = match listen.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => std::net::Ipv6Addr::LOCALHOST.into(),
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, port)
 }
 
 #[cfg(test)]
@@ -75,5 +93,13 @@ mod tests {
             .unwrap();
         assert_eq!((r.status, r.text().as_str()), (500, "abcde"));
         assert!(super::parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn nginx_is_reached_where_it_listens() {
+        assert_eq!(super::reach("", 443).to_string(), "127.0.0.1:443");
+        assert_eq!(super::reach("0.0.0.0", 443).to_string(), "127.0.0.1:443");
+        assert_eq!(super::reach("::", 443).to_string(), "[::1]:443");
+        assert_eq!(super::reach("127.0.10.11", 8443).to_string(), "127.0.10.11:8443");
     }
 }

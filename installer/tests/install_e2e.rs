@@ -433,3 +433,23 @@ fn the_service_user_owns_data_but_not_code_and_runs_the_backend() {
     let proc_uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().nth(1).unwrap();
     assert_eq!(proc_uid, uid.to_string());
 }
+
+#[test]
+fn nginx_bound_to_one_address_is_checked_there() {
+    let sb = Sandbox::new("install-listen").unwrap();
+    let text_cfg = sb
+        .config("t9", V, &site().base(), "")
+        .replace("listen_address = \"127.0.0.1\"", "listen_address = \"127.0.10.11\"");
+    assert!(text_cfg.contains("127.0.10.11"));
+    let cfg = write_config(&sb, "d", &text_cfg);
+    let o = install(&sb, &cfg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = installer(&sb, &["health", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["healthy"], true, "{v}");
+    let nginx = v["components"].as_array().unwrap().iter().find(|c| c["name"] == "Nginx").unwrap().clone();
+    assert!(nginx["detail"].as_str().unwrap().contains("HTTPS"), "{nginx}");
+    // Nothing answers on 127.0.0.1 for this instance: the check really went to 127.0.10.11.
+    let o = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{}/", sb.ports.http)]);
+    assert_eq!(text(&o), "000");
+}
