@@ -162,6 +162,13 @@ fn lock(l: &Layout, op: &str) -> Result<OperationLock> {
 
 /// Finishes or undoes an operation a previous run left in its journal. Called under the lock.
 fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
+    if crate::restore::recover_locked(ctx.l, ctx.init)? {
+        // The instance's settings may have changed with it: start again from what is on disk.
+        return Err(fail(
+            Exit::Error,
+            "an interrupted restore was finished or undone first (see above); run the command again",
+        ));
+    }
     let Some(mut j) = Journal::load(ctx.l).context("read the operation journal")? else { return Ok(()) };
     let started = Instant::now();
     if j.step >= Step::Switched {
@@ -191,6 +198,7 @@ fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
 /// For `status` and `health`: recovers an interrupted operation unless another one is running
 /// right now (then it is left alone, and the command just reports).
 pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
+    crate::restore::recover_if_interrupted(inst)?;
     if !matches!(Journal::load(&inst.layout), Ok(Some(_))) {
         return Ok(());
     }

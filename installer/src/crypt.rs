@@ -97,12 +97,22 @@ pub fn is_encrypted(prefix: &[u8]) -> bool {
     prefix.starts_with(MAGIC)
 }
 
+/// scrypt's cost for a passphrase: N = 2^15, 32 MiB of memory and about 0.1 s. age would calibrate
+/// to about 1 s, which here means N = 2^18 and 256 MiB: four times the memory a backup may take on
+/// a small container (and needed again to restore). Use a passphrase of several random words, or
+/// recipient keys, which need no key derivation at all.
+const SCRYPT_LOG_N: u8 = 15;
+
 pub fn encrypt<W: Write>(w: W, seal: &Seal) -> Result<age::stream::StreamWriter<W>, CryptError> {
     let enc = match seal {
-        Seal::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
-        Seal::Recipients(r) => age::Encryptor::with_recipients(r.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| CryptError::Encrypt(e.to_string()))?,
-    };
+        Seal::Passphrase(p) => {
+            let mut r = age::scrypt::Recipient::new(p.clone());
+            r.set_work_factor(SCRYPT_LOG_N);
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+        }
+        Seal::Recipients(r) => age::Encryptor::with_recipients(r.iter().map(|r| r as &dyn age::Recipient)),
+    }
+    .map_err(|e| CryptError::Encrypt(e.to_string()))?;
     Ok(enc.wrap_output(w)?)
 }
 

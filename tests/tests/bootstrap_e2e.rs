@@ -271,7 +271,8 @@ fn hand_off_passes_arguments_and_exit_codes_and_cleans_up() {
     let env = Env::new("handoff");
     let r = env.bootstrap(&["--", "--version"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout.trim(), format!("vikunja-installer {V2} (stable)"));
+    let key = manifests::Keyring::from_list(&world().key.public_b64()).unwrap().ids()[0].clone();
+    assert_eq!(r.stdout.trim(), format!("vikunja-installer {V2} (stable, signed by key {key})"));
     let r = env.bootstrap(&["--", "no-such-command"]);
     assert_eq!(r.code, 2, "the installer's usage error must become the bootstrap's exit code: {}", r.stderr);
     assert!(r.stderr.contains("no-such-command"));

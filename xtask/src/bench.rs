@@ -56,6 +56,7 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
         .join("release/vikunja-installer");
     figures.extend(crate::bench_deploy::figures(&installer, b.runs)?);
     figures.extend(crate::bench_update::figures(&installer, b.runs)?);
+    figures.extend(crate::bench_backup::figures(&installer, b.runs)?);
     figures.extend(crate::bench_host::figures(&installer, b.runs)?);
     figures.extend(crate::bench_upgrade::figures(root, &served, b.runs)?);
     let text = render(&header()?, &figures);

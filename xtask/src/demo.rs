@@ -146,12 +146,45 @@ pub fn run(root: &Path) -> Result<()> {
     show_status(&s, &state, &r.to_string())?;
     check_serves(&target, OLD, task)?;
 
+    let pass = sandbox.root.join("backup-passphrase");
+    std::fs::write(&pass, "demo passphrase: four random words\n")?;
+    let args = format!("backup --encrypt --passphrase-file {} --root {r}", pass.display());
+    println!(
+        "\n== 7. encrypted backup (age): database dump, attachments, config with its secrets, state, with a \
+         sha256 manifest:\n   {}\n",
+        s.one_liner(&args)
+    );
+    run_one_liner(&s, &state, &args)?;
+    let backups = sandbox.instance_dir("demo").join("backups");
+    let file = std::fs::read_dir(&backups)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz.age"))
+        .max()
+        .context("no encrypted backup was written")?;
+    let (code, body) = target.create_task("written after the backup");
+    if !(200..300).contains(&code) {
+        bail!("creating a task answered {code}: {body}");
+    }
+    let args = format!("restore {} --yes --passphrase-file {} --root {r}", file.display(), pass.display());
+    println!(
+        "\n== 8. restore it: verified completely first, then stopped, swapped, started and health-checked:\n   {}\n",
+        s.one_liner(&args)
+    );
+    run_one_liner(&s, &state, &args)?;
+    show_status(&s, &state, &r.to_string())?;
+    check_serves(&target, OLD, task)?;
+    if target.task_titles().map_err(anyhow::Error::msg)?.iter().any(|t| t == "written after the backup") {
+        bail!("the restore should have brought back the state of the backup, without the later task");
+    }
+
     self_upgrade(root, &s, &state, &sandbox.root)?;
 
     println!("\n== done: install.sh checked the bootstrap's sha256, the bootstrap verified the signed release and");
     println!("   handed off; the installer verified the Vikunja zip, deployed it behind nginx with TLS and checked");
     println!("   its health, updated it blue-green to {NEW} and rolled it back to {OLD}; the task written before");
-    println!("   the update survived both. The installer then upgraded itself to a second signed release.");
+    println!("   the update survived both; an encrypted backup was restored; the installer then upgraded itself");
+    println!("   to a second signed release.");
     println!("   The sandbox's services are stopped now.");
     Ok(())
 }
@@ -162,12 +195,12 @@ fn self_upgrade(root: &Path, s: &Served, state: &Path, sandbox: &Path) -> Result
     let r = sandbox.display();
     let args = format!("upgrade --root {r}");
     println!(
-        "\n== 7. the installer installs itself (versioned, under {r}/opt/vikunja-pve):\n   {}\n",
+        "\n== 9. the installer installs itself (versioned, under {r}/opt/vikunja-pve):\n   {}\n",
         s.one_liner(&args)
     );
     run_one_liner(s, state, &args)?;
     let v2 = "0.2.0";
-    println!("\n== 8. build and sign release {v2} with the same key and publish it as the latest");
+    println!("\n== 10. build and sign release {v2} with the same key and publish it as the latest");
     let assets = crate::bench_upgrade::second_release(root, s, "demo-release-2", v2)?;
     let tag = format!("v{v2}");
     s.server.publish(OWNER, REPO, &tag, &assets)?;
@@ -182,7 +215,7 @@ fn self_upgrade(root: &Path, s: &Served, state: &Path, sandbox: &Path) -> Result
         }
         c.status().with_context(|| format!("run {}", installed.display()))
     };
-    println!("\n== 9. the installed installer checks for, then performs, its own upgrade:");
+    println!("\n== 11. the installed installer checks for, then performs, its own upgrade:");
     let st = run(&["upgrade", "--check"])?;
     if st.code() != Some(20) {
         bail!("upgrade --check should report an available upgrade (exit 20), got {st}");

@@ -2,6 +2,7 @@
 //! the README promises, demo shows the one-liner end to end, bench writes BENCHMARKS.md.
 
 mod bench;
+mod bench_backup;
 mod bench_deploy;
 mod bench_host;
 mod bench_update;

@@ -37,6 +37,8 @@ pub const BENCH_TOOLS: &[(&str, &str)] = &[
     ("file", "file"),
     ("tar", "tar"),
     ("sha256sum", "coreutils"),
+    ("unzip", "unzip"),
+    ("time", "time"),
 ];
 
 pub fn have(cmd: &str) -> bool {
