@@ -10,13 +10,13 @@ pub fn interactive() -> bool {
 }
 
 /// Questions and answers go through these, so tests can drive the wizard without a terminal.
-struct Prompter<'a> {
-    input: &'a mut dyn BufRead,
-    output: &'a mut dyn Write,
+pub struct Prompter<'a> {
+    pub input: &'a mut dyn BufRead,
+    pub output: &'a mut dyn Write,
 }
 
 impl Prompter<'_> {
-    fn ask(&mut self, label: &str, default: &str, valid: impl Fn(&str) -> Result<(), String>) -> io::Result<String> {
+    pub fn ask(&mut self, label: &str, default: &str, valid: impl Fn(&str) -> Result<(), String>) -> io::Result<String> {
         loop {
             write!(self.output, "{label} [{default}]: ")?;
             self.output.flush()?;

@@ -180,21 +180,12 @@ struct Inst {
 fn instance(node: &Node, s: &Site, name: &'static str, n: u8, storage: &str) -> (Inst, PathBuf) {
     let p = vikunja_e2e::sandbox::Sandbox::new(&format!("host-ports-{name}")).unwrap().ports;
     let domain = format!("{name}.vikunja.test");
-    let cfg = format!(
-        "[instance]\nname = \"{name}\"\n\n[vikunja]\nversion = \"{V1}\"\ndownload_base = \"{}/vikunja\"\n\n\
-         [network]\ndomain = \"{domain}\"\nip_address = \"127.0.10.{n}/8\"\nlisten_address = \"127.0.0.1\"\n\
-         http_port = {}\nhttps_port = {}\n\n[ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\n\
-         frontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n\n[health]\ninterval_s = 1\ntimeout_s = 30\n\n\
-         [resources]\nmemory_mb = 1024\n\n[container]\nstorage = \"{storage}\"\n",
-        s.server.base_url(),
-        p.http,
-        p.https,
-        p.backend_blue,
-        p.backend_green,
-        p.frontend_blue,
-        p.frontend_green,
-        p.mcp_blue,
-        p.mcp_green
+    let cfg = vikunja_e2e::sandbox::container_config(
+        name,
+        &format!("version = \"{V1}\"\ndownload_base = \"{}/vikunja\"", s.server.base_url()),
+        &format!("127.0.10.{n}/8"),
+        &p,
+        &format!("\n[container]\nstorage = \"{storage}\"\n"),
     );
     let path = node.dir.join(format!("{name}.toml"));
     std::fs::write(&path, cfg).unwrap();

@@ -95,6 +95,21 @@ pub struct Ports {
     pub mcp_green: u16,
 }
 
+/// A deployment.toml for an instance in an LXC container behind the Proxmox test doubles (tests,
+/// the demo, the benchmark): the doubles share the host's network, so every instance gets its own
+/// loopback address `ip` and free ports `p`. `vikunja` holds the lines of the `[vikunja]` table,
+/// `extra` more tables.
+pub fn container_config(name: &str, vikunja: &str, ip: &str, p: &Ports, extra: &str) -> String {
+    format!(
+        "[instance]\nname = \"{name}\"\n\n[vikunja]\n{vikunja}\n\n\
+         [network]\ndomain = \"{name}.vikunja.test\"\nip_address = \"{ip}\"\nlisten_address = \"127.0.0.1\"\n\
+         http_port = {}\nhttps_port = {}\n\n[ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\n\
+         frontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n\n[health]\ninterval_s = 1\ntimeout_s = 30\n\n\
+         [resources]\nmemory_mb = 1024\n{extra}",
+        p.http, p.https, p.backend_blue, p.backend_green, p.frontend_blue, p.frontend_green, p.mcp_blue, p.mcp_green
+    )
+}
+
 impl Sandbox {
     pub fn new(name: &str) -> Result<Sandbox> {
         let root = crate::scratch_dir(name)?;

@@ -252,6 +252,20 @@ fn time_reference(s: &Served, url: &str, dir: &Path) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// Runs and times `c`; a failure is an error naming `what` with the command's output.
+pub(crate) fn timed_ok(c: Command, what: &str) -> Result<(Duration, std::process::Output)> {
+    let (d, out) = timed(c)?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((d, out))
+}
+
 pub(crate) fn timed(mut c: Command) -> Result<(Duration, std::process::Output)> {
     let start = Instant::now();
     let out = c.output().with_context(|| format!("run {:?}", c.get_program()))?;

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use vikunja_e2e::load::Target;
 use vikunja_e2e::sandbox::{standin_zips, Sandbox};
 
-use crate::bench::{timed, Figure, Stats};
+use crate::bench::{timed_ok, Figure, Stats};
 
 const VIKUNJA: &str = "v2.5.0";
 const INSTANCE: &str = "bench";
@@ -28,19 +28,6 @@ const MEMORY_GOAL_KIB: u64 = 64 * 1024;
 /// The seed: backups 1-3 min, restore under 5 min (10k tasks, 1 GB of attachments).
 const BACKUP_SEED: Duration = Duration::from_secs(180);
 const RESTORE_SEED: Duration = Duration::from_secs(300);
-
-fn run_ok(c: Command, what: &str) -> Result<(Duration, std::process::Output)> {
-    let (d, out) = timed(c)?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok((d, out))
-}
 
 /// The command under `/usr/bin/time -v`, so its peak resident memory can be read from stderr.
 fn measured(program: &Path) -> Result<Command> {
@@ -136,7 +123,7 @@ fn create_tasks(t: &Target, dir: &Path) -> Result<()> {
     drop(f);
     let mut c = Command::new("curl");
     c.args(["-sS", "-K"]).arg(&cfg);
-    let (_, out) = run_ok(c, "creating tasks with curl")?;
+    let (_, out) = timed_ok(c, "creating tasks with curl")?;
     let ok = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.trim() == "201").count();
     ensure!(ok == TASKS, "only {ok} of {TASKS} tasks were created");
     Ok(())
@@ -155,7 +142,7 @@ fn upload_attachments(t: &Target, dir: &Path) -> Result<u64> {
             t.base,
             i + 1
         ));
-        run_ok(c, "uploading an attachment")?;
+        timed_ok(c, "uploading an attachment")?;
         total += data.len() as u64;
         i += 1;
     }
@@ -196,7 +183,7 @@ impl Rig {
     fn backup(&self, out: &Path) -> Result<(Duration, u64, PathBuf)> {
         let _ = std::fs::remove_dir_all(out);
         let c = self.installer(&["backup", "--output", &out.to_string_lossy()])?;
-        let (d, o) = run_ok(c, "vikunja-installer backup")?;
+        let (d, o) = timed_ok(c, "vikunja-installer backup")?;
         let file = std::fs::read_dir(out)?
             .flatten()
             .map(|e| e.path())
@@ -207,7 +194,7 @@ impl Rig {
 
     fn restore(&self, file: &Path) -> Result<(Duration, u64)> {
         let c = self.installer(&["restore", &file.to_string_lossy(), "--yes"])?;
-        let (d, o) = run_ok(c, "vikunja-installer restore")?;
+        let (d, o) = timed_ok(c, "vikunja-installer restore")?;
         Ok((d, peak_kib(&o)?))
     }
 
@@ -216,7 +203,7 @@ impl Rig {
         let _ = std::fs::remove_file(dest);
         let mut c = measured(Path::new("tar"))?;
         c.arg("czf").arg(dest).arg("-C").arg(self.base()).args(["config", "data", "state"]);
-        let (d, o) = run_ok(c, "tar czf")?;
+        let (d, o) = timed_ok(c, "tar czf")?;
         Ok((d, peak_kib(&o)?))
     }
 
@@ -226,7 +213,7 @@ impl Rig {
         std::fs::create_dir_all(&dest)?;
         let mut c = measured(Path::new("tar"))?;
         c.arg("xzf").arg(archive).arg("-C").arg(&dest);
-        let (d, o) = run_ok(c, "tar xzf")?;
+        let (d, o) = timed_ok(c, "tar xzf")?;
         Ok((d, peak_kib(&o)?))
     }
 }
@@ -246,7 +233,7 @@ pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
     let mut c = Command::new(installer);
     c.args(["install", "--init", "process", "--yes", "--root"]).arg(&sb.root).arg("--config").arg(&cfg);
     c.stdin(Stdio::null());
-    run_ok(c, "install")?;
+    timed_ok(c, "install")?;
     let rig = Rig { installer: installer.to_path_buf(), sb, work };
     let t = Target::new("vikunja.test", rig.sb.ports.https, rig.base().join("config/ssl/cert.pem"));
     eprintln!("bench: creating {TASKS} tasks and 1 GiB of attachments through nginx");
@@ -290,7 +277,7 @@ pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
     let sealed_dir = rig.work.join("sealed");
     let mut c = rig.installer(&["backup", "--encrypt", "--output", &sealed_dir.to_string_lossy()])?;
     c.env("VIKUNJA_BACKUP_PASSPHRASE", "bench passphrase");
-    let (sealed, o) = run_ok(c, "vikunja-installer backup --encrypt")?;
+    let (sealed, o) = timed_ok(c, "vikunja-installer backup --encrypt")?;
     let sealed_kib = peak_kib(&o)?;
     let _ = std::fs::remove_dir_all(&sealed_dir);
     let titles = t.task_titles().map_err(anyhow::Error::msg)?;

@@ -5,26 +5,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use vikunja_e2e::sandbox::{standin_zips, Sandbox};
 
-use crate::bench::{ms, timed, Figure, Stats};
+use crate::bench::{ms, timed_ok, Figure, Stats};
+
+fn run_ok(c: Command, what: &str) -> Result<Duration> {
+    timed_ok(c, what).map(|(d, _)| d)
+}
 
 const VIKUNJA: &str = "v2.5.0";
 const HEALTH_GOAL: Duration = Duration::from_millis(100);
-
-fn run_ok(c: Command, what: &str) -> Result<Duration> {
-    let (d, out) = timed(c)?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(d)
-}
 
 fn install_cmd(installer: &Path, sb: &Sandbox, zip: &Path) -> Result<Command> {
     let cfg = sb.root.join("deployment.toml");

@@ -60,21 +60,12 @@ impl Drop for Node {
 
 fn config(node: &Node, name: &str, n: u8, zip: &Path) -> Result<PathBuf> {
     let p = Sandbox::new(&format!("bench-host-ports-{name}"))?.ports;
-    let text = format!(
-        "[instance]\nname = \"{name}\"\n[vikunja]\nversion = \"{VIKUNJA}\"\nartifact = \"{}\"\n\
-         [network]\ndomain = \"{name}.vikunja.test\"\nip_address = \"127.0.20.{n}/8\"\nlisten_address = \"127.0.0.1\"\n\
-         http_port = {}\nhttps_port = {}\n[ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\n\
-         frontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n[health]\ninterval_s = 1\ntimeout_s = 30\n\
-         [resources]\nmemory_mb = 1024\n",
-        zip.display(),
-        p.http,
-        p.https,
-        p.backend_blue,
-        p.backend_green,
-        p.frontend_blue,
-        p.frontend_green,
-        p.mcp_blue,
-        p.mcp_green
+    let text = vikunja_e2e::sandbox::container_config(
+        name,
+        &format!("version = \"{VIKUNJA}\"\nartifact = \"{}\"", zip.display()),
+        &format!("127.0.20.{n}/8"),
+        &p,
+        "",
     );
     let path = node.dir.join(format!("{name}.toml"));
     std::fs::write(&path, text)?;

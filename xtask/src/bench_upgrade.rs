@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use manifests::manifest::names;
 
-use crate::bench::{ms, timed, Figure, Stats};
+use crate::bench::{ms, timed_ok, Figure, Stats};
+
+fn ok(c: Command, what: &str) -> Result<std::time::Duration> {
+    timed_ok(c, what).map(|(d, _)| d)
+}
 use crate::demo::Served;
 
 /// A second release signed with the same throw-away key as `first`, so the first one's installer
@@ -37,19 +41,6 @@ fn installer_cmd(bin: &Path, args: &[&str], root: &Path) -> Command {
     let mut c = Command::new(bin);
     c.args(args).arg("--root").arg(root).stdin(Stdio::null());
     c
-}
-
-fn ok(c: Command, what: &str) -> Result<std::time::Duration> {
-    let (d, out) = timed(c)?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(d)
 }
 
 pub fn figures(root: &Path, first: &Served, runs: usize) -> Result<Vec<Figure>> {

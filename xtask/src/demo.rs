@@ -271,24 +271,14 @@ pub fn run_containers(root: &Path) -> Result<()> {
     let node = vikunja_e2e::scratch_dir("demo-containers")?;
     let p = vikunja_e2e::sandbox::Sandbox::new("demo-ct-ports")?.ports;
     let cfg = node.join("deployment.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[instance]\nname = \"demo\"\n[vikunja]\nversion = \"{v}\"\ndownload_base = \"{}/vikunja\"\n\
-             [network]\ndomain = \"demo.vikunja.test\"\nip_address = \"127.0.30.1/8\"\nlisten_address = \"127.0.0.1\"\n\
-             http_port = {}\nhttps_port = {}\n[ports]\nbackend_blue = {}\nbackend_green = {}\nfrontend_blue = {}\n\
-             frontend_green = {}\nmcp_blue = {}\nmcp_green = {}\n[resources]\nmemory_mb = 1024\n[container]\nstorage = \"local-lvm\"\n",
-            s.server.base_url(),
-            p.http,
-            p.https,
-            p.backend_blue,
-            p.backend_green,
-            p.frontend_blue,
-            p.frontend_green,
-            p.mcp_blue,
-            p.mcp_green
-        ),
-    )?;
+    let text = vikunja_e2e::sandbox::container_config(
+        "demo",
+        &format!("version = \"{v}\"\ndownload_base = \"{}/vikunja\"", s.server.base_url()),
+        "127.0.30.1/8",
+        &p,
+        "\n[container]\nstorage = \"local-lvm\"\n",
+    );
+    std::fs::write(&cfg, text)?;
     let host_root = node.join("host-root");
     let pve = node.join("pve");
     let path = format!("{}:{}", root.join("tests/pve-doubles").display(), std::env::var("PATH").unwrap_or_default());

@@ -1,43 +1,11 @@
 //! The container questions of `create` on a terminal: defaults shown, every answer checked on the
 //! spot. Reads and writes through a Prompter so tests can drive it without a terminal.
 
-use std::io::{self, BufRead, Write};
+use std::io;
 
 use crate::config::{Deployment, Instance};
 
-pub struct Prompter<'a> {
-    pub input: &'a mut dyn BufRead,
-    pub output: &'a mut dyn Write,
-}
-
-impl Prompter<'_> {
-    pub fn ask(
-        &mut self,
-        label: &str,
-        default: &str,
-        valid: impl Fn(&str) -> Result<(), String>,
-    ) -> io::Result<String> {
-        loop {
-            write!(self.output, "{label} [{default}]: ")?;
-            self.output.flush()?;
-            let mut line = String::new();
-            if self.input.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "input closed before the questions were answered",
-                ));
-            }
-            let answer = match line.trim() {
-                "" => default.to_string(),
-                a => a.to_string(),
-            };
-            match valid(&answer) {
-                Ok(()) => return Ok(answer),
-                Err(e) => writeln!(self.output, "  {e}")?,
-            }
-        }
-    }
-}
+pub use crate::wizard::Prompter;
 
 /// Facts of the host the questions offer as choices.
 pub struct Choices {
