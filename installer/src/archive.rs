@@ -441,7 +441,8 @@ fn safe_relative(path: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for c in path.components() {
         match c {
-            Component::Normal(p) => parts.push(p.to_str()?),
+            // Control characters (a newline above all) could forge lines in the restore journal.
+            Component::Normal(p) => parts.push(p.to_str().filter(|s| !s.chars().any(char::is_control))?),
             _ => return None,
         }
     }

@@ -217,8 +217,8 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
         format!(
             "undoing the {op} failed: {e:#}\nState: journal {journal} (step {step}); {from} ({fv}) should serve, {to} ({tv}) \
              should be stopped; database backup {backup}.\nWhat to do: fix the cause above, then run any \
-             vikunja-installer command (status) to retry the recovery, or restore the backup with \
-             vikunja-installer restore.",
+             vikunja-installer command (status) to retry the recovery; by hand, the database comes back with \
+             {tool}.",
             op = j.operation,
             journal = ctx.l.state_dir().join("journal").display(),
             step = j.step.name(),
@@ -227,6 +227,13 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
             to = j.to_colour.name(),
             tv = j.to_version,
             backup = j.undo_backup,
+            tool = match ctx.d.database.kind {
+                crate::config::DbType::Sqlite =>
+                    format!("sqlite3 {} \".restore {}\" (services stopped)", ctx.l.sqlite_path().display(), j.undo_backup),
+                crate::config::DbType::Postgres =>
+                    format!("pg_restore --clean --if-exists -d {} {}", ctx.d.database.name, j.undo_backup),
+                crate::config::DbType::Mysql => format!("mysql {} < {}", ctx.d.database.name, j.undo_backup),
+            },
         ),
     )
 }
@@ -275,7 +282,11 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
         &Deployed { version: j.to_version.clone(), timestamp: ts, colour: j.to_colour, deployment_id: j.id.clone() },
     )?;
     let mut d = ctx.d.clone();
-    d.vikunja.version = j.to_version.clone();
+    if d.vikunja.version != j.to_version {
+        d.vikunja.sha256 = None;
+        d.vikunja.artifact = None;
+        d.vikunja.version = j.to_version.clone();
+    }
     manifests::atomic::write_atomic(&ctx.l.deployment_file(), d.to_toml().as_bytes(), 0o640)
         .with_context(|| format!("write {}", ctx.l.deployment_file().display()))?;
     save_rollback_point(
@@ -420,8 +431,8 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
     };
     let mut target = d.clone();
     target.vikunja.version = to_version.clone();
-    if version.is_some() {
-        // A pinned zip checksum belongs to the version it was pinned for.
+    if to_version != d.vikunja.version {
+        // A pinned zip checksum or a local zip belongs to the version it was given for.
         target.vikunja.sha256 = None;
         target.vikunja.artifact = None;
     }
@@ -504,8 +515,22 @@ fn settle(
     let why = match gate {
         Ok((true, _)) => {
             j.advance(ctx.l, Step::Switched)?;
-            finish(ctx_to, j, p)?;
-            return record(ctx.l, j, started, "success");
+            finish(ctx_to, j, p).map_err(|e| {
+                fail(
+                    Exit::Error,
+                    format!(
+                        "traffic is on {} ({}), but finishing the {} failed: {e:#}; run `vikunja-installer status` \
+                         to finish it",
+                        j.to_colour.name(),
+                        j.to_version,
+                        j.operation
+                    ),
+                )
+            })?;
+            if let Err(e) = record(ctx.l, j, started, "success") {
+                eprintln!("warning: could not record the operation in state/last-operation: {e:#}");
+            }
+            return Ok(());
         }
         Ok((false, report)) => {
             health::print_report(&report);

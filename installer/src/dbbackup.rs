@@ -8,6 +8,7 @@
 //! passwords go through the environment or a 0600 file, never a command line.
 
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -37,8 +38,21 @@ pub fn file_name(d: &Deployment, stem: &str) -> String {
 
 /// Writes a consistent copy of the live database to `dest` (which must not exist yet).
 pub fn backup(l: &Layout, d: &Deployment, dest: &Path) -> Result<(), DbBackupError> {
-    let partial = partial_path(dest);
-    let _ = std::fs::remove_file(&partial);
+    // The plaintext dump is written inside a fresh 0700 directory: the tools create their files
+    // with the umask, and a backup directory may be shared (`backup --output`).
+    let private = partial_dir(dest);
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| failed(format!("create {}", private.display()), e))?;
+    let partial = private.join("dump");
+    let result = dump(l, d, &partial).and_then(|()| sync_and_rename(&partial, dest));
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
+fn dump(l: &Layout, d: &Deployment, partial: &Path) -> Result<(), DbBackupError> {
     match d.database.kind {
         DbType::Sqlite => {
             let src = l.sqlite_path();
@@ -52,17 +66,17 @@ pub fn backup(l: &Layout, d: &Deployment, dest: &Path) -> Result<(), DbBackupErr
         DbType::Postgres => {
             let mut c = tool("pg_dump", "postgresql-client")?;
             pg_args(&mut c, l, d);
-            c.args(["-Fc", "--no-owner", "-f"]).arg(&partial);
+            c.args(["-Fc", "--no-owner", "-f"]).arg(partial);
             run(c, "pg_dump")?;
         }
         DbType::Mysql => {
             let mut c = tool("mysqldump", "default-mysql-client")?;
             let _defaults = mysql_args(&mut c, l, d)?;
-            c.args(["--single-transaction", "--routines", "--result-file"]).arg(&partial).arg(&d.database.name);
+            c.args(["--single-transaction", "--routines", "--result-file"]).arg(partial).arg(&d.database.name);
             run(c, "mysqldump")?;
         }
     }
-    sync_and_rename(&partial, dest)
+    Ok(())
 }
 
 /// Replaces the live database's contents with the backup at `src`.
@@ -87,6 +101,9 @@ pub fn restore(l: &Layout, d: &Deployment, src: &Path) -> Result<(), DbBackupErr
             dump.args(["--no-owner", "-f", "-"]).arg(src).stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut psql = tool("psql", "postgresql-client")?;
             pg_args(&mut psql, l, d);
+            // NOTICEs off: psql's stderr is read only at the end, so a flood of them would fill
+            // the pipe and stall the restore.
+            psql.env("PGOPTIONS", "-c client_min_messages=warning");
             psql.args(["-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -117,11 +134,45 @@ pub fn restore(l: &Layout, d: &Deployment, src: &Path) -> Result<(), DbBackupErr
             }
         }
         DbType::Mysql => {
+            // Tables a newer release created are not in the dump: they are dropped first, in the
+            // same session as the dump's own DROP/CREATE (MySQL commits DDL at once, so a failure
+            // part-way is reported and the pre-operation backup stays on disk).
+            let mut list = tool("mysql", "default-mysql-client")?;
+            let _defaults = mysql_args(&mut list, l, d)?;
+            list.args([
+                "-N",
+                "-B",
+                "-e",
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
+            ])
+            .arg(&d.database.name);
+            let out = list.output().map_err(|e| failed("run mysql", e))?;
+            if !out.status.success() {
+                return Err(failed("list the tables with mysql", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+            let tables: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("`{}`", t.replace('`', "``")))
+                .collect();
             let mut c = tool("mysql", "default-mysql-client")?;
-            let _defaults = mysql_args(&mut c, l, d)?;
-            c.arg(&d.database.name);
-            c.stdin(std::fs::File::open(src).map_err(|e| failed(format!("open {}", src.display()), e))?);
-            run(c, "mysql")?;
+            let _defaults2 = mysql_args(&mut c, l, d)?;
+            c.arg(&d.database.name).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+            let mut child = c.spawn().map_err(|e| failed("run mysql", e))?;
+            let mut input = child.stdin.take().expect("piped");
+            let mut head = String::from("SET FOREIGN_KEY_CHECKS=0;\n");
+            if !tables.is_empty() {
+                head.push_str(&format!("DROP TABLE IF EXISTS {};\n", tables.join(", ")));
+            }
+            let fed = std::fs::File::open(src)
+                .and_then(|mut f| input.write_all(head.as_bytes()).and_then(|()| std::io::copy(&mut f, &mut input)))
+                .and_then(|_| input.write_all(b"SET FOREIGN_KEY_CHECKS=1;\n"));
+            drop(input);
+            let out = child.wait_with_output().map_err(|e| failed("wait for mysql", e))?;
+            fed.map_err(|e| failed("feed the dump to mysql", e))?;
+            if !out.status.success() {
+                return Err(failed("mysql restoring the dump", String::from_utf8_lossy(&out.stderr).trim()));
+            }
         }
     }
     Ok(())
@@ -183,7 +234,7 @@ BEGIN
 END $$;
 ";
 
-fn partial_path(dest: &Path) -> PathBuf {
+fn partial_dir(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.partial"))
 }

@@ -112,10 +112,10 @@ pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freez
     let text =
         render_upstreams(&crate::templates::load("nginx/upstream.conf.tmpl")?, &upstreams(d, colour, write_freeze))
             .map_err(|e| e.to_string())?;
-    if replace_checked(l, init, &[(upstream_file(l), text)])? || !is_running(l, init) {
-        start_or_reload(l, init)?;
-    }
-    Ok(())
+    replace_checked(l, init, &[(upstream_file(l), text)])?;
+    // Always reloaded, even when the file already says so: a run killed between writing the file
+    // and reloading left nginx on the old rules, and the file alone cannot tell.
+    start_or_reload(l, init)
 }
 
 /// What the upstream file currently routes to: (backend port, writes frozen).
@@ -221,7 +221,7 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
         }
     }
     if let Some(m) = master {
-        wait_for_reload(m, &old_workers);
+        wait_for_reload(m, &old_workers, &l.logs_dir().join("nginx/error.log"))?;
     }
     Ok(())
 }
@@ -230,17 +230,28 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
 /// may outlast it, and then the caller goes on.
 const RELOAD_DRAIN: Duration = Duration::from_secs(10);
 
-fn wait_for_reload(master: i32, old: &[i32]) {
+/// Waits until new workers serve and the old ones are gone. No new worker means nginx did not
+/// apply the configuration (the master refused it): an error, since callers rely on the new rules
+/// (a write freeze before a backup). Old workers still busy with long requests are only warned about.
+fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let now = children(master);
         let new_up = now.iter().any(|p| !old.contains(p));
         let old_gone = !now.iter().any(|p| old.contains(p));
-        if (new_up && old_gone) || start.elapsed() > RELOAD_DRAIN {
-            if !(new_up && old_gone) {
-                eprintln!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
+        if new_up && old_gone {
+            return Ok(());
+        }
+        if start.elapsed() > RELOAD_DRAIN {
+            if !new_up {
+                return Err(format!(
+                    "nginx did not apply the new configuration within {} s; see {}",
+                    RELOAD_DRAIN.as_secs(),
+                    error_log.display()
+                ));
             }
-            return;
+            eprintln!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -201,8 +201,9 @@ impl Journal {
 
 struct Progress(Instant);
 impl Progress {
+    /// On stderr: a recovery may run inside `status --json`, whose stdout is for the JSON.
     fn say(&self, msg: &str) {
-        println!("[{:>6.2}s] {msg}", self.0.elapsed().as_secs_f64());
+        eprintln!("[{:>6.2}s] {msg}", self.0.elapsed().as_secs_f64());
     }
 }
 

@@ -148,6 +148,10 @@ pub fn run(o: &Options) -> Result<u8> {
     let installed = h.current().and_then(|v| Version::parse(&v).ok());
     let baseline = installed.clone().unwrap_or_else(running_version);
     let pinned = o.version.as_deref().map(parse_version).transpose()?;
+    if o.allow_downgrade && pinned.is_none() {
+        // Without a pin, lifting the serial check would let a mirror pick any old signed release.
+        return Err(fail(Exit::Usage, "--allow-downgrade needs --version X.Y.Z: the release to go back to"));
+    }
     if let Some(p) = &pinned {
         if *p < baseline && !o.allow_downgrade {
             return Err(fail(
@@ -236,11 +240,13 @@ pub fn run(o: &Options) -> Result<u8> {
     std::fs::rename(&staging, &dest).with_context(|| format!("rename into {}", dest.display()))?;
     kill_point("placed");
     let old = h.current();
-    switch(&h, &new)?;
-    kill_point("switched");
+    // Recorded before the switch, so a kill right after it still rolls back one version, not two.
     if let Some(old) = &old {
         manifests::atomic::write_atomic(&h.previous_file(), format!("{old}\n").as_bytes(), 0o644)?;
     }
+    sync_tree(&dest);
+    switch(&h, &new)?;
+    kill_point("switched");
     prune(&h);
     match &old {
         Some(old) => println!(
@@ -366,6 +372,22 @@ fn switch(h: &Home, version: &str) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The new version's files reach the disk before `current` points at them (a power cut, unlike a
+/// SIGKILL, could otherwise leave `current` on empty files).
+fn sync_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sync_tree(&p);
+        } else if let Ok(f) = File::open(&p) {
+            let _ = f.sync_all();
+        }
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 const BIN_TARGET: &str = "../../../opt/vikunja-pve/current/bin/vikunja-installer";

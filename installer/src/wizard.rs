@@ -16,7 +16,12 @@ pub struct Prompter<'a> {
 }
 
 impl Prompter<'_> {
-    pub fn ask(&mut self, label: &str, default: &str, valid: impl Fn(&str) -> Result<(), String>) -> io::Result<String> {
+    pub fn ask(
+        &mut self,
+        label: &str,
+        default: &str,
+        valid: impl Fn(&str) -> Result<(), String>,
+    ) -> io::Result<String> {
         loop {
             write!(self.output, "{label} [{default}]: ")?;
             self.output.flush()?;

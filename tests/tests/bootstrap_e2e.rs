@@ -792,6 +792,8 @@ fn upgrade_refuses_a_downgrade_unless_allowed_and_signed() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("--allow-downgrade"), "{}", r.stderr);
     assert_eq!(installed_version(&env, &root), V2);
+    let r = installed(&env, &root, &["upgrade", "--allow-downgrade"]);
+    assert_eq!(r.code, 2, "--allow-downgrade without a pinned version: {}", r.stderr);
     let r = installed(&env, &root, &["upgrade", "--version", V1, "--allow-downgrade"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(installed_version(&env, &root), V1);

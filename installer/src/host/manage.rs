@@ -265,8 +265,32 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
     if d.dry_run {
         println!("Dry run: these commands would run, in order:");
     }
-    let running = r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
-    if running && e.state == "ready" {
+    let is_running =
+        |r: &Runner| r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
+    if e.state == "ready" && !is_running(&r) {
+        // A stopped container still holds the instance's backups: it is started to take the last
+        // one and copy them all out, never destroyed with them.
+        r.change(&strings(&["pct", "start", &ids])).map_err(|x| {
+            fail(
+                Exit::Error,
+                format!(
+                    "CT {} is stopped and does not start ({x}); nothing was destroyed: its backups are inside",
+                    e.ctid
+                ),
+            )
+        })?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !d.dry_run && !is_running(&r) {
+            if std::time::Instant::now() > deadline {
+                return Err(fail(
+                    Exit::Error,
+                    format!("CT {} did not come up within 60 s; nothing was destroyed", e.ctid),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    if e.state == "ready" {
         let mut c = engine_env(&e);
         c.extend(strings(&[CT_BIN, "backup", "--instance", &e.name]));
         let refs: Vec<&str> = c.iter().map(String::as_str).collect();
