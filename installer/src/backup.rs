@@ -70,7 +70,8 @@ pub fn skip_config(rel: &Path, _is_dir: bool) -> bool {
 }
 
 /// State that describes this machine or an operation in progress, never the deployment: locks,
-/// journals, caches, nginx's temp files, the init mode, Debian's default site put aside.
+/// journals, caches, nginx's temp files and what it last applied, the init mode, Debian's default
+/// site put aside.
 pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
     let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
     matches!(
@@ -80,6 +81,7 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             | "restore-journal"
             | "backup-journal"
             | "nginx-temp"
+            | "nginx-applied-upstream.conf"
             | "health-cache.json"
             | "init"
             | "nginx-default-site.disabled"

@@ -299,8 +299,20 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
         },
     )?;
     Journal::remove(ctx.l)?;
+    prune_operation_dumps(ctx.l, Path::new(&j.undo_backup));
     prune_releases(ctx.l, &[&j.to_version, &j.from_version], ctx.d.retention.releases.max(2) as usize);
     Ok(())
+}
+
+/// Database copies of earlier updates and rollbacks: only the one the rollback point names can
+/// still be used (full backups are `backup`'s business, with their own retention).
+fn prune_operation_dumps(l: &Layout, keep: &Path) {
+    for e in std::fs::read_dir(l.backups_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if (name.starts_with("pre-update-") || name.starts_with("pre-rollback-")) && e.path() != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Keeps the newest `keep` releases (never the ones in `protect`); older ones are removed.

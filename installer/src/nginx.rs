@@ -112,9 +112,13 @@ pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freez
     let text =
         render_upstreams(&crate::templates::load("nginx/upstream.conf.tmpl")?, &upstreams(d, colour, write_freeze))
             .map_err(|e| e.to_string())?;
-    replace_checked(l, init, &[(upstream_file(l), text)])?;
-    // Always reloaded, even when the file already says so: a run killed between writing the file
-    // and reloading left nginx on the old rules, and the file alone cannot tell.
+    replace_checked(l, init, &[(upstream_file(l), text.clone())])?;
+    crate::journal::kill_point(&format!("upstream-written-{}", colour.name()));
+    // The file alone cannot tell whether nginx runs it: a run killed between writing the file and
+    // reloading left nginx on the old rules. What the last successful reload applied is recorded.
+    if is_running(l, init) && std::fs::read_to_string(applied_file(l)).is_ok_and(|a| a == text) {
+        return Ok(());
+    }
     start_or_reload(l, init)
 }
 
@@ -210,12 +214,17 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             c.args(["-s", "reload"]);
             run(c, "nginx -s reload")?;
         }
-        (Init::Process, false) => return run(nginx_cmd(l, init), "start nginx"),
+        (Init::Process, false) => {
+            run(nginx_cmd(l, init), "start nginx")?;
+            record_applied(l);
+            return Ok(());
+        }
         (Init::Systemd, running) => {
             let mut c = Command::new("systemctl");
             c.args([if running { "reload" } else { "restart" }, "nginx.service"]);
             run(c, "systemctl reload nginx")?;
             if !running {
+                record_applied(l);
                 return Ok(());
             }
         }
@@ -223,7 +232,24 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
     if let Some(m) = master {
         wait_for_reload(m, &old_workers, &l.logs_dir().join("nginx/error.log"))?;
     }
+    record_applied(l);
     Ok(())
+}
+
+/// A copy of the upstream file as the running nginx last loaded it.
+fn applied_file(l: &Layout) -> PathBuf {
+    l.state_dir().join("nginx-applied-upstream.conf")
+}
+
+fn record_applied(l: &Layout) {
+    match std::fs::read(upstream_file(l)) {
+        Ok(b) => {
+            let _ = manifests::atomic::write_atomic(&applied_file(l), &b, 0o644);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(applied_file(l));
+        }
+    }
 }
 
 /// Longest wait for old workers to finish their requests; long-lived connections (MCP streams)

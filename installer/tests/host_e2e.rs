@@ -447,7 +447,10 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
     // Backup (copied out to the host), then a restore from that host copy.
     let (code, _) = target.create_task("before-backup");
     assert!((200..300).contains(&code));
-    let o = host(&node, &s, &["backup", "--instance", "one"]);
+    // Encrypted, with the passphrase in a file on the host: it is pushed in for the command only.
+    let pass = node.dir.join("passphrase");
+    std::fs::write(&pass, "host-side passphrase of several words\n").unwrap();
+    let o = host(&node, &s, &["backup", "--instance", "one", "--encrypt", "--passphrase-file", pass.to_str().unwrap()]);
     assert!(o.status.success(), "backup failed");
     let kept = node.root.join("var/lib/vikunja-pve/backups/one");
     let file = std::fs::read_dir(&kept)
@@ -458,7 +461,12 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
         .expect("backup copied out");
     let (code, _) = target.create_task("after-backup");
     assert!((200..300).contains(&code));
-    let o = host(&node, &s, &["restore", file.to_str().unwrap(), "--instance", "one", "--yes"]);
+    assert!(file.to_string_lossy().ends_with(".age"), "{file:?}");
+    let o = host(
+        &node,
+        &s,
+        &["restore", file.to_str().unwrap(), "--instance", "one", "--yes", "--passphrase-file", pass.to_str().unwrap()],
+    );
     assert!(o.status.success(), "restore failed");
     let titles = target.task_titles().unwrap();
     assert!(

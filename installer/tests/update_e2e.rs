@@ -170,6 +170,13 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     assert!(migrations(&sb).len() > before.len(), "V2 did not migrate");
     let backups: Vec<_> = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups")).unwrap().flatten().collect();
     assert_eq!(backups.len(), 1, "one pre-update backup");
+    let backup_titles = |path: &Path| -> Vec<String> {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let mut st = c.prepare("SELECT title FROM tasks ORDER BY id").unwrap();
+        let titles = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        titles
+    };
+    let expected = backup_titles(&backups[0].path());
     let s = status(&sb);
     assert_eq!((s["active_colour"].as_str(), s["version"].as_str()), (Some("green"), Some(V2)));
     assert_eq!(s["last_operation"]["operation"], "update");
@@ -201,10 +208,13 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     assert_eq!(migrations(&sb), before, "schema not restored");
     // As the rollback said: the tasks are those of the pre-update backup, then what was written
     // after it.
-    let backup = backups[0].path();
-    let c = rusqlite::Connection::open(&backup).unwrap();
-    let mut st = c.prepare("SELECT title FROM tasks ORDER BY id").unwrap();
-    let expected: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    // Only the dump the new rollback point needs is kept: the pre-rollback one.
+    let names: Vec<String> = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() == 1 && names[0].starts_with("pre-rollback-"), "{names:?}");
     // Then the writes acknowledged once the rollback lifted its freeze: a tail of what the
     // clients were told was stored (the ones before the freeze went with the restore, as announced).
     let titles = t.task_titles().unwrap();
@@ -467,6 +477,27 @@ fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
         assert_all_present(&t, &["before-the-crash".to_string()]);
         drop(sb);
     }
+}
+
+/// Killed after the upstream file named green but before nginx reloaded: the file already says
+/// green, yet nginx still sends traffic to blue. The recovery must reload before it stops blue.
+#[test]
+fn a_kill_between_writing_the_upstream_and_reloading_is_finished_with_a_reload() {
+    let sb = installed("bg-kill-reload");
+    let t = target(&sb);
+    let o = installer_env(
+        &sb,
+        &["update", "--version", V2],
+        &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "upstream-written-green")],
+    );
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "not killed");
+    let up = std::fs::read_to_string(sb.instance_dir(INSTANCE).join("config/nginx/upstream.conf")).unwrap();
+    assert!(up.contains(&format!("127.0.0.1:{};", sb.ports.backend_green)), "the file already names green: {up}");
+    let o = installer(&sb, &["status", "--json"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("finishing it"));
+    assert_serving(&sb, "green", V2);
+    let (code, body) = t.request("GET", "/api/v1/tasks/all", None);
+    assert_eq!(code, 200, "{body}");
 }
 
 /// A rollback killed once traffic is on the old colour but before the old schema is back: the

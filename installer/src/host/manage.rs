@@ -90,6 +90,8 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
         }
         _ => {}
     }
+    let secrets =
+        push_secret_files(&mut r, id, &mut inner, matches!(cmd, cli::Command::Backup(_) | cli::Command::Restore(_)))?;
     let mut c = engine_env(e);
     c.push(CT_BIN.into());
     c.extend(inner);
@@ -105,7 +107,11 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
     }
     // The command's own exit code passes through pct exec (10 unhealthy, 11 rolled back, …).
     let status =
-        Command::new(&line[0]).args(&line[1..]).status().with_context(|| format!("run {}", pve::shell_line(&line)))?;
+        Command::new(&line[0]).args(&line[1..]).status().with_context(|| format!("run {}", pve::shell_line(&line)));
+    for f in &secrets {
+        let _ = r.change(&pct_exec(id, &["rm", "-f", f]));
+    }
+    let status = status?;
     let code = status.code().unwrap_or(1);
     if code == 0 {
         if let cli::Command::Backup(b) = cmd {
@@ -116,6 +122,40 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
         }
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Passphrase and identity files named on the host go into the container (0600, removed after
+/// the command) and the arguments are rewritten to their paths there; a passphrase given in
+/// `VIKUNJA_BACKUP_PASSPHRASE` travels the same way, since `pct exec --keep-env 0` drops the
+/// environment and a command line would show it to every user.
+fn push_secret_files(r: &mut Runner, id: u32, inner: &mut Vec<String>, backup_like: bool) -> Result<Vec<String>> {
+    let mut pushed = Vec::new();
+    let dir = format!("{}/files", super::create::CT_ETC);
+    let mut push_one = |r: &mut Runner, src: &Path, n: usize| -> Result<String> {
+        let dst = format!("{dir}/secret-{}-{n}", std::process::id());
+        let mut a = strings(&["pct", "push", &id.to_string()]);
+        a.push(src.display().to_string());
+        a.extend(strings(&[&dst, "--perms", "0600"]));
+        r.change(&a).map_err(|x| anyhow!(x))?;
+        pushed.push(dst.clone());
+        Ok(dst)
+    };
+    let mut n = 0;
+    for i in 1..inner.len() {
+        if matches!(inner[i - 1].as_str(), "--passphrase-file" | "--identity") && Path::new(&inner[i]).is_file() {
+            n += 1;
+            inner[i] = push_one(r, &PathBuf::from(&inner[i]), n)?;
+        }
+    }
+    let has_file = inner.iter().any(|a| a == "--passphrase-file");
+    if let (true, false, Ok(pass)) = (backup_like, has_file, std::env::var("VIKUNJA_BACKUP_PASSPHRASE")) {
+        let tmp = std::env::temp_dir().join(format!(".vikunja-pass-{}", std::process::id()));
+        manifests::atomic::write_atomic(&tmp, format!("{pass}\n").as_bytes(), 0o600)?;
+        let dst = push_one(r, &tmp, n + 1);
+        let _ = std::fs::remove_file(&tmp);
+        inner.extend(["--passphrase-file".to_string(), dst?]);
+    }
+    Ok(pushed)
 }
 
 /// The installer inside the container follows the host's: one pushed by an older host installer
