@@ -647,7 +647,9 @@ fn a_backup_of_another_release_uses_it_when_present_and_is_refused_otherwise() {
     std::fs::rename(&kept, releases.join(V1)).unwrap();
     let o = installer(&sb, &["restore", &file.to_string_lossy(), "--yes"]);
     assert!(o.status.success());
-    assert!(stdout(&o).contains(&format!("release {V1} is present")), "{}", stdout(&o));
+    // Progress goes to stderr (a recovery may run inside `status --json`).
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains(&format!("release {V1} is present")), "{said}");
     assert_serving(&sb, "blue", V1);
     assert!(!t.task_titles().unwrap().contains(&"made-on-v2".to_string()));
     assert_intact(&t, &a);
