@@ -541,7 +541,9 @@ fn serve(name: &str, stream: TcpStream) {
             h("connection").to_ascii_lowercase(),
         );
         let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", reply.len());
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(reply.as_bytes())).is_err() {
+        // No body for HEAD: left on a kept-alive connection, it would be read as the next response.
+        let body = if method == "HEAD" { "" } else { reply.as_str() };
+        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() {
             return;
         }
     }
