@@ -469,19 +469,7 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
 
     let id = operation_id(&d.instance.name);
     let backup = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-update-{id}")));
-    let mut j = Journal {
-        operation: "update".into(),
-        id,
-        started: format_rfc3339(now_unix()),
-        step: Step::Started,
-        from_colour: from,
-        from_version: from_version.clone(),
-        to_colour: to,
-        to_version: to_version.clone(),
-        undo_backup: backup.to_string_lossy().into_owned(),
-        migrations_before: None,
-        pending_restore: String::new(),
-    };
+    let mut j = Journal::new("update", id, (from, &from_version), (to, &to_version), &backup, None);
     j.advance(l, Step::Started)?;
     let gate = (|| -> Result<(bool, Vec<health::Component>)> {
         j.advance(l, Step::Frozen)?;
@@ -632,19 +620,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
     target.vikunja.version = target_version.clone();
     let id = operation_id(&d.instance.name);
     let safety = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-rollback-{id}")));
-    let mut j = Journal {
-        operation: "rollback".into(),
-        id,
-        started: format_rfc3339(now_unix()),
-        step: Step::Started,
-        from_colour: from,
-        from_version: from_version.clone(),
-        to_colour: to,
-        to_version: target_version.clone(),
-        undo_backup: safety.to_string_lossy().into_owned(),
-        migrations_before: now_migrations,
-        pending_restore: String::new(),
-    };
+    let mut j = Journal::new("rollback", id, (from, &from_version), (to, &target_version), &safety, now_migrations);
     p.say(&format!(
         "rolling back instance {} from {from_version} ({}) to {target_version} ({})",
         d.instance.name,

@@ -82,6 +82,30 @@ pub fn kill_point(point: &str) {
 }
 
 impl Journal {
+    /// A journal at its first step, for `operation` moving from one colour and version to the other.
+    pub fn new(
+        operation: &str,
+        id: String,
+        from: (Colour, &str),
+        to: (Colour, &str),
+        undo_backup: &std::path::Path,
+        migrations_before: Option<Vec<String>>,
+    ) -> Journal {
+        Journal {
+            operation: operation.into(),
+            id,
+            started: manifests::time::format_rfc3339(manifests::time::now_unix()),
+            step: Step::Started,
+            from_colour: from.0,
+            from_version: from.1.into(),
+            to_colour: to.0,
+            to_version: to.1.into(),
+            undo_backup: undo_backup.to_string_lossy().into_owned(),
+            migrations_before,
+            pending_restore: String::new(),
+        }
+    }
+
     pub fn load(l: &Layout) -> io::Result<Option<Journal>> {
         let kv = match read_kv(&path(l)) {
             Ok(kv) => kv,

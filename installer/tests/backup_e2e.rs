@@ -483,12 +483,7 @@ fn recipient_keys_encrypt_and_an_identity_file_restores() {
 #[test]
 fn a_postgresql_backup_round_trips() {
     use vikunja_e2e::postgres::PgCluster;
-    let Some(bin) = PgCluster::bin_dir() else {
-        assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
-        eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
-        return;
-    };
-    let pg = PgCluster::start(&bin).unwrap();
+    let Some(pg) = PgCluster::for_test() else { return };
     let sb = Sandbox::new("backup-postgres").unwrap();
     let extra = format!(
         "\n[database]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nname = \"vikunja\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
@@ -501,14 +496,7 @@ fn a_postgresql_backup_round_trips() {
     assert!(o.status.success(), "install failed");
     let t = target(&sb);
     let a = vec![attach(&sb, &t, "pg-one", 400_000), attach(&sb, &t, "pg-two", 2_000_000)];
-    let psql = |sql: &str| -> String {
-        let o = Command::new(bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", "vikunja", "-tAc", sql])
-            .env("PGPASSWORD", vikunja_e2e::postgres::PASSWORD)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let psql = |sql: &str| pg.query(sql);
     let at_backup = psql("SELECT string_agg(title, ',' ORDER BY id) FROM tasks");
     assert_eq!(at_backup, "pg-one,pg-two");
     let file = backup(&sb, &["--encrypt"], &[("VIKUNJA_BACKUP_PASSPHRASE", PASSPHRASE)]);

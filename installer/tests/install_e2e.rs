@@ -320,12 +320,7 @@ fn a_failing_nginx_check_keeps_the_old_configuration_serving() {
 #[test]
 fn installs_against_a_real_postgresql_server() {
     use vikunja_e2e::postgres::PgCluster;
-    let Some(bin) = PgCluster::bin_dir() else {
-        assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
-        eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
-        return;
-    };
-    let pg = PgCluster::start(&bin).unwrap();
+    let Some(pg) = PgCluster::for_test() else { return };
     let sb = Sandbox::new("install-postgres").unwrap();
     let extra = pg.deployment_toml();
     let cfg = write_config(&sb, "d", &sb.config("pg", V, &site().base(), &extra));

@@ -260,12 +260,7 @@ fn attach(sb: &Sandbox, t: &Target, title: &str) -> Attached {
 #[test]
 fn update_and_rollback_against_a_real_postgresql_server() {
     use vikunja_e2e::postgres::PgCluster;
-    let Some(bin) = PgCluster::bin_dir() else {
-        assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
-        eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
-        return;
-    };
-    let pg = PgCluster::start(&bin).unwrap();
+    let Some(pg) = PgCluster::for_test() else { return };
     let sb = Sandbox::new("bg-postgres").unwrap();
     let extra = pg.deployment_toml();
     let cfg = sb.root.join("d.toml");

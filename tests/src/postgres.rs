@@ -45,6 +45,17 @@ impl PgCluster {
             })
     }
 
+    /// A started cluster for a test, or `None` (with a message) where no PostgreSQL server is
+    /// installed; with `STANDIN_REQUIRE_POSTGRES` set (CI) a missing server fails the test instead.
+    pub fn for_test() -> Option<PgCluster> {
+        let Some(bin) = PgCluster::bin_dir() else {
+            assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
+            eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
+            return None;
+        };
+        Some(PgCluster::start(&bin).unwrap_or_else(|e| panic!("starting PostgreSQL: {e}")))
+    }
+
     pub fn start(bin: &Path) -> Result<PgCluster, String> {
         static N: AtomicUsize = AtomicUsize::new(0);
         // /tmp rather than target/: every path component must be traversable
