@@ -25,13 +25,12 @@ use manifests::Exit;
 use crate::archive::{self, Header, Manifest, Skipped};
 use crate::config::DbType;
 use crate::crypt::{Seal, Unlock};
-use crate::install::Failed;
+use crate::dbbackup;
+use crate::error::fail;
 use crate::layout::Layout;
-use crate::lock::{LockError, OperationLock};
 use crate::ops::Instance;
 use crate::pargz::ParGzWriter;
 use crate::state::{self, LastOperation};
-use crate::{dbbackup, restore};
 
 /// gzip level 1: on attachments (mostly compressed already: images, PDFs, office files) higher
 /// levels cost several times the CPU for a few percent; text and the dump still shrink 3-5x.
@@ -41,17 +40,6 @@ pub struct Options {
     pub seal: Option<Seal>,
     pub include_logs: bool,
     pub output: Option<PathBuf>,
-}
-
-pub(crate) fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
-    Failed { code, message: message.into() }.into()
-}
-
-pub(crate) fn lock(l: &Layout, op: &str) -> Result<OperationLock> {
-    OperationLock::acquire(l, op).map_err(|e| match e {
-        LockError::Held { .. } => fail(Exit::Locked, e.to_string()),
-        other => anyhow!(other),
-    })
 }
 
 // ---------------------------------------------------------------- what is backed up
@@ -80,6 +68,7 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             | "journal"
             | "restore-journal"
             | "backup-journal"
+            | "rollback-point"
             | "nginx-temp"
             | "nginx-applied-upstream.conf"
             | "health-cache.json"
@@ -133,14 +122,15 @@ pub fn backups_in(dir: &Path, instance: &str) -> Vec<PathBuf> {
 // ---------------------------------------------------------------- interrupted backups
 
 fn journal_path(l: &Layout) -> PathBuf {
-    l.state_dir().join("backup-journal")
+    crate::journal::path(l)
 }
 
-/// Deletes what a killed backup left (its partial archive and database dump); says so.
-pub fn cleanup_interrupted(l: &Layout) {
-    let Ok(kv) = state::read_kv(&journal_path(l)) else { return };
+/// Deletes what a killed backup left (its partial archive and database dump), as recorded in
+/// `journal`; says so. Called by `recovery`.
+pub fn cleanup_interrupted(_l: &Layout, journal: &Path) {
+    let Ok(kv) = state::read_kv(journal) else { return };
     let (Some(dir), Some(stem)) = (state::get(&kv, "dir"), state::get(&kv, "stem")) else {
-        let _ = fs::remove_file(journal_path(l));
+        let _ = fs::remove_file(journal);
         return;
     };
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -151,7 +141,7 @@ pub fn cleanup_interrupted(l: &Layout) {
             eprintln!("removed {} left by an interrupted backup", e.path().display());
         }
     }
-    let _ = fs::remove_file(journal_path(l));
+    let _ = fs::remove_file(journal);
 }
 
 // ---------------------------------------------------------------- backup
@@ -233,16 +223,16 @@ pub struct Made {
 }
 
 pub fn run(inst: &Instance, o: &Options) -> Result<Made> {
-    crate::bluegreen::recover_if_interrupted(inst)?;
+    let begun = crate::recovery::begin(inst, "backup")?;
+    let inst = &begun.inst;
     let l = &inst.layout;
-    let _lock = lock(l, "backup")?;
-    let reopened;
-    let inst = if restore::recover_locked(l, inst.init)? {
-        reopened = crate::ops::open(&l.root, Some(&l.instance))?;
-        &reopened
-    } else {
-        inst
-    };
+    if let crate::lifecycle::Verdict::Refuse(code, msg) = crate::lifecycle::check(
+        crate::lifecycle::Op::Backup,
+        &l.instance,
+        &crate::lifecycle::Snapshot::read(l, || None),
+    ) {
+        return Err(fail(code, msg));
+    }
     let d = &inst.deployment;
     let started = Instant::now();
     let started_at = format_rfc3339(now_unix());
@@ -271,9 +261,14 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Made> {
         out_dir.join(format!(".{}", dbbackup::file_name(d, &format!("{name}.database-{}", std::process::id()))));
     state::write_kv(
         &journal_path(l),
-        &[("dir", out_dir.to_string_lossy().into_owned()), ("stem", name.clone()), ("started", started_at.clone())],
+        &[
+            ("operation", "backup".into()),
+            ("dir", out_dir.to_string_lossy().into_owned()),
+            ("stem", name.clone()),
+            ("started", started_at.clone()),
+        ],
     )
-    .context("write state/backup-journal")?;
+    .context("write state/journal")?;
     let result = write_archive(l, d, o, &deployed.version, colour.name(), unix, &tmp, &db_tmp);
     let _ = fs::remove_file(&db_tmp);
     let (manifest, skipped) = match result {
@@ -338,7 +333,7 @@ fn write_archive(
 ) -> Result<(Manifest, Vec<Skipped>)> {
     let _ = fs::remove_file(db_tmp);
     dbbackup::backup(l, d, db_tmp).map_err(|e| anyhow!("database backup failed, no backup was written: {e}"))?;
-    restore::fault("backup-dumped");
+    crate::journal::kill_point("backup-dumped");
     let db_entry = format!("database/{}", dbbackup::file_name(d, "vikunja"));
     let header = Header {
         format: archive::FORMAT,
@@ -383,7 +378,7 @@ fn write_archive(
     w.add_file(&db_entry, db_tmp).map_err(io_ctx)?;
     w.add_tree("config", &l.config_dir(), &skip_config, &mut skipped).map_err(io_ctx)?;
     w.add_tree("state", &l.state_dir(), &skip_state, &mut skipped).map_err(io_ctx)?;
-    restore::fault("backup-archiving");
+    crate::journal::kill_point("backup-archiving");
     w.add_tree("files", &l.files_dir(), &|_, _| false, &mut skipped).map_err(io_ctx)?;
     if o.include_logs {
         w.add_tree("logs", &l.logs_dir(), &skip_logs, &mut skipped).map_err(io_ctx)?;
@@ -477,7 +472,7 @@ pub fn command(b: crate::cli::Backup) -> Result<std::process::ExitCode> {
     match b.cmd {
         Some(BackupCommand::List(ls)) => {
             let inst = crate::ops::open(&ls.root, ls.instance.as_deref())?;
-            restore::recover_if_interrupted(&inst)?;
+            crate::recovery::recover_if_interrupted(&inst)?;
             let dir = ls.output.unwrap_or_else(|| inst.layout.backups_dir());
             list(&dir, &inst.layout.instance, ls.json)?;
         }

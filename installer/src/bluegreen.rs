@@ -9,26 +9,23 @@
 //! backup on, restoring it loses no acknowledged write.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
+use crate::colour::Colours;
 use crate::config::Deployment;
+use crate::error::fail;
 use crate::init::Init;
-use crate::install::Failed;
 use crate::journal::{Journal, Step};
 use crate::layout::Layout;
-use crate::lock::{LockError, OperationLock};
+use crate::lifecycle::{self, Op, RollbackPoint, Snapshot, Verdict};
 use crate::ops::Instance;
 use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{artifact, dbbackup, health, nginx, units};
-
-fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
-    Failed { code, message: message.into() }.into()
-}
+use crate::{artifact, dbbackup, health, nginx, recovery, units};
 
 /// Prints what a user watching the operation wants to see, with the time since it began; on
 /// stderr when the command's stdout is for something else (a recovery run by `status --json`).
@@ -53,55 +50,16 @@ impl Progress {
 struct Ctx<'a> {
     l: &'a Layout,
     d: &'a Deployment,
-    init: Init,
+    colours: Colours<'a>,
 }
 
-impl Ctx<'_> {
-    fn unit_names(&self, c: Colour) -> Result<Vec<String>> {
-        Ok(units::render_colour(self.l, self.d, c, "0.0.0")
-            .map_err(|e| anyhow!(e))?
-            .into_iter()
-            .map(|(u, _)| u)
-            .collect())
-    }
-
-    fn running(&self, c: Colour) -> Result<bool> {
-        Ok(self.unit_names(c)?.iter().any(|u| self.init.is_active(self.l, u)))
-    }
-
-    /// Renders the colour's units for `version` and starts them (restarting any left running).
-    fn start(&self, c: Colour, version: &str) -> Result<()> {
-        for (unit, text) in units::render_colour(self.l, self.d, c, version).map_err(|e| anyhow!(e))? {
-            self.init.install_unit(self.l, &unit, &text).map_err(|e| anyhow!(e))?;
-            if self.init.is_active(self.l, &unit) {
-                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
-            }
-            self.init.start(self.l, &unit).map_err(|e| anyhow!(e))?;
-        }
-        Ok(())
-    }
-
-    /// Stops the colour's units; the backend drains in-flight requests on SIGINT.
-    fn stop(&self, c: Colour) -> Result<()> {
-        for unit in self.unit_names(c)? {
-            if self.init.is_active(self.l, &unit) {
-                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
-            }
-        }
-        Ok(())
+impl<'a> Ctx<'a> {
+    fn new(l: &'a Layout, d: &'a Deployment, init: Init) -> Ctx<'a> {
+        Ctx { l, d, colours: Colours { l, d, init } }
     }
 
     fn route(&self, c: Colour, freeze: bool) -> Result<()> {
-        nginx::route(self.l, self.d, self.init, c, freeze).map_err(|e| anyhow!(e))
-    }
-
-    fn healthy(&self, c: Colour, version: &str) -> (bool, Vec<health::Component>) {
-        let t = health::Target { l: self.l, d: self.d, init: self.init, colour: c, version };
-        // Polled faster than the configured interval (capped by it): the gate should open as soon
-        // as the new colour answers, not up to one interval later.
-        let interval = Duration::from_secs(self.d.health.interval_s).min(Duration::from_millis(100));
-        let report = health::wait_all(&t, interval, Duration::from_secs(self.d.health.timeout_s));
-        (report.iter().all(|c| c.healthy), report)
+        nginx::route(self.l, self.d, self.colours.init, c, freeze).map_err(|e| anyhow!(e))
     }
 
     fn schema_changed(&self, before: &Option<Vec<String>>) -> bool {
@@ -112,65 +70,29 @@ impl Ctx<'_> {
     }
 }
 
-/// Where a rollback goes: written when an update or rollback completes.
-#[derive(Debug, Clone)]
-struct RollbackPoint {
-    colour: Colour,
-    version: String,
-    backup: String,
-    migrations: Option<Vec<String>>,
-}
-
-fn rollback_point_path(l: &Layout) -> PathBuf {
-    l.state_dir().join("rollback-point")
-}
-
-fn load_rollback_point(l: &Layout) -> Option<RollbackPoint> {
-    let kv = state::read_kv(&rollback_point_path(l)).ok()?;
-    let migrations = match state::get(&kv, "migrations")? {
-        "unknown" => None,
-        "" => Some(Vec::new()),
-        m => Some(m.split(',').map(str::to_string).collect()),
-    };
-    Some(RollbackPoint {
-        colour: Colour::parse(state::get(&kv, "color")?)?,
-        version: state::get(&kv, "version")?.to_string(),
-        backup: state::get(&kv, "backup")?.to_string(),
-        migrations,
-    })
-}
-
-fn save_rollback_point(l: &Layout, p: &RollbackPoint) -> std::io::Result<()> {
-    let m = p.migrations.as_ref().map(|m| m.join(",")).unwrap_or_else(|| "unknown".into());
-    state::write_kv(
-        &rollback_point_path(l),
-        &[
-            ("color", p.colour.name().into()),
-            ("version", p.version.clone()),
-            ("backup", p.backup.clone()),
-            ("migrations", m),
-        ],
-    )
-}
-
-fn lock(l: &Layout, op: &str) -> Result<OperationLock> {
-    OperationLock::acquire(l, op).map_err(|e| match e {
-        LockError::Held { .. } => fail(Exit::Locked, e.to_string()),
-        other => anyhow!(other),
-    })
-}
-
-/// Finishes or undoes an operation a previous run left in its journal. Called under the lock.
-fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
-    if crate::restore::recover_locked(ctx.l, ctx.init)? {
-        // The instance's settings may have changed with it: start again from what is on disk.
-        return Err(fail(
-            Exit::Error,
-            "an interrupted restore was finished or undone first (see above); run the command again",
-        ));
-    }
+/// Finishes (from `switched` on) or undoes (before) the update or rollback in the journal. Called
+/// by `recovery` only, under the lock.
+pub fn recover(inst: &Instance) -> Result<()> {
+    let ctx = Ctx::new(&inst.layout, &inst.deployment, inst.init);
+    let p = Progress::new(true);
     let Some(mut j) = Journal::load(ctx.l).context("read the operation journal")? else { return Ok(()) };
     let started = Instant::now();
+    if j.step >= Step::Switched && !j.pending_restore.is_empty() && !Path::new(&j.pending_restore).is_file() {
+        // The rollback's old release took the reads on the newer schema, but the copy of the old
+        // schema it needed is gone (a journal written before rollbacks checked for it): the only
+        // consistent state left is the newer release on the current database.
+        p.say(&format!(
+            "an interrupted rollback to {} needs {}, which is gone: going back to {} on {} with the current data",
+            j.to_version,
+            j.pending_restore,
+            j.from_version,
+            j.from_colour.name()
+        ));
+        undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
+        RollbackPoint::clear(ctx.l)?;
+        record(ctx.l, &j, started, "abandoned: the database copy it needed is missing")?;
+        return Ok(());
+    }
     if j.step >= Step::Switched {
         p.say(&format!(
             "an interrupted {} ({} -> {}) had already switched traffic to {}: finishing it",
@@ -179,7 +101,9 @@ fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
             j.to_version,
             j.to_colour.name()
         ));
-        finish(ctx, &mut j, p)?;
+        let target = target_deployment(ctx.d, &j.to_version);
+        let ctx_to = Ctx::new(ctx.l, &target, ctx.colours.init);
+        finish(&ctx_to, &mut j, &p)?;
         record(ctx.l, &j, started, "finished after an interruption")?;
     } else {
         p.say(&format!(
@@ -189,26 +113,22 @@ fn recover_locked(ctx: &Ctx, p: &Progress) -> Result<()> {
             j.to_version,
             j.step.name()
         ));
-        undo(ctx, &j, p).map_err(|e| undo_failed(ctx, &j, e))?;
+        undo(&ctx, &j, &p).map_err(|e| undo_failed(&ctx, &j, e))?;
         record(ctx.l, &j, started, "undone after an interruption")?;
     }
     Ok(())
 }
 
-/// For `status` and `health`: recovers an interrupted operation unless another one is running
-/// right now (then it is left alone, and the command just reports).
-pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
-    crate::restore::recover_if_interrupted(inst)?;
-    if !matches!(Journal::load(&inst.layout), Ok(Some(_))) {
-        return Ok(());
+/// The deployment with `version` as its Vikunja version (a pinned checksum or local zip belongs
+/// to the version it was given for).
+fn target_deployment(d: &Deployment, version: &str) -> Deployment {
+    let mut t = d.clone();
+    if t.vikunja.version != version {
+        t.vikunja.sha256 = None;
+        t.vikunja.artifact = None;
+        t.vikunja.version = version.to_string();
     }
-    let _lock = match OperationLock::acquire(&inst.layout, "recover") {
-        Ok(l) => l,
-        Err(LockError::Held { .. }) => return Ok(()),
-        Err(e) => return Err(anyhow!(e)),
-    };
-    let ctx = Ctx { l: &inst.layout, d: &inst.deployment, init: inst.init };
-    recover_locked(&ctx, &Progress::new(true))
+    t
 }
 
 fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
@@ -220,7 +140,7 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
              vikunja-installer command (status) to retry the recovery; by hand, the database comes back with \
              {tool}.",
             op = j.operation,
-            journal = ctx.l.state_dir().join("journal").display(),
+            journal = crate::journal::path(ctx.l).display(),
             step = j.step.name(),
             from = j.from_colour.name(),
             fv = j.from_version,
@@ -241,14 +161,16 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
 /// Back to the state before the operation: new colour stopped, database restored if its schema
 /// changed, old colour serving reads and writes.
 fn undo(ctx: &Ctx, j: &Journal, p: &Progress) -> Result<()> {
-    ctx.stop(j.to_colour)?;
+    // It never took traffic: nothing to drain, and waiting out its start would only stretch the
+    // write freeze.
+    ctx.colours.kill(j.to_colour)?;
     p.say(&format!("stopped {}", j.to_colour.name()));
     if j.step >= Step::BackedUp && ctx.schema_changed(&j.migrations_before) {
         dbbackup::restore(ctx.l, ctx.d, Path::new(&j.undo_backup)).map_err(|e| anyhow!(e))?;
         p.say(&format!("database restored from {}", j.undo_backup));
     }
-    if !ctx.running(j.from_colour)? {
-        ctx.start(j.from_colour, &j.from_version)?;
+    if !ctx.colours.running(j.from_colour)? {
+        ctx.colours.start(j.from_colour, &j.from_version)?;
     }
     ctx.route(j.from_colour, false)?;
     p.say(&format!("writes resumed on {} ({})", j.from_colour.name(), j.from_version));
@@ -258,8 +180,8 @@ fn undo(ctx: &Ctx, j: &Journal, p: &Progress) -> Result<()> {
 
 /// The new colour is healthy: route to it, lift the freeze, drain the old one, record state.
 fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
-    if !ctx.running(j.to_colour)? {
-        ctx.start(j.to_colour, &j.to_version)?;
+    if !ctx.colours.running(j.to_colour)? {
+        ctx.colours.start(j.to_colour, &j.to_version)?;
     }
     if !j.pending_restore.is_empty() {
         // A rollback whose old release runs on the newer schema: it takes the reads first, then
@@ -273,7 +195,7 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
     }
     ctx.route(j.to_colour, false)?;
     p.say(&format!("traffic switched to {} ({}), writes resumed", j.to_colour.name(), j.to_version));
-    ctx.stop(j.from_colour)?;
+    ctx.colours.stop(j.from_colour)?;
     p.say(&format!("{} drained and stopped", j.from_colour.name()));
     let ts = format_rfc3339(now_unix());
     state::set_active_colour(ctx.l, j.to_colour)?;
@@ -289,16 +211,22 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
     }
     manifests::atomic::write_atomic(&ctx.l.deployment_file(), d.to_toml().as_bytes(), 0o640)
         .with_context(|| format!("write {}", ctx.l.deployment_file().display()))?;
-    save_rollback_point(
-        ctx.l,
-        &RollbackPoint {
+    if j.operation == "update" {
+        RollbackPoint {
             colour: j.from_colour,
             version: j.from_version.clone(),
             backup: j.undo_backup.clone(),
             migrations: j.migrations_before.clone(),
-        },
-    )?;
+        }
+        .save(ctx.l)?;
+    } else {
+        // A rollback is not rolled back: a second one would restore the copy taken before this
+        // one and lose every write made since (the way back is an update).
+        RollbackPoint::clear(ctx.l)?;
+    }
     Journal::remove(ctx.l)?;
+    // The newest copy stays: an update's is what a rollback restores; a rollback's holds the
+    // writes it took back, for an admin who needs one of them.
     prune_operation_dumps(ctx.l, Path::new(&j.undo_backup));
     prune_releases(ctx.l, &[&j.to_version, &j.from_version], ctx.d.retention.releases.max(2) as usize);
     Ok(())
@@ -366,13 +294,13 @@ fn detect_active(ctx: &Ctx, p: &Progress) -> Result<(Colour, String)> {
     })?;
     let active = state::active_colour(ctx.l).unwrap_or(dep.colour);
     let other = other(active);
-    if !ctx.running(active)? {
+    if !ctx.colours.running(active)? {
         p.say(&format!("{} is recorded as active but is not running: starting it", active.name()));
-        ctx.start(active, &dep.version)?;
+        ctx.colours.start(active, &dep.version)?;
     }
-    if ctx.running(other)? {
+    if ctx.colours.running(other)? {
         p.say(&format!("{} is running but not active (left over): stopping it", other.name()));
-        ctx.stop(other)?;
+        ctx.colours.stop(other)?;
     }
     if nginx::routed(ctx.l).map(|(port, _)| port) != Some(units::backend_port(ctx.d, active)) {
         p.say(&format!("nginx did not route to the active colour {}: repaired", active.name()));
@@ -426,12 +354,28 @@ fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result
         .ok_or_else(|| fail(Exit::Download, format!("{url} lists no release versions; name one with --version vX.Y.Z")))
 }
 
+/// Runs the lifecycle's check for `op`: go on, or end here (nothing to do, or refused).
+fn admit(op: Op, inst: &Instance) -> Result<bool> {
+    let (l, d) = (&inst.layout, &inst.deployment);
+    match lifecycle::check(op, &d.instance.name, &Snapshot::read(l, || dbbackup::migrations(l, d))) {
+        Verdict::Go => Ok(true),
+        Verdict::Nothing(msg) => {
+            println!("{msg}");
+            Ok(false)
+        }
+        Verdict::Refuse(code, msg) => Err(fail(code, msg)),
+    }
+}
+
 pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
     let p = Progress::new(false);
+    let begun = recovery::begin(inst, "update")?;
+    let inst = &begun.inst;
+    if !admit(Op::Update, inst)? {
+        return Ok(());
+    }
     let (l, d) = (&inst.layout, &inst.deployment);
-    let ctx = Ctx { l, d, init: inst.init };
-    let _lock = lock(l, "update")?;
-    recover_locked(&ctx, &p)?;
+    let ctx = Ctx::new(l, d, inst.init);
     let started = Instant::now();
     let (from, from_version) = detect_active(&ctx, &p)?;
     let fetcher =
@@ -441,13 +385,7 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         Some(v) => v.to_string(),
         None => newest_version(d, &fetcher)?,
     };
-    let mut target = d.clone();
-    target.vikunja.version = to_version.clone();
-    if to_version != d.vikunja.version {
-        // A pinned zip checksum or a local zip belongs to the version it was given for.
-        target.vikunja.sha256 = None;
-        target.vikunja.artifact = None;
-    }
+    let target = target_deployment(d, &to_version);
     target.validate().map_err(|e| fail(Exit::Usage, e.to_string()))?;
     if to_version == from_version {
         println!(
@@ -481,10 +419,10 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("database backed up to {}", backup.display()));
         j.advance(l, Step::Starting)?;
-        let ctx_to = Ctx { l, d: &target, init: inst.init };
-        ctx_to.start(to, &to_version)?;
+        let ctx_to = Ctx::new(l, &target, inst.init);
+        ctx_to.colours.start(to, &to_version)?;
         p.say(&format!("{} started with {to_version}; health gate (timeout {} s)", to.name(), d.health.timeout_s));
-        let r = ctx_to.healthy(to, &to_version);
+        let r = ctx_to.colours.gate(to, &to_version);
         p.say(&format!(
             "health gate: {} after {:.2} s of write freeze",
             if r.0 { "passed" } else { "FAILED" },
@@ -492,7 +430,7 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         ));
         Ok(r)
     })();
-    let ctx_to = Ctx { l, d: &target, init: inst.init };
+    let ctx_to = Ctx::new(l, &target, inst.init);
     settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
     println!(
         "Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.",
@@ -517,13 +455,14 @@ fn settle(
             j.advance(ctx.l, Step::Switched)?;
             finish(ctx_to, j, p).map_err(|e| {
                 fail(
-                    Exit::Error,
+                    Exit::RollbackFailed,
                     format!(
-                        "traffic is on {} ({}), but finishing the {} failed: {e:#}; run `vikunja-installer status` \
-                         to finish it",
+                        "traffic is on {} ({}), but finishing the {} failed: {e:#}\nWhat to do: fix the cause above, \
+                         then run `vikunja-installer status` to finish it (the journal {} records where it stopped)",
                         j.to_colour.name(),
                         j.to_version,
-                        j.operation
+                        j.operation,
+                        crate::journal::path(ctx.l).display()
                     ),
                 )
             })?;
@@ -559,54 +498,31 @@ fn settle(
 
 pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
     let p = Progress::new(false);
+    let begun = recovery::begin(inst, "rollback")?;
+    let inst = &begun.inst;
+    if !admit(Op::Rollback, inst)? {
+        return Ok(());
+    }
     let (l, d) = (&inst.layout, &inst.deployment);
-    let ctx = Ctx { l, d, init: inst.init };
-    let _lock = lock(l, "rollback")?;
-    recover_locked(&ctx, &p)?;
+    let ctx = Ctx::new(l, d, inst.init);
     let started = Instant::now();
     let (from, from_version) = detect_active(&ctx, &p)?;
-    let point = load_rollback_point(l).ok_or_else(|| {
-        fail(
-            Exit::Error,
-            format!(
-                "instance {} has no previous deployment to roll back to (no update has completed)",
-                d.instance.name
-            ),
-        )
-    })?;
-    if point.colour == from {
-        return Err(fail(
-            Exit::Error,
-            format!("the rollback point ({}) is the colour that serves now; nothing to roll back", point.colour.name()),
-        ));
-    }
-    if !artifact::binary_path(l, &point.version).is_file() {
-        return Err(fail(
-            Exit::Error,
-            format!(
-                "release {} is no longer in {}; use vikunja-installer update --version {}",
-                point.version,
-                l.releases_dir().display(),
-                point.version
-            ),
-        ));
-    }
+    let point = RollbackPoint::load(l).context("the rollback point vanished while locked")?;
     let now_migrations = dbbackup::migrations(l, d);
-    let restore_db = match (&point.migrations, &now_migrations) {
-        (Some(a), Some(b)) => a != b,
-        _ => true,
-    };
+    let restore_db = point.needs_database(&now_migrations);
     if restore_db {
         println!(
-            "Vikunja {from_version} changed the database schema, which {} cannot use: rolling back restores the database \
-             backup taken before the update ({}). Changes made since then are lost; the current database is backed up first.",
-            point.version, point.backup
+            "Rolling back to Vikunja {v} restores the database copy taken before the update to {from_version} ({b}): {v} \
+             cannot use the schema {from_version} migrated to. Every change made since that update is lost; the database \
+             as it is now is saved first (backups/pre-rollback-*).",
+            v = point.version,
+            b = point.backup
         );
         if !yes {
             if !std::io::stdin().is_terminal() {
                 return Err(fail(
                     Exit::Usage,
-                    "rollback needs to restore the database: confirm with --yes (no terminal to ask on)",
+                    "rollback needs to restore the database: confirm with --yes (no terminal to ask on); nothing was changed",
                 ));
             }
             if !crate::wizard::confirm("Roll back and restore the database?")? {
@@ -616,8 +532,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
     }
     let to = point.colour;
     let target_version = point.version.clone();
-    let mut target = d.clone();
-    target.vikunja.version = target_version.clone();
+    let target = target_deployment(d, &target_version);
     let id = operation_id(&d.instance.name);
     let safety = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-rollback-{id}")));
     let mut j = Journal::new("rollback", id, (from, &from_version), (to, &target_version), &safety, now_migrations);
@@ -636,12 +551,12 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("current database backed up to {}", safety.display()));
         j.advance(l, Step::Starting)?;
-        let ctx_to = Ctx { l, d: &target, init: inst.init };
+        let ctx_to = Ctx::new(l, &target, inst.init);
         // First on the current schema, so the current colour keeps serving reads: Vikunja, like
         // its migration library, ignores migrations it does not know.
-        ctx_to.start(to, &target_version)?;
+        ctx_to.colours.start(to, &target_version)?;
         p.say(&format!("{} started with {target_version}; health gate", to.name()));
-        let mut r = ctx_to.healthy(to, &target_version);
+        let mut r = ctx_to.colours.gate(to, &target_version);
         p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         if restore_db && r.0 {
             j.pending_restore = point.backup.clone();
@@ -651,17 +566,29 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
                 "{target_version} does not run on {from_version}'s schema: restoring the database first \
                  (reads fail until the switch)"
             ));
-            ctx_to.stop(to)?;
+            ctx_to.colours.kill(to)?;
             dbbackup::restore(l, d, Path::new(&point.backup)).map_err(|e| anyhow!(e))?;
             p.say(&format!("database restored from {}", point.backup));
-            ctx_to.start(to, &target_version)?;
-            r = ctx_to.healthy(to, &target_version);
+            ctx_to.colours.start(to, &target_version)?;
+            r = ctx_to.colours.gate(to, &target_version);
             p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         }
         Ok(r)
     })();
-    let ctx_to = Ctx { l, d: &target, init: inst.init };
+    let ctx_to = Ctx::new(l, &target, inst.init);
     settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
-    println!("Rolled instance {} back to Vikunja {target_version}.", d.instance.name);
+    if restore_db {
+        println!(
+            "Rolled instance {} back to Vikunja {target_version}; the database was restored to the copy taken before the \
+             update, and the database as it was before this rollback is kept in {}.",
+            d.instance.name,
+            safety.display()
+        );
+    } else {
+        println!(
+            "Rolled instance {} back to Vikunja {target_version}; the database was kept as it was (same schema).",
+            d.instance.name
+        );
+    }
     Ok(())
 }

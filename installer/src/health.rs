@@ -3,7 +3,7 @@
 //! with the expected version, the frontend's HTML, the MCP port, the database, nginx. A failing
 //! component comes with the seed's remediation list, with this instance's real unit names and paths.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -11,6 +11,7 @@ use crate::config::{DbType, Deployment};
 use crate::init::Init;
 use crate::layout::Layout;
 use crate::probe;
+use crate::sockets::{self, Listen};
 use crate::state::Colour;
 use crate::units::{backend_port, mcp_port};
 
@@ -52,6 +53,21 @@ pub fn check_backend(port: u16, expected_version: &str) -> Result<String, String
         ));
     }
     Ok(format!("version {got}"))
+}
+
+/// Proves that what answers on `port` is `unit`'s own process: another instance's backend on the
+/// same port, or one left running without its supervisor, answers health checks just as well.
+fn identity(t: &Target, unit: &str, port: u16) -> Result<(), String> {
+    match sockets::holders(port) {
+        Listen::Held(h) if h.iter().any(|h| t.init.owns(t.l, unit, h.pid)) => Ok(()),
+        Listen::Held(h) => Err(format!(
+            "port {port} is answered by {}, which is not {unit}'s process (another instance, or a service left \
+             without its supervisor)",
+            h[0].describe()
+        )),
+        // Nothing to compare with: the probe itself decides.
+        Listen::Free | Listen::Unknown => Ok(()),
+    }
 }
 
 fn remediation(t: &Target, unit: Option<&str>, what: &str) -> Vec<String> {
@@ -96,7 +112,8 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     let (l, d) = (t.l, t.d);
     let bport = backend_port(d, t.colour);
     let bunit = l.unit_name("backend", t.colour.name());
-    let mut out = vec![component(t, "Backend API", Some(bport), Some(bunit.clone()), check_backend(bport, t.version))];
+    let backend = check_backend(bport, t.version).and_then(|v| identity(t, &bunit, bport).map(|()| v));
+    let mut out = vec![component(t, "Backend API", Some(bport), Some(bunit.clone()), backend)];
     let frontend = match &d.components.frontend_dir {
         Some(dir) => {
             if dir.join("index.html").is_file() {
@@ -123,7 +140,9 @@ pub fn check_all(t: &Target) -> Vec<Component> {
             "MCP Server",
             Some(port),
             Some(unit),
-            probe::tcp_open(port, PROBE_TIMEOUT).map(|()| "accepts connections".into()),
+            probe::tcp_open(port, PROBE_TIMEOUT)
+                .and_then(|()| identity(t, &l.unit_name("mcp", t.colour.name()), port))
+                .map(|()| "accepts connections".into()),
         ));
     }
     let pw = crate::secrets::db_password(l);
@@ -147,19 +166,6 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     let nginx_unit = (t.init == Init::Systemd).then(|| "nginx".to_string());
     out.push(component(t, "Nginx", Some(d.network.https_port), nginx_unit, nginx));
     out
-}
-
-/// Repeats the full check until every component is healthy or `timeout` passes; returns the last
-/// report.
-pub fn wait_all(t: &Target, interval: Duration, timeout: Duration) -> Vec<Component> {
-    let start = Instant::now();
-    loop {
-        let report = check_all(t);
-        if report.iter().all(|c| c.healthy) || start.elapsed() + interval > timeout {
-            return report;
-        }
-        std::thread::sleep(interval);
-    }
 }
 
 pub fn print_report(components: &[Component]) {

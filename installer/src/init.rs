@@ -72,6 +72,57 @@ impl Init {
         }
     }
 
+    /// Stops a unit at once, without the drain of `stop`: for a colour that never took traffic
+    /// (an update or rollback being undone), where waiting out a slow start only prolongs the
+    /// write freeze.
+    pub fn kill(self, l: &Layout, unit: &str) -> Result<(), String> {
+        match self {
+            Init::Systemd => {
+                let _ = systemctl(&["kill", "--signal=SIGKILL", &format!("{unit}.service")]);
+                systemctl(&["disable", "--now", &format!("{unit}.service")])
+            }
+            Init::Process => {
+                let child = child_pid(l, unit);
+                // The supervisor first, so it sees the stop request before the child's death and
+                // does not restart it.
+                let Some(sup) = supervisor_pid(l, unit) else { return Ok(()) };
+                signal(sup, libc::SIGTERM);
+                if let Some(c) = child {
+                    signal(c, libc::SIGKILL);
+                }
+                wait_gone(sup, Duration::from_secs(10))
+                    .map_err(|()| format!("{unit} (supervisor pid {sup}) did not stop within 10 s"))
+            }
+        }
+    }
+
+    /// The pid of the unit's service process while it runs.
+    pub fn main_pid(self, l: &Layout, unit: &str) -> Option<i32> {
+        match self {
+            Init::Systemd => {
+                let out = Command::new("systemctl")
+                    .args(["show", "-p", "MainPID", "--value", &format!("{unit}.service")])
+                    .output()
+                    .ok()?;
+                let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+                (pid > 0).then_some(pid)
+            }
+            Init::Process => child_pid(l, unit).filter(|p| crate::sockets::alive(*p)),
+        }
+    }
+
+    /// Whether process `pid` belongs to the unit: in its cgroup under systemd, a descendant of
+    /// its supervisor otherwise.
+    pub fn owns(self, l: &Layout, unit: &str, pid: i32) -> bool {
+        match self {
+            Init::Systemd => std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|cg| cg.lines().any(|line| line.ends_with(&format!("/{unit}.service")))),
+            Init::Process => {
+                supervisor_pid(l, unit).is_some_and(|sup| pid != sup && crate::sockets::descends_from(pid, sup))
+            }
+        }
+    }
+
     /// How long the unit's current process has been running.
     pub fn uptime(self, l: &Layout, unit: &str) -> Option<Duration> {
         match self {
@@ -182,23 +233,28 @@ fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
 
 fn stop_process(l: &Layout, unit: &str) -> Result<(), String> {
     let Some(pid) = supervisor_pid(l, unit) else { return Ok(()) };
-    // SAFETY: kill(2) only takes two integers and touches no memory of this process.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
+    signal(pid, libc::SIGTERM);
+    wait_gone(pid, Duration::from_secs(30))
+        .map_err(|()| format!("{unit} (supervisor pid {pid}) did not stop within 30 s"))
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    if pid > 0 {
+        // SAFETY: kill(2) only takes two integers and touches no memory of this process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+}
+
+/// Waits until `pid` has exited (or is a zombie, as good as gone).
+pub fn wait_gone(pid: i32, limit: Duration) -> Result<(), ()> {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+        if !crate::sockets::alive(pid) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("{unit} (supervisor pid {pid}) did not stop within 30 s"))
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
+    Err(())
 }

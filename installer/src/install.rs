@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 
+use crate::colour::Colours;
 use crate::config::{DbType, Deployment};
 use crate::init::Init;
 use crate::layout::Layout;
+use crate::sockets::{self, Listen};
 use crate::state::{self, Colour, Deployed, LastOperation};
 use crate::{account, artifact, dbcheck, health, nginx, secrets, templates, tls, units, vikunja_conf};
 
@@ -20,17 +22,8 @@ pub struct Options {
     pub init: Init,
 }
 
-/// An error with the exit code it should end the process with.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failed {
-    pub code: manifests::Exit,
-    pub message: String,
-}
-
-fn fail(code: manifests::Exit, message: impl Into<String>) -> anyhow::Error {
-    Failed { code, message: message.into() }.into()
-}
+use crate::error::fail;
+pub use crate::error::Failed;
 
 fn step(name: &str, changed: bool) -> bool {
     println!("  {} {name}", if changed { "changed  " } else { "unchanged" });
@@ -59,6 +52,30 @@ fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool> {
     manifests::atomic::write_atomic(path, text.as_bytes(), mode)
         .with_context(|| format!("write {}", path.display()))?;
     Ok(true)
+}
+
+/// Every port the instance needs is free, or held by its own services and nginx (a re-run);
+/// otherwise the holder is named before anything changes.
+fn check_ports(l: &Layout, d: &Deployment, init: Init) -> Result<()> {
+    let colours = Colours { l, d, init };
+    for c in [Colour::Blue, Colour::Green] {
+        colours.check_ports(c)?;
+    }
+    for (key, port) in [("network.http_port", d.network.http_port), ("network.https_port", d.network.https_port)] {
+        if let Listen::Held(h) = sockets::holders(port) {
+            if !h.iter().any(|h| nginx::owns(l, init, h.pid)) {
+                return Err(fail(
+                    manifests::Exit::Prerequisite,
+                    format!(
+                        "port {port} ({key}) is in use by {}; nothing was changed. Stop that process, or choose \
+                         another port with {key} in deployment.toml",
+                        h[0].describe()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
@@ -106,10 +123,12 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             ));
         }
     }
-    let _lock = crate::lock::OperationLock::acquire(&l, "install").map_err(|e| match e {
-        crate::lock::LockError::Held { .. } => fail(manifests::Exit::Locked, e.to_string()),
-        other => anyhow!(other),
-    })?;
+    check_ports(&l, d, init)?;
+    let _lock = crate::lock::take(&l, "install")?;
+    if l.deployment_file().is_file() {
+        // Whatever a killed operation left is finished or undone before settings change under it.
+        crate::recovery::recover_locked(&crate::ops::open(&l.root, Some(&l.instance))?)?;
+    }
     // Verified into releases/<version>/ through a temp dir: a bad checksum leaves no release behind.
     let fetcher =
         manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
@@ -184,30 +203,36 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     changed |= step("nginx site and upstream", nginx_changed);
 
     // ---- start and verify ----
-    let mut started_any = false;
-    let active_units: Vec<String> = units::render_colour(&l, d, colour, &d.vikunja.version)
-        .map_err(|e| anyhow!(e))?
-        .into_iter()
-        .map(|(u, _)| u)
-        .collect();
-    for unit in &active_units {
-        if units_changed && init.is_active(&l, unit) {
-            init.stop(&l, unit).map_err(|e| anyhow!(e))?;
+    let colours = Colours { l: &l, d, init };
+    let outcome = (|| -> Result<Vec<health::Component>> {
+        let mut started_any = false;
+        colours.free_ports(colour)?;
+        for u in colours.units(colour)? {
+            if units_changed && init.is_active(&l, &u.name) {
+                init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
+            }
+            if !init.is_active(&l, &u.name) {
+                init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
+                started_any = true;
+            }
         }
-        if !init.is_active(&l, unit) {
-            init.start(&l, unit).map_err(|e| anyhow!(e))?;
-            started_any = true;
+        changed |= step(&format!("{} services running", colour.name()), started_any);
+        if nginx_changed || !nginx::is_running(&l, init) {
+            nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
+            changed = true;
         }
-    }
-    changed |= step(&format!("{} services running", colour.name()), started_any);
-    if nginx_changed || !nginx::is_running(&l, init) {
-        nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
-        changed = true;
-    }
-    // Polled more often than the configured interval: a fresh install should not wait 5 s for nothing.
-    let t = health::Target { l: &l, d, init, colour, version: &d.vikunja.version };
-    let interval = Duration::from_secs(d.health.interval_s).min(Duration::from_millis(250));
-    let report = health::wait_all(&t, interval, Duration::from_secs(d.health.timeout_s));
+        Ok(colours.gate(colour, &d.vikunja.version).1)
+    })();
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            if previous.is_none() {
+                // A first install that failed leaves nothing running.
+                let _ = colours.stop_all();
+            }
+            return Err(e);
+        }
+    };
     let healthy = report.iter().all(|c| c.healthy);
     let duration_ms = started.elapsed().as_millis() as u64;
     if !healthy {

@@ -1,7 +1,8 @@
-//! The journal of a blue-green operation (`update` or `rollback`) in `state/journal`, rewritten
-//! atomically at every step. If the installer dies (SIGKILL, power cut), the next command reads
-//! it and either finishes the operation (once traffic was switched to the new colour) or undoes
-//! it (before that): see `switch::recover`.
+//! The instance's journal, `state/journal`, rewritten atomically at every step of an operation;
+//! here the steps of a blue-green one (`update` or `rollback`; `restore` and `backup` keep their
+//! own fields in the same file). If the installer dies (SIGKILL, power cut), the next command's
+//! `recovery` reads it and finishes the operation (once traffic was switched to the new colour) or
+//! undoes it (before that).
 
 use std::io;
 
@@ -61,8 +62,29 @@ pub struct Journal {
     pub pending_restore: String,
 }
 
-fn path(l: &Layout) -> std::path::PathBuf {
+/// The instance's one journal: whichever operation runs (update, rollback, restore, backup)
+/// records its steps here, with its name in `operation`, so one recovery finds it.
+pub fn path(l: &Layout) -> std::path::PathBuf {
     l.state_dir().join("journal")
+}
+
+/// Journal names of installers before there was one journal; recovery moves them to `path`.
+pub const LEGACY: [&str; 2] = ["restore-journal", "backup-journal"];
+
+/// The operation journaled, if any, and the file it is in (the one journal, or a legacy name).
+pub fn pending(l: &Layout) -> io::Result<Option<(String, std::path::PathBuf)>> {
+    for p in std::iter::once(path(l)).chain(LEGACY.iter().map(|n| l.state_dir().join(n))) {
+        match read_kv(&p) {
+            Ok(kv) => {
+                let legacy_backup = p.ends_with("backup-journal");
+                let op = get(&kv, "operation").unwrap_or(if legacy_backup { "backup" } else { "unknown" });
+                return Ok(Some((op.to_string(), p)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Test-only fault injection: `VIKUNJA_INSTALLER_TEST_KILL_AT=<step>` makes the installer SIGKILL

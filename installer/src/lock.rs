@@ -16,8 +16,18 @@ pub struct OperationLock {
 pub enum LockError {
     #[error("another operation is running on instance {instance}: {holder} (lock {path}); wait for it to finish")]
     Held { instance: String, holder: String, path: PathBuf },
-    #[error("cannot open the lock file {path}: {source}")]
+    #[error("cannot open the lock file {path}: {source}; check that {dir} exists and is writable (run as root)", dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the lock file {path}: {source}; free some space on that file system (df -h {dir}) and try again; nothing was changed", dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Takes the instance's operation lock for `op`; a held lock is exit 5 naming the holder.
+pub fn take(l: &Layout, op: &str) -> anyhow::Result<OperationLock> {
+    OperationLock::acquire(l, op).map_err(|e| match e {
+        LockError::Held { .. } => crate::error::fail(manifests::Exit::Locked, e.to_string()),
+        other => crate::error::fail(manifests::Exit::Error, other.to_string()),
+    })
 }
 
 impl OperationLock {
@@ -37,15 +47,27 @@ impl OperationLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
+        // A clean exit empties the file (Drop); contents here mean the last holder died with it.
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        if !previous.trim().is_empty() {
+            eprintln!(
+                "note: the previous operation on instance {} ({}) ended without releasing its lock (killed or crashed); \
+                 taking the lock over: whatever it left unfinished is finished or undone now",
+                l.instance,
+                previous.lines().collect::<Vec<_>>().join(", ")
+            );
+        }
         let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into());
         let contents = format!(
             "PID: {}\nOperation: {operation}\nStarted: {}\nUser: {user}\n",
             std::process::id(),
             manifests::time::format_rfc3339(manifests::time::now_unix())
         );
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        file.write_all(contents.as_bytes()).map_err(io)?;
+        let write = |source| LockError::Write { path: path.clone(), source };
+        file.set_len(0).map_err(write)?;
+        file.rewind().map_err(write)?;
+        file.write_all(contents.as_bytes()).and_then(|()| file.sync_data()).map_err(write)?;
         Ok(OperationLock { file })
     }
 }

@@ -8,24 +8,29 @@ mod artifact;
 mod backup;
 mod bluegreen;
 mod cli;
+mod colour;
 mod config;
 mod crypt;
 mod dbbackup;
 mod dbcheck;
+mod error;
 mod health;
 mod host;
 mod init;
 mod install;
 mod journal;
 mod layout;
+mod lifecycle;
 mod lock;
 mod nginx;
 mod ops;
 mod pargz;
 mod probe;
+mod recovery;
 mod render;
 mod restore;
 mod secrets;
+mod sockets;
 mod state;
 mod status;
 mod supervisor;
@@ -154,7 +159,7 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
 
 fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     let inst = ops::open(&h.root, h.instance.as_deref())?;
-    bluegreen::recover_if_interrupted(&inst)?;
+    recovery::recover_if_interrupted(&inst)?;
     let (l, d) = (&inst.layout, &inst.deployment);
     let deployed =
         state::deployed(l).ok_or_else(|| anyhow!("instance {} has no deployed version yet", d.instance.name))?;
@@ -180,7 +185,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
 
 fn cmd_status(s: cli::Status) -> Result<ExitCode> {
     let inst = ops::open(&s.root, s.instance.as_deref())?;
-    bluegreen::recover_if_interrupted(&inst)?;
+    recovery::recover_if_interrupted(&inst)?;
     let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         let st = status::gather(&inst.layout, &inst.deployment, inst.init);

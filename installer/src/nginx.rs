@@ -283,6 +283,15 @@ fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Res
     }
 }
 
+/// Whether `pid` is the nginx that serves this instance (its master or a worker): under systemd
+/// the system's nginx, which serves every instance of the machine; otherwise the instance's own.
+pub fn owns(l: &Layout, init: Init, pid: i32) -> bool {
+    match master_pid(l, init) {
+        Some(m) => crate::sockets::descends_from(pid, m),
+        None => false,
+    }
+}
+
 fn master_pid(l: &Layout, init: Init) -> Option<i32> {
     match init {
         Init::Process => process_pid(l),

@@ -16,35 +16,26 @@ use std::fs;
 use std::io::{IsTerminal, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
 use crate::archive::{self, Header, Manifest};
-use crate::backup::{fail, lock, skip_config, skip_state};
+use crate::backup::{skip_config, skip_state};
+use crate::colour::Colours;
 use crate::config::{DbType, Deployment};
 use crate::crypt::Unlock;
+use crate::error::fail;
 use crate::init::Init;
 use crate::install::Failed;
 use crate::layout::Layout;
 use crate::ops::Instance;
 use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{artifact, dbbackup, health, nginx, units};
+use crate::{artifact, dbbackup, health, nginx};
 
-/// Test-only fault injection, like `journal`'s: `VIKUNJA_INSTALLER_TEST_KILL_AT=<point>` SIGKILLs
-/// the installer at that point (`backup-dumped`, `backup-archiving`, `restore-<step>`,
-/// `restore-unpacking`, `restore-mid-swap`). Unset in production, where it does nothing.
-pub(crate) fn fault(point: &str) {
-    if std::env::var("VIKUNJA_INSTALLER_TEST_KILL_AT").is_ok_and(|v| v == point) {
-        // SAFETY: kill(2) with our own pid takes only integers; SIGKILL ends the process here,
-        // exactly like an operator's `kill -9`.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
+use crate::journal::kill_point as fault;
 
 pub struct Options {
     pub file: PathBuf,
@@ -117,7 +108,7 @@ struct Journal {
 }
 
 fn journal_path(l: &Layout) -> PathBuf {
-    l.state_dir().join("restore-journal")
+    crate::journal::path(l)
 }
 
 impl Journal {
@@ -209,45 +200,13 @@ impl Progress {
 
 // ---------------------------------------------------------------- services
 
-const COMPONENTS: [&str; 2] = ["backend", "mcp"];
-
-/// Stops every unit of the instance, both colours (whatever the deployment says runs).
-fn stop_all(l: &Layout, init: Init) -> Result<()> {
-    for c in [Colour::Blue, Colour::Green] {
-        for comp in COMPONENTS {
-            let unit = l.unit_name(comp, c.name());
-            if init.is_active(l, &unit) {
-                init.stop(l, &unit).map_err(|e| anyhow!(e))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn running(l: &Layout, init: Init, c: Colour) -> bool {
-    COMPONENTS.iter().any(|comp| init.is_active(l, &l.unit_name(comp, c.name())))
-}
-
-/// Renders and starts a colour's units for `version`, routes nginx to it and reloads nginx (the
-/// site and certificate may have changed with the config).
+/// Starts a colour's units for `version`, routes nginx to it and reloads nginx (the site and
+/// certificate may have changed with the config).
 fn start(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str) -> Result<()> {
-    for (unit, text) in units::render_colour(l, d, c, version).map_err(|e| anyhow!(e))? {
-        init.install_unit(l, &unit, &text).map_err(|e| anyhow!(e))?;
-        if init.is_active(l, &unit) {
-            init.stop(l, &unit).map_err(|e| anyhow!(e))?;
-        }
-        init.start(l, &unit).map_err(|e| anyhow!(e))?;
-    }
+    Colours { l, d, init }.start(c, version)?;
     nginx::route(l, d, init, c, false).map_err(|e| anyhow!(e))?;
     nginx::check(l, init).map_err(|e| anyhow!(e))?;
     nginx::start_or_reload(l, init).map_err(|e| anyhow!(e))
-}
-
-fn healthy(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str) -> (bool, Vec<health::Component>) {
-    let t = health::Target { l, d, init, colour: c, version };
-    let interval = Duration::from_secs(d.health.interval_s).min(Duration::from_millis(100));
-    let report = health::wait_all(&t, interval, Duration::from_secs(d.health.timeout_s));
-    (report.iter().all(|c| c.healthy), report)
 }
 
 // ---------------------------------------------------------------- items
@@ -409,7 +368,8 @@ fn swap_back(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
 /// Puts back everything that was before, whatever step the journal reached.
 fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
     if j.step >= Step::Stopping {
-        stop_all(l, init)?;
+        let d = Deployment::load(&l.deployment_file()).map_err(|e| anyhow!(e))?;
+        Colours { l, d: &d, init }.stop_all()?;
         for item in j.items.iter().rev() {
             swap_back(l, j, item)?;
         }
@@ -421,10 +381,11 @@ fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
             dbbackup::restore(l, &d, Path::new(&j.db_dump)).map_err(|e| anyhow!(e))?;
             p.say(&format!("database put back from {}", j.db_dump));
         }
-        if !running(l, init, j.prev_colour) {
+        let colours = Colours { l, d: &d, init };
+        if !colours.running(j.prev_colour)? {
             start(l, &d, init, j.prev_colour, &j.prev_version)?;
         }
-        let (ok, report) = healthy(l, &d, init, j.prev_colour, &j.prev_version);
+        let (ok, report) = colours.gate(j.prev_colour, &j.prev_version);
         if !ok {
             health::print_report(&report);
         }
@@ -467,6 +428,8 @@ fn finish(l: &Layout, j: &Journal, restored_version: &str) -> Result<()> {
         fs::rename(&logs, &dest).with_context(|| format!("move the backup's logs to {}", dest.display()))?;
     }
     let now = format_rfc3339(now_unix());
+    // What the restored instance can roll back to: nothing (the backup holds no pre-update copy).
+    crate::lifecycle::RollbackPoint::clear(l)?;
     state::set_active_colour(l, j.target_colour)?;
     state::set_deployed(
         l,
@@ -509,12 +472,10 @@ fn undo_failed(l: &Layout, j: &Journal, e: anyhow::Error) -> anyhow::Error {
     )
 }
 
-/// Finishes or undoes a restore (and cleans up a backup) that a killed run left. Call under the
-/// operation lock. Returns whether a restore was recovered (the caller should reload the instance's
-/// settings).
-pub fn recover_locked(l: &Layout, init: Init) -> Result<bool> {
-    crate::backup::cleanup_interrupted(l);
-    let Some(j) = Journal::load(l)? else { return Ok(false) };
+/// Finishes (once committed) or undoes the restore in the journal. Called by `recovery` only,
+/// under the lock.
+pub fn recover(l: &Layout, init: Init) -> Result<()> {
+    let Some(j) = Journal::load(l)? else { return Ok(()) };
     let p = Progress(Instant::now());
     let started = Instant::now();
     if j.step == Step::Committed {
@@ -526,21 +487,7 @@ pub fn recover_locked(l: &Layout, init: Init) -> Result<bool> {
         undo(l, init, &j, &p).map_err(|e| undo_failed(l, &j, e))?;
         record(l, &j, started, "undone after an interruption");
     }
-    Ok(true)
-}
-
-/// For commands that only read (status, health): recovers unless another operation runs now.
-pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
-    let l = &inst.layout;
-    if !exists(&journal_path(l)) && !exists(&l.state_dir().join("backup-journal")) {
-        return Ok(());
-    }
-    let _lock = match crate::lock::OperationLock::acquire(l, "recover") {
-        Ok(lock) => lock,
-        Err(crate::lock::LockError::Held { .. }) => return Ok(()),
-        Err(e) => return Err(anyhow!(e)),
-    };
-    recover_locked(l, inst.init).map(|_| ())
+    Ok(())
 }
 
 // ---------------------------------------------------------------- restore
@@ -618,17 +565,17 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
              (no terminal to ask on); nothing was changed",
         ));
     }
-    crate::bluegreen::recover_if_interrupted(inst)?;
+    let begun = crate::recovery::begin(inst, "restore")?;
+    let inst = &begun.inst;
+    if let crate::lifecycle::Verdict::Refuse(code, msg) = crate::lifecycle::check(
+        crate::lifecycle::Op::Restore,
+        &inst.layout.instance,
+        &crate::lifecycle::Snapshot::read(&inst.layout, || None),
+    ) {
+        return Err(fail(code, msg));
+    }
     let l = &inst.layout;
     let init = inst.init;
-    let _lock = lock(l, "restore")?;
-    let reopened;
-    let inst = if recover_locked(l, init)? {
-        reopened = crate::ops::open(&l.root, Some(&l.instance))?;
-        &reopened
-    } else {
-        inst
-    };
     let d = &inst.deployment;
     let p = Progress(Instant::now());
     let started = Instant::now();
@@ -744,7 +691,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
 
     j.advance(l, Step::Stopping)?;
     let attempt = (|| -> Result<(bool, Vec<health::Component>)> {
-        stop_all(l, init)?;
+        Colours { l, d, init }.stop_all()?;
         p.say("services stopped");
         if d.database.kind != DbType::Sqlite {
             let dump = j.aside().join(dbbackup::file_name(d, "database-before-restore"));
@@ -782,7 +729,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         j.advance(l, Step::Starting)?;
         start(l, &restored, init, j.target_colour, &j.target_version)?;
         p.say(&format!("{} started with {}; health check", j.target_colour.name(), j.target_version));
-        Ok(healthy(l, &restored, init, j.target_colour, &j.target_version))
+        Ok(Colours { l, d: &restored, init }.gate(j.target_colour, &j.target_version))
     })();
     match attempt {
         Ok((true, _)) => {

@@ -134,6 +134,25 @@ fn spawn(u: &UnitFile, root: &Path) -> std::io::Result<Child> {
             c.uid(ids.uid).gid(ids.gid);
         }
     }
+    // The service dies with its supervisor: a `kill -9` of the supervisor must not leave an
+    // unsupervised backend holding the colour's port (systemd gets this from the cgroup).
+    let supervisor = std::process::id() as libc::pid_t;
+    let on_death = u.kill_signal;
+    // SAFETY: the closure runs in the forked child before exec and only makes two async-signal-safe
+    // system calls (prctl, getppid) on integers; it allocates nothing and touches no shared state.
+    // std runs it after setuid, so the credential change cannot clear the death signal.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, on_death as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The supervisor may have died between fork and prctl: then no signal would come.
+            if libc::getppid() != supervisor {
+                return Err(std::io::Error::other("the supervisor exited while starting the service"));
+            }
+            Ok(())
+        });
+    }
     c.spawn()
 }
 

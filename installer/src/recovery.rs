@@ -1,0 +1,100 @@
+//! The one recovery entry. Every command that changes an instance calls `begin`: it takes the
+//! operation lock, finishes or undoes whatever operation a killed run left in the journal
+//! (update, rollback, restore or backup, whichever it was), and reopens the instance with the
+//! settings now on disk. `status` and `health` call `recover_if_interrupted`, which does the same
+//! unless another operation runs right now. A recovery that cannot complete ends in exit 12 with
+//! the state and the manual steps, never in a plain error that the next command would repeat.
+
+use anyhow::Result;
+use manifests::Exit;
+
+use crate::error::{fail, Failed};
+use crate::journal;
+use crate::layout::Layout;
+use crate::lock::{LockError, OperationLock};
+use crate::ops::Instance;
+
+/// The lock and the instance as it is after recovery.
+pub struct Begun {
+    pub _lock: OperationLock,
+    pub inst: Instance,
+}
+
+/// Lock, recover, reopen: the start of every changing command.
+pub fn begin(inst: &Instance, op: &str) -> Result<Begun> {
+    let lock = crate::lock::take(&inst.layout, op)?;
+    recover_locked(inst)?;
+    let inst = crate::ops::open(&inst.layout.root, Some(&inst.layout.instance))?;
+    Ok(Begun { _lock: lock, inst })
+}
+
+/// For commands that only read (status, health, backup list): recovers unless another operation
+/// runs now (then it is left alone and the command just reports).
+pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
+    if !matches!(journal::pending(&inst.layout), Ok(Some(_))) {
+        return Ok(());
+    }
+    let _lock = match OperationLock::acquire(&inst.layout, "recover") {
+        Ok(l) => l,
+        Err(LockError::Held { .. }) => return Ok(()),
+        Err(e) => return Err(fail(Exit::Error, e.to_string())),
+    };
+    recover_locked(inst)
+}
+
+/// Finishes or undoes every journaled operation. Call under the lock.
+pub fn recover_locked(inst: &Instance) -> Result<()> {
+    let l = &inst.layout;
+    // At most one journal exists; a legacy file beside the current one is handled in turn.
+    for _ in 0..=journal::LEGACY.len() {
+        let Some((op, path)) = journal::pending(l).map_err(|e| stuck(l, "operation", &e.into()))? else {
+            return Ok(());
+        };
+        let result = match op.as_str() {
+            "backup" => {
+                crate::backup::cleanup_interrupted(l, &path);
+                Ok(())
+            }
+            "restore" => adopt(l, &path).and_then(|()| crate::restore::recover(l, inst.init)),
+            "update" | "rollback" => {
+                let fresh = crate::ops::open(&l.root, Some(&l.instance))?;
+                crate::bluegreen::recover(&fresh)
+            }
+            other => {
+                Err(anyhow::anyhow!("{} names an operation this installer does not know: {other:?}", path.display()))
+            }
+        };
+        result.map_err(|e| stuck(l, &op, &e))?;
+    }
+    Err(stuck(l, "operation", &anyhow::anyhow!("the journal is still there after recovering it")))
+}
+
+/// A legacy restore journal is the same format: it moves to the one journal's name.
+fn adopt(l: &Layout, path: &std::path::Path) -> Result<()> {
+    if path != journal::path(l) {
+        std::fs::rename(path, journal::path(l))?;
+    }
+    Ok(())
+}
+
+/// A recovery that failed: exit 12 with the state and what to do (an undo's own message, which
+/// already says that, is kept).
+fn stuck(l: &Layout, op: &str, e: &anyhow::Error) -> anyhow::Error {
+    if let Some(f) = e.downcast_ref::<Failed>() {
+        if f.code == Exit::RollbackFailed {
+            return fail(Exit::RollbackFailed, f.message.clone());
+        }
+    }
+    fail(
+        Exit::RollbackFailed,
+        format!(
+            "finishing or undoing the interrupted {op} of instance {} failed: {e:#}\nState: {} records it; \
+             state/active-color names the colour that should serve.\nWhat to do: fix the cause above, then run \
+             `vikunja-installer status` to retry. If it keeps failing: stop both colours, move {} aside, and run \
+             `vikunja-installer install` with the same settings (it starts the colour state/active-color names)",
+            l.instance,
+            journal::path(l).display(),
+            journal::path(l).display()
+        ),
+    )
+}
