@@ -146,7 +146,7 @@ fn leftovers(sb: &Sandbox) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".restore-"))
         .collect();
-    for j in ["state/restore-journal", "state/backup-journal"] {
+    for j in ["state/journal", "state/restore-journal", "state/backup-journal"] {
         if base(sb).join(j).exists() {
             v.push(j.into());
         }
@@ -538,7 +538,8 @@ fn a_backup_killed_midway_never_looks_complete_and_the_next_command_cleans_up() 
         assert!(backups(&dir).is_empty(), "{point}: a killed backup looks complete");
         let partial: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert!(!partial.is_empty(), "{point}: nothing partial to clean up (the fault point is too early)");
-        assert!(base(&sb).join("state/backup-journal").exists());
+        let journal = std::fs::read_to_string(base(&sb).join("state/journal")).unwrap_or_default();
+        assert!(journal.contains("operation: backup"), "{point}: no backup journal: {journal:?}");
         // The next command (a read-only one here) removes the leftovers.
         let o = installer(&sb, &["backup", "list"]);
         assert!(o.status.success());
@@ -578,7 +579,8 @@ fn a_restore_killed_at_any_step_is_undone_or_finished_by_the_next_command() {
             &[("VIKUNJA_INSTALLER_TEST_KILL_AT", point)],
         );
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "{point}: not killed");
-        assert!(base(&sb).join("state/restore-journal").exists(), "{point}: no journal");
+        let journal = std::fs::read_to_string(base(&sb).join("state/journal")).unwrap_or_default();
+        assert!(journal.contains("operation: restore"), "{point}: no restore journal: {journal:?}");
         let o = installer(&sb, &["backup", "list"]);
         assert!(o.status.success(), "{point}: the next command failed");
         assert!(stderr(&o).contains("undoing it"), "{point}: {}", stderr(&o));
