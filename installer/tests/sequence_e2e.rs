@@ -28,7 +28,7 @@ use vikunja_e2e::sandbox::Sandbox;
 
 /// Steps when `VIKUNJA_SEQ_STEPS` is unset: about three minutes here (an operation with its checks
 /// takes 5–15 s), inside the four CI allows.
-const CI_STEPS: usize = 16;
+const CI_STEPS: usize = 30;
 
 /// The kill points the installer honours in `VIKUNJA_INSTALLER_TEST_KILL_AT` (journal steps, the
 /// upstream write, restore steps and backup phases). A name the installer no longer knows just
@@ -89,7 +89,7 @@ impl Traffic {
                 while !stop.load(Ordering::SeqCst) {
                     let (code, _) = t.request("GET", "/api/v1/tasks/all", None);
                     if code == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }));
         }
@@ -104,7 +104,7 @@ impl Traffic {
                     if (200..300).contains(&code) {
                         acked.lock().unwrap().push(title);
                     }
-                    std::thread::sleep(Duration::from_millis(if code == 503 { 50 } else { 30 }));
+                    std::thread::sleep(Duration::from_millis(if code == 503 { 50 } else { 100 }));
                 }
             }));
         }
@@ -134,35 +134,44 @@ impl Traffic {
 struct Model {
     /// Acknowledged and never legitimately undone: must be listed.
     must: BTreeSet<String>,
-    /// Acknowledged since the last successful update began: a rollback that restores the
-    /// pre-update database may drop them (when it says so).
-    since_update: BTreeSet<String>,
+    /// While there is an update to roll back: the writes acknowledged since it began, which a
+    /// rollback that restores the pre-update database may drop (when it says so). None after a
+    /// completed rollback: there is nothing to roll back, so no write may be dropped by one.
+    since_update: Option<BTreeSet<String>>,
     /// Acknowledged while an operation that may drop them ran: present or not, both are right.
     maybe: BTreeSet<String>,
-    /// Complete backups: the archive and the task titles in its database.
-    backups: Vec<(PathBuf, Vec<String>)>,
+    /// Complete backups: the archive, the task titles in its database, and whether it was taken
+    /// while there was an update to roll back.
+    backups: Vec<(PathBuf, Vec<String>, bool)>,
 }
 
 impl Model {
     fn keep(&mut self, writes: &[String]) {
         for w in writes {
             self.must.insert(w.clone());
-            self.since_update.insert(w.clone());
+            if let Some(s) = &mut self.since_update {
+                s.insert(w.clone());
+            }
         }
     }
     fn updated(&mut self, during: &[String]) {
         self.must.extend(during.iter().cloned());
-        self.since_update = during.iter().cloned().collect();
+        self.since_update = Some(during.iter().cloned().collect());
     }
-    /// A rollback that restored the database taken before the last update.
-    fn rolled_back_with_restore(&mut self, during: &[String]) {
-        for w in std::mem::take(&mut self.since_update) {
-            self.must.remove(&w);
-            self.maybe.insert(w);
+    /// A completed rollback; `restored`: it said it restored the database taken before the update.
+    fn rolled_back(&mut self, restored: bool, during: &[String]) {
+        if restored {
+            for w in self.since_update.take().unwrap_or_default() {
+                self.must.remove(&w);
+                self.maybe.insert(w);
+            }
+            self.maybe.extend(during.iter().cloned());
+        } else {
+            self.keep(during);
         }
-        self.maybe.extend(during.iter().cloned());
+        self.since_update = None;
     }
-    fn restored(&mut self, titles: &[String], during: &[String]) {
+    fn restored(&mut self, titles: &[String], had_point: bool, during: &[String]) {
         let was: BTreeSet<String> = std::mem::take(&mut self.must);
         self.maybe.extend(was);
         self.maybe.extend(during.iter().cloned());
@@ -170,9 +179,11 @@ impl Model {
         for t in &self.must {
             self.maybe.remove(t);
         }
-        // What a rollback after a restore may undo depends on the rollback point the restore set;
-        // the model does not guess it.
-        self.since_update = self.must.clone();
+        // A backup taken while an update could be rolled back may bring that rollback point back
+        // (if its dump is still there), and rolling back to it may drop anything written since
+        // that update: the model allows all of it. A backup taken with nothing to roll back
+        // leaves nothing to roll back.
+        self.since_update = had_point.then(|| self.must.clone());
     }
 }
 
@@ -209,12 +220,7 @@ struct Runner {
 
 impl Runner {
     fn fail(&self, msg: &str) -> ! {
-        panic!(
-            "VIKUNJA_SEQ_SEED={} step {}: {msg}\nsteps so far:\n  {}",
-            self.seed,
-            self.step,
-            self.log.join("\n  ")
-        )
+        panic!("VIKUNJA_SEQ_SEED={} step {}: {msg}\nsteps so far:\n  {}", self.seed, self.step, self.log.join("\n  "))
     }
 
     /// Runs one installer command to its end and checks "no two commands in a row exit 1".
@@ -278,7 +284,7 @@ impl Runner {
                 };
                 Op::KillAt(Box::new(op), point)
             }
-            76..=84 => Op::KillAfter(Box::new(plain(rng, n)), 200 + rng.below(5000) as u64),
+            76..=84 => Op::KillAfter(Box::new(plain(rng, n)), 50 + rng.below(1500) as u64),
             85..=92 => Op::KillService(rng.below(2) == 0),
             _ => {
                 let first = match rng.below(3) {
@@ -304,7 +310,8 @@ impl Runner {
             Op::KillAfter(inner, ms) => {
                 let args = self.args(inner);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let child = command(&self.sb, &args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                let child =
+                    command(&self.sb, &args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
                 let pid = child.id();
                 let deadline = Instant::now() + Duration::from_millis(*ms);
                 let mut child = child;
@@ -343,15 +350,25 @@ impl Runner {
                 let Some((sup, child)) = pid_file(&self.sb, &colour) else {
                     self.fail(&format!("no pid file for the serving colour {colour}"));
                 };
-                kill9(if *supervisor { sup } else { child });
-                // A supervisor restarts its backend after RestartSec; a supervisor's death must
-                // take the backend with it. Either way give the instance that long to settle.
-                std::thread::sleep(Duration::from_secs(6));
+                if *supervisor {
+                    kill9(sup);
+                    // Its backend must die with it; the invariants name an orphan if not.
+                    wait_dead(child, Duration::from_secs(3));
+                } else {
+                    kill9(child);
+                    // The supervisor restarts it after RestartSec (5 s).
+                    let deadline = Instant::now() + Duration::from_secs(15);
+                    std::thread::sleep(Duration::from_secs(1));
+                    while version_on(port_of(&self.sb, &colour)).is_none() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
             }
             Op::Competing(first, second) => {
                 let args = self.args(first);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let child = command(&self.sb, &args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                let child =
+                    command(&self.sb, &args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
                 let lock = base(&self.sb).join("state/locks/operation.lock");
                 let mut child = child;
                 let mut held = false;
@@ -430,18 +447,20 @@ impl Runner {
         let text = said(o);
         match op {
             Op::Update if after.1 != before.1 => self.model.updated(during),
-            Op::Rollback if after != before && (killed || text.contains("database restored")) => {
-                self.model.rolled_back_with_restore(during)
+            // A killed rollback announced the restore before it began; its recovery finished it.
+            Op::Rollback if after != before => {
+                self.model.rolled_back(killed || text.contains("database restored"), during)
             }
             Op::Backup => {
                 self.model.keep(during);
                 for new in backups(&self.sb).into_iter().filter(|b| !backups_before.contains(b)) {
                     let titles = backup_titles(&new, &self.scratch);
-                    self.model.backups.push((new, titles));
+                    let had_point = self.model.since_update.is_some();
+                    self.model.backups.push((new, titles, had_point));
                 }
             }
             Op::Restore(i) => {
-                let titles = self.model.backups[*i].1.clone();
+                let (_, titles, had_point) = self.model.backups[*i].clone();
                 let finished = if killed {
                     // Undone or finished: the data says which (an undone one keeps every write).
                     let present: BTreeSet<String> = self.titles().into_iter().collect();
@@ -450,7 +469,7 @@ impl Runner {
                     o.status.success()
                 };
                 if finished {
-                    self.model.restored(&titles, during);
+                    self.model.restored(&titles, had_point, during);
                 } else {
                     self.model.keep(during);
                 }
