@@ -11,6 +11,7 @@ mod ci;
 mod demo;
 mod dist;
 mod prereq;
+mod soak;
 mod standin;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ enum Cmd {
     Demo(DemoCmd),
     StandinZip(standin::StandinZip),
     Bench(bench::Bench),
+    Soak(soak::Soak),
 }
 
 /// Run every check: formatting, clippy, all tests (installs missing test tools when root).
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         }
         Cmd::StandinZip(z) => standin::package(&root, &z.version, &z.out).map(|p| println!("{}", p.display())),
         Cmd::Bench(b) => bench::run(&root, &b),
+        Cmd::Soak(s) => soak::run(&root, &s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
