@@ -173,7 +173,8 @@ impl Colours<'_> {
         let interval = Duration::from_secs(self.d.health.interval_s).min(Duration::from_millis(100));
         let timeout = Duration::from_secs(self.d.health.timeout_s);
         let backend = self.l.unit_name("backend", c.name());
-        let first_pid = self.init.main_pid(self.l, &backend);
+        // The service as started: if it already exited, `main_pid` differs from it at once.
+        let first_pid = self.init.service_pid(self.l, &backend);
         let start = Instant::now();
         loop {
             let mut report = health::check_all(&t);
@@ -182,7 +183,7 @@ impl Colours<'_> {
                 return (ok, report);
             }
             let now_pid = self.init.main_pid(self.l, &backend);
-            if first_pid.is_some() && now_pid != first_pid {
+            if first_pid.is_none() || now_pid != first_pid {
                 if let Some(b) = report.iter_mut().find(|x| x.name == "Backend API") {
                     b.detail = format!(
                         "{} (the service exited after {:.1} s: see its log)",

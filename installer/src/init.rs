@@ -98,6 +98,12 @@ impl Init {
 
     /// The pid of the unit's service process while it runs.
     pub fn main_pid(self, l: &Layout, unit: &str) -> Option<i32> {
+        self.service_pid(l, unit).filter(|p| crate::sockets::alive(*p))
+    }
+
+    /// The pid the unit last started its service as, alive or not (None under systemd once the
+    /// service exited).
+    pub fn service_pid(self, l: &Layout, unit: &str) -> Option<i32> {
         match self {
             Init::Systemd => {
                 let out = Command::new("systemctl")
@@ -107,7 +113,7 @@ impl Init {
                 let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
                 (pid > 0).then_some(pid)
             }
-            Init::Process => child_pid(l, unit).filter(|p| crate::sockets::alive(*p)),
+            Init::Process => child_pid(l, unit),
         }
     }
 
