@@ -201,10 +201,12 @@ impl Progress {
 // ---------------------------------------------------------------- services
 
 /// Starts a colour's units for `version`, routes nginx to it and reloads nginx (the site and
-/// certificate may have changed with the config).
-fn start(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str) -> Result<()> {
+/// certificate may have changed with the config). The restored instance gets reads only
+/// (`frozen`) until the restore is committed: a write it acknowledged would be lost if the
+/// restore were undone.
+fn start(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str, frozen: bool) -> Result<()> {
     Colours { l, d, init }.start(c, version)?;
-    nginx::route(l, d, init, c, false).map_err(|e| anyhow!(e))?;
+    nginx::route(l, d, init, c, frozen).map_err(|e| anyhow!(e))?;
     nginx::check(l, init).map_err(|e| anyhow!(e))?;
     nginx::start_or_reload(l, init).map_err(|e| anyhow!(e))
 }
@@ -383,7 +385,7 @@ fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
         }
         let colours = Colours { l, d: &d, init };
         if !colours.running(j.prev_colour)? {
-            start(l, &d, init, j.prev_colour, &j.prev_version)?;
+            start(l, &d, init, j.prev_colour, &j.prev_version, false)?;
         }
         let (ok, report) = colours.gate(j.prev_colour, &j.prev_version);
         if !ok {
@@ -420,7 +422,9 @@ fn remove_work(j: &Journal) -> Result<()> {
 
 /// The restored deployment was healthy: logs of the backup beside the live ones, state recorded,
 /// the old copies deleted.
-fn finish(l: &Layout, j: &Journal, restored_version: &str) -> Result<()> {
+fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result<()> {
+    let d = Deployment::load(&l.deployment_file()).map_err(|e| anyhow!(e))?;
+    nginx::route(l, &d, init, j.target_colour, false).map_err(|e| anyhow!(e))?;
     let logs = j.staged().join("logs");
     if logs.is_dir() {
         let dest = l.logs_dir().join(format!("restored-{}", j.id));
@@ -480,7 +484,7 @@ pub fn recover(l: &Layout, init: Init) -> Result<()> {
     let started = Instant::now();
     if j.step == Step::Committed {
         eprintln!("an interrupted restore of {} had been committed: finishing it", j.archive);
-        finish(l, &j, &j.target_version)?;
+        finish(l, init, &j, &j.target_version)?;
         record(l, &j, started, "finished after an interruption");
     } else {
         eprintln!("an interrupted restore of {} stopped at step {}: undoing it", j.archive, j.step.name());
@@ -727,7 +731,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         }
         p.say(&format!("database restored from the backup ({})", describe_db(&restored)));
         j.advance(l, Step::Starting)?;
-        start(l, &restored, init, j.target_colour, &j.target_version)?;
+        start(l, &restored, init, j.target_colour, &j.target_version, true)?;
         p.say(&format!("{} started with {}; health check", j.target_colour.name(), j.target_version));
         Ok(Colours { l, d: &restored, init }.gate(j.target_colour, &j.target_version))
     })();
@@ -737,7 +741,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             // now, so the disk catches up while the services start and are checked.
             sync_fs(&l.base);
             j.advance(l, Step::Committed)?;
-            finish(l, &j, &j.target_version)?;
+            finish(l, init, &j, &j.target_version)?;
             record(l, &j, started, "success");
             p.say("healthy: restore committed, the previous data deleted");
             Ok(Restored { manifest: m, colour: j.target_colour })
