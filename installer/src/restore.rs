@@ -695,8 +695,12 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
 
     j.advance(l, Step::Stopping)?;
     let attempt = (|| -> Result<(bool, Vec<health::Component>)> {
+        // Writes are refused from here until the commit: whatever answers meanwhile (the old
+        // colour draining, the restored one starting on the same port) must not acknowledge a
+        // write that an undone restore would lose.
+        nginx::route(l, d, init, prev_colour, true).map_err(|e| anyhow!(e))?;
         Colours { l, d, init }.stop_all()?;
-        p.say("services stopped");
+        p.say("writes frozen, services stopped");
         if d.database.kind != DbType::Sqlite {
             let dump = j.aside().join(dbbackup::file_name(d, "database-before-restore"));
             dbbackup::backup(l, d, &dump).map_err(|e| anyhow!(e))?;
