@@ -26,9 +26,10 @@ use lifecycle_common::*;
 use vikunja_e2e::load::Target;
 use vikunja_e2e::sandbox::Sandbox;
 
-/// Steps when `VIKUNJA_SEQ_STEPS` is unset: about three minutes here (an operation with its checks
-/// takes 5–15 s), inside the four CI allows.
-const CI_STEPS: usize = 30;
+/// Steps when `VIKUNJA_SEQ_STEPS` is unset: measured at 45 steps a minute on the shared 2-core
+/// machine (a step and its checks take 1–7 s), so about 80 s, plus building the stand-in zips and
+/// the install: inside the four minutes CI allows.
+const CI_STEPS: usize = 60;
 
 /// The kill points the installer honours in `VIKUNJA_INSTALLER_TEST_KILL_AT` (journal steps, the
 /// upstream write, restore steps and backup phases). A name the installer no longer knows just
@@ -187,6 +188,20 @@ impl Model {
     }
 }
 
+/// The step kinds `VIKUNJA_SEQ_WITHOUT` may name.
+const KINDS: &[&str] = &[
+    "update",
+    "rollback",
+    "backup",
+    "restore",
+    "status",
+    "kill-at",
+    "kill-after",
+    "kill-supervisor",
+    "kill-backend",
+    "competing",
+];
+
 #[derive(Debug, Clone)]
 enum Op {
     Update,
@@ -204,14 +219,35 @@ enum Op {
     Competing(Box<Op>, Box<Op>),
 }
 
+impl Op {
+    fn kind(&self) -> &'static str {
+        match self {
+            Op::Update => "update",
+            Op::Rollback => "rollback",
+            Op::Backup => "backup",
+            Op::Restore(_) => "restore",
+            Op::Status => "status",
+            Op::KillAt(..) => "kill-at",
+            Op::KillAfter(..) => "kill-after",
+            Op::KillService(true) => "kill-supervisor",
+            Op::KillService(false) => "kill-backend",
+            Op::Competing(..) => "competing",
+        }
+    }
+}
+
 struct Runner {
     seed: u64,
+    /// The environment that replays this sequence.
+    replay: String,
     sb: Sandbox,
     model: Model,
     traffic: Option<Traffic>,
     /// The previous command exited 1.
     last_was_1: Option<String>,
     step: usize,
+    /// The step being run, for failure messages.
+    current: String,
     /// How many acknowledged writes the model has placed.
     cut: usize,
     log: Vec<String>,
@@ -220,7 +256,13 @@ struct Runner {
 
 impl Runner {
     fn fail(&self, msg: &str) -> ! {
-        panic!("VIKUNJA_SEQ_SEED={} step {}: {msg}\nsteps so far:\n  {}", self.seed, self.step, self.log.join("\n  "))
+        panic!(
+            "{} step {} ({}): {msg}\nthe steps before it:\n  {}",
+            self.replay,
+            self.step,
+            self.current,
+            self.log.join("\n  ")
+        )
     }
 
     /// Runs one installer command to its end and checks "no two commands in a row exit 1".
@@ -258,7 +300,17 @@ impl Runner {
         }
     }
 
-    fn choose(&self, rng: &mut Rng) -> Op {
+    /// A random step whose kind `without` does not name.
+    fn choose(&self, rng: &mut Rng, without: &[String]) -> Op {
+        loop {
+            let op = self.choose_any(rng);
+            if !without.iter().any(|w| w == op.kind()) {
+                return op;
+            }
+        }
+    }
+
+    fn choose_any(&self, rng: &mut Rng) -> Op {
         let plain = |rng: &mut Rng, backups: usize| -> Op {
             match rng.below(if backups > 0 { 4 } else { 3 }) {
                 0 => Op::Update,
@@ -284,7 +336,12 @@ impl Runner {
                 };
                 Op::KillAt(Box::new(op), point)
             }
-            76..=84 => Op::KillAfter(Box::new(plain(rng, n)), 50 + rng.below(1500) as u64),
+            76..=84 => {
+                // Within the operation: a backup takes ~0.3 s here, the others ~1 s.
+                let op = plain(rng, n);
+                let ms = 20 + rng.below(if matches!(op, Op::Backup) { 300 } else { 1200 }) as u64;
+                Op::KillAfter(Box::new(op), ms)
+            }
             85..=92 => Op::KillService(rng.below(2) == 0),
             _ => {
                 let first = match rng.below(3) {
@@ -507,8 +564,12 @@ impl Runner {
 
 /// Runs `steps` random steps from `seed`; panics with the seed and the steps so far on the first
 /// broken invariant. The entry point for `cargo xtask soak` (through this test binary's env).
-pub fn run_sequence(seed: u64, steps: usize) {
-    eprintln!("sequence: VIKUNJA_SEQ_SEED={seed} VIKUNJA_SEQ_STEPS={steps}");
+pub fn run_sequence(seed: u64, steps: usize, without: &[String]) {
+    for w in without {
+        assert!(KINDS.contains(&w.as_str()), "VIKUNJA_SEQ_WITHOUT: no step kind {w:?} (kinds: {})", KINDS.join(", "));
+    }
+    assert!(without.len() < KINDS.len(), "VIKUNJA_SEQ_WITHOUT leaves no step to run");
+    eprintln!("sequence: VIKUNJA_SEQ_SEED={seed} VIKUNJA_SEQ_STEPS={steps} VIKUNJA_SEQ_WITHOUT={}", without.join(","));
     let mut rng = Rng(seed);
     let sb = Sandbox::new("lc-seq").unwrap();
     let o = install(&sb, V1);
@@ -518,11 +579,17 @@ pub fn run_sequence(seed: u64, steps: usize) {
     let traffic = Traffic::start(&target(&sb), seed);
     let mut r = Runner {
         seed,
+        replay: if without.is_empty() {
+            format!("VIKUNJA_SEQ_SEED={seed}")
+        } else {
+            format!("VIKUNJA_SEQ_SEED={seed} VIKUNJA_SEQ_WITHOUT={}", without.join(","))
+        },
         sb,
         model: Model::default(),
         traffic: Some(traffic),
         last_was_1: None,
         step: 0,
+        current: "install".into(),
         cut: 0,
         log: vec!["install v2.4.0".into()],
         scratch,
@@ -531,7 +598,8 @@ pub fn run_sequence(seed: u64, steps: usize) {
     let started = Instant::now();
     for i in 1..=steps {
         r.step = i;
-        let op = r.choose(&mut rng);
+        let op = r.choose(&mut rng, without);
+        r.current = format!("{op:?}");
         eprintln!("=== VIKUNJA_SEQ_SEED={seed} step {i}/{steps}: {op:?}");
         r.step(op);
     }
@@ -551,5 +619,12 @@ fn random_lifecycle_sequences_keep_the_invariants() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     let steps = std::env::var("VIKUNJA_SEQ_STEPS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(CI_STEPS);
-    run_sequence(seed, steps);
+    // Leaves out step kinds (comma-separated, e.g. `kill-supervisor`), to look past a known bug.
+    let without: Vec<String> = std::env::var("VIKUNJA_SEQ_WITHOUT")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    run_sequence(seed, steps, &without);
 }
