@@ -191,6 +191,12 @@ pub fn supervisor_pid(l: &Layout, unit: &str) -> Option<i32> {
     (cmdline.contains("supervise") && cmdline.contains(&*unit_file.to_string_lossy())).then_some(pid)
 }
 
+/// Under `--init process`: the unit's supervisor died without stopping (its pid file is still
+/// there, naming a process that is gone).
+pub fn crashed(l: &Layout, unit: &str) -> bool {
+    pid_file(l, unit).exists() && supervisor_pid(l, unit).is_none()
+}
+
 /// The pid of the service process the supervisor runs.
 pub fn child_pid(l: &Layout, unit: &str) -> Option<i32> {
     supervisor_pid(l, unit)?;

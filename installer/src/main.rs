@@ -160,6 +160,7 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
 fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     let inst = ops::open(&h.root, h.instance.as_deref())?;
     recovery::recover_if_interrupted(&inst)?;
+    recovery::revive(&inst)?;
     let (l, d) = (&inst.layout, &inst.deployment);
     let deployed =
         state::deployed(l).ok_or_else(|| anyhow!("instance {} has no deployed version yet", d.instance.name))?;
@@ -186,6 +187,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
 fn cmd_status(s: cli::Status) -> Result<ExitCode> {
     let inst = ops::open(&s.root, s.instance.as_deref())?;
     recovery::recover_if_interrupted(&inst)?;
+    recovery::revive(&inst)?;
     let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         let st = status::gather(&inst.layout, &inst.deployment, inst.init);

@@ -42,6 +42,30 @@ pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
     recover_locked(inst)
 }
 
+/// Under `--init process` nothing restarts a service whose supervisor died (systemd would): the
+/// next `status` or `health` starts the serving colour again, unless another operation runs. A
+/// supervisor that was stopped on purpose removed its pid file and is left stopped, as
+/// `systemctl stop` would leave it.
+pub fn revive(inst: &Instance) -> Result<()> {
+    if inst.init != crate::init::Init::Process {
+        return Ok(());
+    }
+    let Some(d) = crate::state::deployed(&inst.layout) else { return Ok(()) };
+    let colour = crate::state::active_colour(&inst.layout).unwrap_or(d.colour);
+    let colours = crate::colour::Colours { l: &inst.layout, d: &inst.deployment, init: inst.init };
+    let units = colours.units(colour)?;
+    if !units.iter().any(|u| crate::init::crashed(&inst.layout, &u.name)) {
+        return Ok(());
+    }
+    let _lock = match OperationLock::acquire(&inst.layout, "revive") {
+        Ok(l) => l,
+        Err(LockError::Held { .. }) => return Ok(()),
+        Err(e) => return Err(fail(Exit::Error, e.to_string())),
+    };
+    eprintln!("{} ({}) was not running (its supervisor is gone): starting it again", colour.name(), d.version);
+    colours.start(colour, &d.version)
+}
+
 /// Finishes or undoes every journaled operation. Call under the lock.
 pub fn recover_locked(inst: &Instance) -> Result<()> {
     let l = &inst.layout;
