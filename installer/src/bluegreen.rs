@@ -63,10 +63,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn schema_changed(&self, before: &Option<Vec<String>>) -> bool {
-        match (before, dbbackup::migrations(self.l, self.d)) {
-            (Some(b), Some(now)) => *b != now,
-            _ => true,
-        }
+        lifecycle::schema_differs(before, &dbbackup::migrations(self.l, self.d))
     }
 }
 

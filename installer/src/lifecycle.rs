@@ -77,10 +77,16 @@ impl RollbackPoint {
     /// Whether going back needs the database copy: the schema changed since it was taken (or
     /// either list of migrations is unknown).
     pub fn needs_database(&self, now: &Option<Vec<String>>) -> bool {
-        match (&self.migrations, now) {
-            (Some(a), Some(b)) => a != b,
-            _ => true,
-        }
+        schema_differs(&self.migrations, now)
+    }
+}
+
+/// Whether two lists of applied migrations differ; unknown counts as different, so a database
+/// copy is restored whenever it cannot be proven unnecessary.
+pub fn schema_differs(before: &Option<Vec<String>>, now: &Option<Vec<String>>) -> bool {
+    match (before, now) {
+        (Some(a), Some(b)) => a != b,
+        _ => true,
     }
 }
 
