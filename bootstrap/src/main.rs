@@ -55,11 +55,14 @@ fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(Exit::Prerequisite, e),
     };
-    let channel_last = |state: &SerialState| state.last(build_info::channel());
+    // The compiled-in channel unless the user names another: a beta release signed by the same key
+    // must not reach a stable host by accident, and its serial is guarded per channel.
+    let channel = cli.channel.clone().unwrap_or_else(|| build_info::channel().to_string());
     let policy = Policy {
         now: manifests::time::now_unix(),
         allow_expired: cli.allow_expired,
-        last_serial: channel_last(&state),
+        last_serial: state.last(&channel),
+        channel,
         client_version,
         pinned,
     };

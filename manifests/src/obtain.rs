@@ -144,16 +144,7 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
     let manifest_url = src.url(pin.as_ref(), MANIFEST_NAME);
     eprintln!("{}: fetching {manifest_url}", cx.who);
     let bytes = fetcher.get_small(&manifest_url, MAX_MANIFEST_BYTES)?;
-    // The version is read before the signature check only to pin the remaining URLs to one tag, so
-    // a `latest` that moves meanwhile cannot mix two releases; the signature then binds it.
-    let version = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
-        .map(|m| m.version)
-        .or(pin)
-        .ok_or_else(|| {
-            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
-        })?;
+    let version = version_for_urls(&bytes, pin)?;
     let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
     let sig = String::from_utf8_lossy(&sig);
     let accepted = accept_manifest(cx.keys, &bytes, &sig, &cx.policy, &state_path)?;
@@ -174,9 +165,15 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
         Some(listed),
         io::sink(),
     )?;
-    facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
-    cx.state.record(&m.channel, m.serial)?;
+    let facts = facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
+    warn_expired(
+        cx.who,
+        &m.version,
+        &[(MANIFEST_NAME, m.expires, accepted.expiry_waived), (&name, facts.expires, facts.expiry_waived)],
+    );
     unpack(file, cx.dest)?;
+    // Only now is the release accepted as a whole: a bundle that fails to unpack moves no guard.
+    cx.state.record(&m.channel, m.serial)?;
     Ok(Release {
         version: m.version.clone(),
         channel: m.channel.clone(),
@@ -184,6 +181,35 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
         key_id: accepted.key_id,
         source: src.url(Some(&m.version), &name),
     })
+}
+
+/// The version named by a downloaded `release.toml`, read before its signature is checked only to
+/// pin the remaining URLs to one tag, so that a `latest` that moves meanwhile cannot mix two
+/// releases; the signature then binds it. A pinned version needs no parse; otherwise a file that
+/// does not parse is refused with the parser's own reason.
+fn version_for_urls(bytes: &[u8], pin: Option<Version>) -> Result<Version, ObtainError> {
+    if let Some(v) = pin {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: format!("not UTF-8 text ({e})") })
+    })?;
+    Ok(crate::ReleaseManifest::parse(text).map_err(TrustError::Manifest)?.version)
+}
+
+/// One warning naming every signed thing whose expiry `--allow-expired` waived: (file, expires, waived).
+fn warn_expired(who: &str, version: &Version, items: &[(&str, i64, bool)]) {
+    let expired: Vec<String> = items
+        .iter()
+        .filter(|(_, _, waived)| *waived)
+        .map(|(what, at, _)| format!("{what} (expired {})", crate::time::format_rfc3339(*at)))
+        .collect();
+    if !expired.is_empty() {
+        eprintln!(
+            "{who}: WARNING: release {version} is past its expiry date: {}; accepted only because of --allow-expired",
+            expired.join(", ")
+        );
+    }
 }
 
 fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, ObtainError> {
@@ -241,11 +267,14 @@ pub fn offline(cx: Context, bundle: &Path, signature: Option<PathBuf>) -> Result
     let verified =
         accept_asset(cx.keys, &name, io::BufReader::new(input), &sig, listed.as_ref(), io::BufWriter::new(&mut copy))?;
     let facts = facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
-    if facts.expiry_waived {
-        eprintln!("{}: WARNING: release {} expired; accepted only because of --allow-expired", cx.who, facts.version);
+    let mut expired = vec![(name.as_str(), facts.expires, facts.expiry_waived)];
+    if let Some(a) = &accepted {
+        expired.insert(0, (MANIFEST_NAME, a.manifest.expires, a.expiry_waived));
     }
-    cx.state.record(&facts.channel, facts.serial)?;
+    warn_expired(cx.who, &facts.version, &expired);
     unpack(copy, cx.dest)?;
+    // Only now is the release accepted as a whole: a file that fails to unpack moves no guard.
+    cx.state.record(&facts.channel, facts.serial)?;
     Ok(Release {
         version: facts.version,
         channel: facts.channel,
@@ -266,13 +295,7 @@ pub fn check_latest(
 ) -> Result<AcceptedRelease, ObtainError> {
     let url = src.url(policy.pinned.as_ref(), MANIFEST_NAME);
     let bytes = fetcher.get_small(&url, MAX_MANIFEST_BYTES)?;
-    let version = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
-        .map(|m| m.version)
-        .ok_or_else(|| {
-            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
-        })?;
+    let version = version_for_urls(&bytes, policy.pinned.clone())?;
     let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
     Ok(accept_manifest(keys, &bytes, &String::from_utf8_lossy(&sig), policy, state_path)?)
 }
