@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         client_version,
         pinned,
     };
-    let cx = obtain::Context { who: "vikunja-bootstrap", keys: &keys, policy, state: &mut state, dest: &dir.path };
+    let cx = obtain::Context { who: "vikunja-bootstrap", keys: &keys, policy, state: &state, dest: &dir.path };
     let result = match &cli.bundle {
         Some(b) => obtain::offline(cx, b, cli.signature.clone()),
         None => obtain::Source::from_env(cli.base_url.as_deref()).and_then(|src| {
@@ -79,6 +79,9 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e.exit(), format!("{e}\nnothing was run")),
     };
+    if let Err(e) = release.record(&mut state) {
+        return fail(Exit::Prerequisite, format!("{e}\nnothing was run"));
+    }
     eprintln!(
         "vikunja-bootstrap: verified vikunja-installer {} (channel {}, serial {}, key {})",
         release.version, release.channel, release.serial, release.key_id

@@ -215,7 +215,7 @@ pub fn run(o: &Options) -> Result<u8> {
     let staging = h.versions().join(format!(".staging-{}", std::process::id()));
     std::fs::create_dir_all(&staging).map_err(|e| not_writable(&staging, e))?;
     let _cleanup = RemoveOnDrop(staging.clone());
-    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &mut state, dest: &staging };
+    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &state, dest: &staging };
     let release = match &o.bundle {
         Some(b) => obtain::offline(cx, b, None),
         None => Source::from_env(o.base_url.as_deref()).and_then(|src| {
@@ -225,7 +225,11 @@ pub fn run(o: &Options) -> Result<u8> {
     }
     .map_err(offline_hint)?;
     let new = release.version.to_string();
+    let record = |state: &mut SerialState| {
+        release.record(state).map_err(|e| fail(Exit::Prerequisite, format!("{e}\nnothing was changed")))
+    };
     if installed.as_ref() == Some(&release.version) {
+        record(&mut state)?;
         println!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
         return Ok(0);
     }
@@ -240,6 +244,8 @@ pub fn run(o: &Options) -> Result<u8> {
     // check below nor the receipt and sync later can reach outside the staging directory.
     let files = files_in(&staging)?;
     check_answers(&staging.join("bin/vikunja-installer"), &new)?;
+    // Accepted as a whole only now: a release refused above moved no rollback guard.
+    record(&mut state)?;
     write_receipt(&staging, &release, &files)?;
     let dest = h.version_dir(&new);
     if dest.exists() {

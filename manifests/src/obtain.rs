@@ -71,6 +71,15 @@ pub struct Release {
     pub source: String,
 }
 
+impl Release {
+    /// Records the serial as the channel's rollback guard. Only once the release was accepted as a
+    /// whole (unpacked, and the caller's own checks passed): a bundle refused at unpacking, or an
+    /// installer that does not answer, must not lock the host out of the release it had.
+    pub fn record(&self, state: &mut SerialState) -> Result<(), StateError> {
+        state.record(&self.channel, self.serial)
+    }
+}
+
 /// Where releases are downloaded from.
 pub struct Source {
     pub base: String,
@@ -127,7 +136,9 @@ pub struct Context<'a> {
     pub who: &'a str,
     pub keys: &'a Keyring,
     pub policy: Policy,
-    pub state: &'a mut SerialState,
+    /// Read for the rollback guard only: the caller records the serial (`Release::record`) once it
+    /// has accepted the release as a whole, so a release refused later moves no guard.
+    pub state: &'a SerialState,
     pub dest: &'a Path,
 }
 
@@ -172,8 +183,6 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
         &[(MANIFEST_NAME, m.expires, accepted.expiry_waived), (&name, facts.expires, facts.expiry_waived)],
     );
     unpack(file, cx.dest)?;
-    // Only now is the release accepted as a whole: a bundle that fails to unpack moves no guard.
-    cx.state.record(&m.channel, m.serial)?;
     Ok(Release {
         version: m.version.clone(),
         channel: m.channel.clone(),
@@ -273,8 +282,6 @@ pub fn offline(cx: Context, bundle: &Path, signature: Option<PathBuf>) -> Result
     }
     warn_expired(cx.who, &facts.version, &expired);
     unpack(copy, cx.dest)?;
-    // Only now is the release accepted as a whole: a file that fails to unpack moves no guard.
-    cx.state.record(&facts.channel, facts.serial)?;
     Ok(Release {
         version: facts.version,
         channel: facts.channel,

@@ -1203,6 +1203,11 @@ fn upgrade_refuses_link_bundles_other_channels_and_runaway_serials() {
     refused(upgrade(&offline_bundle(&env, "chain", &chain, |_| {}), &[]), "symbolic link");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
 
+    // Signed and unpacked, but its installer does not answer --version as 0.2.0: refused, and the
+    // serial it carries is not recorded.
+    let mute = vikunja_e2e::evil::tarball(&[]);
+    refused(upgrade(&offline_bundle(&env, "mute", &mute, |_| {}), &[]), "answered");
+
     let high = offline_bundle(&env, "high", &genuine_v2_bundle(), |m| m.serial = u64::MAX);
     refused(upgrade(&high, &[]), "would lock this host out");
 
