@@ -16,6 +16,7 @@ Options:
   --base-url URL      download from this mirror instead of https://github.com (env VIKUNJA_INSTALLER_BASE_URL)
   --bundle FILE       air-gapped: use this bundle, checked against FILE.minisig (and release.toml beside it, if present)
   --signature FILE    the bundle's signature, when it is not FILE.minisig
+  --channel NAME      accept releases of channel NAME (e.g. beta) instead of this bootstrap's own channel
   --allow-expired     with --bundle only: accept a release past its expiry date (the freeze check is waived)
   --keep-temp         keep the unpacked bundle directory after the installer exits
   -V, --version       print the bootstrap's version (when --version has no value)
@@ -33,6 +34,7 @@ pub struct Cli {
     pub base_url: Option<String>,
     pub bundle: Option<PathBuf>,
     pub signature: Option<PathBuf>,
+    pub channel: Option<String>,
     pub allow_expired: bool,
     pub keep_temp: bool,
     pub installer_args: Vec<OsString>,
@@ -69,6 +71,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
             "--base-url" => cli.base_url = Some(value(a)?.to_string_lossy().into_owned()),
             "--bundle" => cli.bundle = Some(value(a)?.into()),
             "--signature" => cli.signature = Some(value(a)?.into()),
+            "--channel" => {
+                let c = value(a)?.to_string_lossy().into_owned();
+                if !manifests::manifest::is_safe_name(&c) {
+                    return Err(format!("--channel {c:?}: a channel name is letters, digits, '.', '_', '-' or '+'"));
+                }
+                cli.channel = Some(c);
+            }
             "--allow-expired" => cli.allow_expired = true,
             "--keep-temp" => cli.keep_temp = true,
             other => {
@@ -118,5 +127,12 @@ mod tests {
         assert!(run(&["--allow-expired"]).unwrap_err().contains("air-gapped"));
         assert!(run(&["--yes"]).unwrap_err().contains("after `--`"));
         assert!(run(&["--version", "1.2"]).is_err());
+    }
+
+    #[test]
+    fn channel_takes_a_safe_name() {
+        assert_eq!(run(&["--channel", "beta"]).unwrap().channel.as_deref(), Some("beta"));
+        assert!(run(&["--channel", "../beta"]).unwrap_err().contains("--channel"));
+        assert!(run(&["--channel"]).unwrap_err().contains("needs a value"));
     }
 }

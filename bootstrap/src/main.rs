@@ -55,15 +55,18 @@ fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(Exit::Prerequisite, e),
     };
-    let channel_last = |state: &SerialState| state.last(build_info::channel());
+    // The compiled-in channel unless the user names another: a beta release signed by the same key
+    // must not reach a stable host by accident, and its serial is guarded per channel.
+    let channel = cli.channel.clone().unwrap_or_else(|| build_info::channel().to_string());
     let policy = Policy {
         now: manifests::time::now_unix(),
         allow_expired: cli.allow_expired,
-        last_serial: channel_last(&state),
+        last_serial: state.last(&channel),
+        channel,
         client_version,
         pinned,
     };
-    let cx = obtain::Context { who: "vikunja-bootstrap", keys: &keys, policy, state: &mut state, dest: &dir.path };
+    let cx = obtain::Context { who: "vikunja-bootstrap", keys: &keys, policy, state: &state, dest: &dir.path };
     let result = match &cli.bundle {
         Some(b) => obtain::offline(cx, b, cli.signature.clone()),
         None => obtain::Source::from_env(cli.base_url.as_deref()).and_then(|src| {
@@ -76,6 +79,9 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e.exit(), format!("{e}\nnothing was run")),
     };
+    if let Err(e) = release.record(&mut state) {
+        return fail(Exit::Prerequisite, format!("{e}\nnothing was run"));
+    }
     eprintln!(
         "vikunja-bootstrap: verified vikunja-installer {} (channel {}, serial {}, key {})",
         release.version, release.channel, release.serial, release.key_id

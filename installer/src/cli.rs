@@ -209,6 +209,9 @@ pub struct Upgrade {
     /// with --bundle only: accept an expired release, with a warning
     #[argh(switch)]
     pub allow_expired: bool,
+    /// accept releases of this channel (e.g. beta) instead of this installer's own channel
+    #[argh(option)]
+    pub channel: Option<String>,
     /// download from this mirror instead of GitHub (also VIKUNJA_INSTALLER_BASE_URL)
     #[argh(option)]
     pub base_url: Option<String>,

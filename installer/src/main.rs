@@ -107,6 +107,7 @@ fn main() -> ExitCode {
             rollback: u.rollback,
             allow_downgrade: u.allow_downgrade,
             allow_expired: u.allow_expired,
+            channel: u.channel,
             base_url: u.base_url,
         })
         .map(ExitCode::from),

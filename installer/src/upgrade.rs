@@ -41,6 +41,8 @@ pub struct Options {
     pub rollback: bool,
     pub allow_downgrade: bool,
     pub allow_expired: bool,
+    /// The channel to accept instead of the compiled-in one.
+    pub channel: Option<String>,
     pub base_url: Option<String>,
 }
 
@@ -160,13 +162,21 @@ pub fn run(o: &Options) -> Result<u8> {
             ));
         }
     }
+    let channel = o.channel.clone().unwrap_or_else(|| build_info::channel().to_string());
+    if !manifests::manifest::is_safe_name(&channel) {
+        return Err(fail(
+            Exit::Usage,
+            format!("--channel {channel:?}: a channel name is letters, digits, '.', '_', '-' or '+'"),
+        ));
+    }
     let mut state = SerialState::load(&h.state_dir()).map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
     let policy = Policy {
         now: manifests::time::now_unix(),
         allow_expired: o.allow_expired && o.bundle.is_some(),
         // An explicit downgrade names an older release, whose serial is lower by design; every
         // other check (signature, hash, size, expiry) still applies.
-        last_serial: if o.allow_downgrade { None } else { state.last(build_info::channel()) },
+        last_serial: if o.allow_downgrade { None } else { state.last(&channel) },
+        channel,
         client_version: running_version(),
         pinned: pinned.clone(),
     };
@@ -205,7 +215,7 @@ pub fn run(o: &Options) -> Result<u8> {
     let staging = h.versions().join(format!(".staging-{}", std::process::id()));
     std::fs::create_dir_all(&staging).map_err(|e| not_writable(&staging, e))?;
     let _cleanup = RemoveOnDrop(staging.clone());
-    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &mut state, dest: &staging };
+    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &state, dest: &staging };
     let release = match &o.bundle {
         Some(b) => obtain::offline(cx, b, None),
         None => Source::from_env(o.base_url.as_deref()).and_then(|src| {
@@ -215,7 +225,11 @@ pub fn run(o: &Options) -> Result<u8> {
     }
     .map_err(offline_hint)?;
     let new = release.version.to_string();
+    let record = |state: &mut SerialState| {
+        release.record(state).map_err(|e| fail(Exit::Prerequisite, format!("{e}\nnothing was changed")))
+    };
     if installed.as_ref() == Some(&release.version) {
+        record(&mut state)?;
         println!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
         return Ok(0);
     }
@@ -226,8 +240,13 @@ pub fn run(o: &Options) -> Result<u8> {
         ));
     }
     kill_point("unpacked");
+    // Listed before anything of the new version runs: the listing refuses links, so neither the
+    // check below nor the receipt and sync later can reach outside the staging directory.
+    let files = files_in(&staging)?;
     check_answers(&staging.join("bin/vikunja-installer"), &new)?;
-    write_receipt(&staging, &release)?;
+    // Accepted as a whole only now: a release refused above moved no rollback guard.
+    record(&mut state)?;
+    write_receipt(&staging, &release, &files)?;
     let dest = h.version_dir(&new);
     if dest.exists() {
         // A complete earlier copy of the same version (kept for rollback): replaced by the fresh one.
@@ -244,7 +263,7 @@ pub fn run(o: &Options) -> Result<u8> {
     if let Some(old) = &old {
         manifests::atomic::write_atomic(&h.previous_file(), format!("{old}\n").as_bytes(), 0o644)?;
     }
-    sync_tree(&dest);
+    sync_tree(&dest, &files);
     switch(&h, &new)?;
     kill_point("switched");
     prune(&h);
@@ -307,11 +326,8 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn write_receipt(dir: &Path, r: &Release) -> Result<()> {
-    let mut files = Vec::new();
-    collect(dir, dir, &mut files);
-    files.sort();
-    let list: Vec<String> = files.iter().map(|f| format!("  {},", toml_str(f))).collect();
+fn write_receipt(dir: &Path, r: &Release, files: &[PathBuf]) -> Result<()> {
+    let list: Vec<String> = files.iter().map(|f| format!("  {},", toml_str(&f.to_string_lossy()))).collect();
     let text = format!(
         "# vikunja-installer receipt: what was installed, from where, verified by which key\n\
          version = {}\nchannel = {}\nserial = {}\nkey_id = {}\nsource = {}\ninstalled_at = {}\nfiles = [\n{}\n]\n",
@@ -327,15 +343,35 @@ fn write_receipt(dir: &Path, r: &Release) -> Result<()> {
     Ok(())
 }
 
-fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(base, &p, out);
-        } else if let Ok(rel) = p.strip_prefix(base) {
-            out.push(rel.to_string_lossy().into_owned());
+/// Every regular file under `base`, relative to it and sorted. The walk never follows a link (a
+/// directory entry's `file_type` is the entry's own type), so a link to a directory cannot make it
+/// loop and a link to elsewhere cannot make it read outside `base`. Unpacking already refuses
+/// links, so one here means the tree changed under us: refused, like any other special file.
+fn files_in(base: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))? {
+            let e = e.with_context(|| format!("list {}", dir.display()))?;
+            let path = e.path();
+            let ty = e.file_type().with_context(|| format!("stat {}", path.display()))?;
+            if ty.is_dir() {
+                stack.push(path);
+            } else if ty.is_file() {
+                out.push(path.strip_prefix(base)?.to_path_buf());
+            } else {
+                return Err(fail(
+                    Exit::Verification,
+                    format!(
+                        "{} in the new version is a link or special file, not a regular file: refusing the release; nothing was changed",
+                        path.display()
+                    ),
+                ));
+            }
         }
     }
+    out.sort();
+    Ok(out)
 }
 
 /// The receipt of the version this binary was installed as, if it runs from the installed layout.
@@ -375,18 +411,23 @@ fn switch(h: &Home, version: &str) -> Result<()> {
 }
 
 /// The new version's files reach the disk before `current` points at them (a power cut, unlike a
-/// SIGKILL, could otherwise leave `current` on empty files).
-fn sync_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            sync_tree(&p);
-        } else if let Ok(f) = File::open(&p) {
-            let _ = f.sync_all();
+/// SIGKILL, could otherwise leave `current` on empty files). `files` is the no-follow listing made
+/// in staging, so nothing outside the version directory is opened.
+fn sync_tree(dir: &Path, files: &[PathBuf]) {
+    let mut dirs = vec![dir.to_path_buf()];
+    for f in files {
+        let p = dir.join(f);
+        if let Ok(file) = File::open(&p) {
+            let _ = file.sync_all();
+        }
+        if let Some(parent) = p.parent().filter(|d| !dirs.iter().any(|x| x == d)) {
+            dirs.push(parent.to_path_buf());
         }
     }
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    for d in dirs.iter().rev() {
+        if let Ok(d) = File::open(d) {
+            let _ = d.sync_all();
+        }
     }
 }
 
@@ -430,4 +471,34 @@ pub fn signing_key() -> Option<String> {
     std::env::var("VIKUNJA_RELEASE_KEY_ID")
         .ok()
         .or_else(|| own_receipt()?.into_iter().find(|(k, _)| k == "key_id").map(|(_, v)| v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_staging_walk_lists_plain_trees_and_refuses_links_without_following_them() {
+        let dir = std::env::temp_dir().join(format!("upgrade-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("templates/nginx")).unwrap();
+        std::fs::write(dir.join("bin/vikunja-installer"), "x").unwrap();
+        std::fs::write(dir.join("templates/nginx/site.conf"), "x").unwrap();
+        let files = files_in(&dir).unwrap();
+        assert_eq!(files, [PathBuf::from("bin/vikunja-installer"), PathBuf::from("templates/nginx/site.conf")]);
+
+        // A link to its own directory made the old walk recurse until the path was too long; a
+        // link outside made it list (and sync) files of the host.
+        for (name, target) in [("lib-loop", "."), ("lib-out", "/etc")] {
+            let link = dir.join("templates").join(name);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            let started = std::time::Instant::now();
+            let err = files_in(&dir).unwrap_err().to_string();
+            assert!(err.contains("is a link or special file") && err.contains(name), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+            std::fs::remove_file(&link).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -16,6 +16,8 @@ use crate::exit::Exit;
 pub enum FetchError {
     #[error("refusing plain-http URL {0}: releases are only fetched over HTTPS")]
     PlainHttp(String),
+    #[error("{from} redirected to the plain-http URL {to}: refusing it, releases are only fetched over HTTPS; use a mirror that redirects to https:// only")]
+    PlainHttpRedirect { from: String, to: String },
     #[error("{url}: server answered HTTP {code}{hint}")]
     Status { url: String, code: u16, hint: &'static str },
     #[error("{url}: {source}; check the network, the proxy settings (HTTPS_PROXY, NO_PROXY) and the CA bundle (SSL_CERT_FILE); on an air-gapped host use --bundle FILE")]
@@ -34,7 +36,9 @@ impl FetchError {
     pub fn exit(&self) -> Exit {
         match self {
             // Refusing endless data is a verification decision, like refusing a bad signature.
-            FetchError::PlainHttp(_) | FetchError::TooLarge { .. } => Exit::Verification,
+            FetchError::PlainHttp(_) | FetchError::PlainHttpRedirect { .. } | FetchError::TooLarge { .. } => {
+                Exit::Verification
+            }
             FetchError::CaFile { .. } => Exit::Prerequisite,
             FetchError::Interrupted => Exit::Interrupted,
             _ => Exit::Download,
@@ -144,7 +148,8 @@ impl Fetcher {
                 code,
                 hint: if code == 404 { " (not found: check the version, owner/repo and base URL)" } else { "" },
             },
-            ureq::Error::RequireHttpsOnly(_) => FetchError::PlainHttp(url.to_string()),
+            // ureq names the URL it refused: after a redirect that is the target, not `url`.
+            ureq::Error::RequireHttpsOnly(to) => FetchError::PlainHttpRedirect { from: url.to_string(), to },
             source => FetchError::Network { url: url.to_string(), source },
         })
     }

@@ -71,6 +71,15 @@ pub struct Release {
     pub source: String,
 }
 
+impl Release {
+    /// Records the serial as the channel's rollback guard. Only once the release was accepted as a
+    /// whole (unpacked, and the caller's own checks passed): a bundle refused at unpacking, or an
+    /// installer that does not answer, must not lock the host out of the release it had.
+    pub fn record(&self, state: &mut SerialState) -> Result<(), StateError> {
+        state.record(&self.channel, self.serial)
+    }
+}
+
 /// Where releases are downloaded from.
 pub struct Source {
     pub base: String,
@@ -127,7 +136,9 @@ pub struct Context<'a> {
     pub who: &'a str,
     pub keys: &'a Keyring,
     pub policy: Policy,
-    pub state: &'a mut SerialState,
+    /// Read for the rollback guard only: the caller records the serial (`Release::record`) once it
+    /// has accepted the release as a whole, so a release refused later moves no guard.
+    pub state: &'a SerialState,
     pub dest: &'a Path,
 }
 
@@ -144,16 +155,7 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
     let manifest_url = src.url(pin.as_ref(), MANIFEST_NAME);
     eprintln!("{}: fetching {manifest_url}", cx.who);
     let bytes = fetcher.get_small(&manifest_url, MAX_MANIFEST_BYTES)?;
-    // The version is read before the signature check only to pin the remaining URLs to one tag, so
-    // a `latest` that moves meanwhile cannot mix two releases; the signature then binds it.
-    let version = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
-        .map(|m| m.version)
-        .or(pin)
-        .ok_or_else(|| {
-            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
-        })?;
+    let version = version_for_urls(&bytes, pin)?;
     let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
     let sig = String::from_utf8_lossy(&sig);
     let accepted = accept_manifest(cx.keys, &bytes, &sig, &cx.policy, &state_path)?;
@@ -174,8 +176,12 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
         Some(listed),
         io::sink(),
     )?;
-    facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
-    cx.state.record(&m.channel, m.serial)?;
+    let facts = facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
+    warn_expired(
+        cx.who,
+        &m.version,
+        &[(MANIFEST_NAME, m.expires, accepted.expiry_waived), (&name, facts.expires, facts.expiry_waived)],
+    );
     unpack(file, cx.dest)?;
     Ok(Release {
         version: m.version.clone(),
@@ -184,6 +190,35 @@ pub fn online(cx: Context, src: &Source, fetcher: &Fetcher) -> Result<Release, O
         key_id: accepted.key_id,
         source: src.url(Some(&m.version), &name),
     })
+}
+
+/// The version named by a downloaded `release.toml`, read before its signature is checked only to
+/// pin the remaining URLs to one tag, so that a `latest` that moves meanwhile cannot mix two
+/// releases; the signature then binds it. A pinned version needs no parse; otherwise a file that
+/// does not parse is refused with the parser's own reason.
+fn version_for_urls(bytes: &[u8], pin: Option<Version>) -> Result<Version, ObtainError> {
+    if let Some(v) = pin {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: format!("not UTF-8 text ({e})") })
+    })?;
+    Ok(crate::ReleaseManifest::parse(text).map_err(TrustError::Manifest)?.version)
+}
+
+/// One warning naming every signed thing whose expiry `--allow-expired` waived: (file, expires, waived).
+fn warn_expired(who: &str, version: &Version, items: &[(&str, i64, bool)]) {
+    let expired: Vec<String> = items
+        .iter()
+        .filter(|(_, _, waived)| *waived)
+        .map(|(what, at, _)| format!("{what} (expired {})", crate::time::format_rfc3339(*at)))
+        .collect();
+    if !expired.is_empty() {
+        eprintln!(
+            "{who}: WARNING: release {version} is past its expiry date: {}; accepted only because of --allow-expired",
+            expired.join(", ")
+        );
+    }
 }
 
 fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, ObtainError> {
@@ -241,10 +276,11 @@ pub fn offline(cx: Context, bundle: &Path, signature: Option<PathBuf>) -> Result
     let verified =
         accept_asset(cx.keys, &name, io::BufReader::new(input), &sig, listed.as_ref(), io::BufWriter::new(&mut copy))?;
     let facts = facts_from_comment(&name, &verified, &cx.policy, &state_path)?;
-    if facts.expiry_waived {
-        eprintln!("{}: WARNING: release {} expired; accepted only because of --allow-expired", cx.who, facts.version);
+    let mut expired = vec![(name.as_str(), facts.expires, facts.expiry_waived)];
+    if let Some(a) = &accepted {
+        expired.insert(0, (MANIFEST_NAME, a.manifest.expires, a.expiry_waived));
     }
-    cx.state.record(&facts.channel, facts.serial)?;
+    warn_expired(cx.who, &facts.version, &expired);
     unpack(copy, cx.dest)?;
     Ok(Release {
         version: facts.version,
@@ -266,13 +302,7 @@ pub fn check_latest(
 ) -> Result<AcceptedRelease, ObtainError> {
     let url = src.url(policy.pinned.as_ref(), MANIFEST_NAME);
     let bytes = fetcher.get_small(&url, MAX_MANIFEST_BYTES)?;
-    let version = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| crate::ReleaseManifest::parse(t).ok())
-        .map(|m| m.version)
-        .ok_or_else(|| {
-            TrustError::Manifest(crate::manifest::ManifestError { line: 1, why: "not a release manifest".into() })
-        })?;
+    let version = version_for_urls(&bytes, policy.pinned.clone())?;
     let sig = fetcher.get_small(&src.url(Some(&version), &names::signature(MANIFEST_NAME)), MAX_SIG_BYTES)?;
     Ok(accept_manifest(keys, &bytes, &String::from_utf8_lossy(&sig), policy, state_path)?)
 }

@@ -1,7 +1,12 @@
 //! Unpacking a verified `.tar.gz` into a fresh private directory, refusing anything that could
-//! write outside it or exhaust the disk: absolute paths, `..`, links that leave the tree, hard
-//! links, device nodes and FIFOs, entries larger than their header says, and archives that expand
-//! past a size cap (gzip bombs). Only call this on bytes whose signature has been checked.
+//! write outside it or exhaust the disk: absolute paths, `..`, every symlink and hard link, device
+//! nodes and FIFOs, an entry named twice, entries larger than their header says, and archives that
+//! expand past a size cap (gzip bombs). Only call this on bytes whose signature has been checked.
+//!
+//! Links are refused outright, not checked: a chain of links that each look inside can still
+//! resolve outside (`x -> a/l/../..` where `a/l -> ../..`), and a link to a directory makes tree
+//! walks loop. Our bundles are written by `release::write_bundle`, which stores regular files only,
+//! so a link in a signed bundle means the build was not ours.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -94,26 +99,6 @@ fn safe_relative(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-/// Whether a symlink at `link` (relative to the root) pointing at `target` stays inside the root.
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
 /// Refuses to write through anything but real directories we made, so a symlink entry can never
 /// redirect a later entry.
 fn ensure_dirs(root: &Path, rel: &Path) -> Result<(), UnpackError> {
@@ -174,7 +159,10 @@ pub fn unpack_tar_gz(archive: impl Read, dest: &Path, limits: Limits) -> Result<
                     .create_new(true)
                     .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
                     .open(&out)
-                    .map_err(|source| UnpackError::Write { path: out.clone(), source })?;
+                    .map_err(|source| match source.kind() {
+                        io::ErrorKind::AlreadyExists => unsafe_entry("named twice in the archive"),
+                        _ => UnpackError::Write { path: out.clone(), source },
+                    })?;
                 let written = copy_exact(&mut entry, &mut f, declared, limits.max_total)?;
                 if written != declared {
                     return Err(unsafe_entry("content length differs from the header"));
@@ -182,18 +170,11 @@ pub fn unpack_tar_gz(archive: impl Read, dest: &Path, limits: Limits) -> Result<
                 files += 1;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Corrupt)?
-                    .ok_or_else(|| unsafe_entry("symlink without target"))?;
-                if !link_stays_inside(&rel, &target) {
-                    return Err(unsafe_entry(&format!("symlink to {} points outside the bundle", target.display())));
-                }
-                ensure_dirs(dest, parent)?;
-                std::os::unix::fs::symlink(&target, &out)
-                    .map_err(|source| UnpackError::Write { path: out.clone(), source })?;
+                return Err(unsafe_entry("symbolic links are not allowed (a release bundle holds regular files only)"))
             }
-            tar::EntryType::Link => return Err(unsafe_entry("hard links are not allowed")),
+            tar::EntryType::Link => {
+                return Err(unsafe_entry("hard links are not allowed (a release bundle holds regular files only)"))
+            }
             tar::EntryType::Char | tar::EntryType::Block => return Err(unsafe_entry("device nodes are not allowed")),
             tar::EntryType::Fifo => return Err(unsafe_entry("FIFOs are not allowed")),
             // pax and GNU long-name headers are consumed by the tar crate; anything else is unknown.

@@ -41,14 +41,26 @@ fn refuses_absolute_paths() {
 }
 
 #[test]
-fn refuses_symlinks_leaving_the_tree_and_writing_through_links() {
-    assert_refused(&[Evil::Symlink { name: "lib/out", target: "../../etc" }], "outside");
-    assert_refused(&[Evil::Symlink { name: "lib/out", target: "/etc/passwd" }], "outside");
-    // A link that stays inside is fine, but nothing may be written through it.
-    assert_refused(
-        &[Evil::Symlink { name: "lib/in", target: "../bin" }, Evil::File { name: "lib/in/x", data: b"x" }],
-        "not a directory",
-    );
+fn refuses_every_symlink_even_one_that_looks_inside() {
+    assert_refused(&[Evil::Symlink { name: "lib/out", target: "../../etc" }], "symbolic link");
+    assert_refused(&[Evil::Symlink { name: "lib/out", target: "/etc/passwd" }], "symbolic link");
+    assert_refused(&[Evil::Symlink { name: "lib/in", target: "../bin" }], "symbolic link");
+    assert_refused(&[Evil::Symlink { name: "lib/a", target: "." }], "symbolic link");
+    // A chain as in issue 11: each link alone stays inside, together they resolve to `/`.
+    let chain = [
+        Evil::Symlink { name: "a1/a2/a3/a4/a5/a6/a7/a8/l", target: "../../../../../../../.." },
+        Evil::Symlink { name: "x", target: "a1/a2/a3/a4/a5/a6/a7/a8/l/../../.." },
+        Evil::Symlink { name: "lib/sh", target: "../x/bin/sh" },
+    ];
+    assert_refused(&chain, "symbolic link");
+}
+
+#[test]
+fn refuses_an_entry_named_twice() {
+    // A second copy could replace a checked file after a reader looked at the first.
+    let twice = [Evil::File { name: "lib/a", data: b"1" }, Evil::File { name: "lib/a", data: b"2" }];
+    assert_refused(&twice, "named twice");
+    assert_refused(&[Evil::File { name: "bin/vikunja-installer", data: b"x" }], "named twice");
 }
 
 #[test]

@@ -3,9 +3,12 @@
 # Usage: curl -fsSL https://github.com/@OWNER@/@REPO@/releases/latest/download/install.sh | sh -s -- [BOOTSTRAP ARGS] [-- INSTALLER ARGS]
 # Downloads vikunja-bootstrap of this release, checks its sha256 (written into this script when the
 # release was made), and runs it. The bootstrap then verifies the signed release before anything runs.
-# Everything is inside functions and `main` is called on the last line: a cut-off download runs nothing.
+# The whole script is one `{ ... }` group closed on its last line: the shell parses the group whole
+# before running any of it, so a download cut off anywhere after the comments is a syntax error and
+# runs nothing.
 # Environment: VIKUNJA_INSTALLER_BASE_URL (mirror), VIKUNJA_GITHUB_OWNER, VIKUNJA_GITHUB_REPO,
 # VIKUNJA_INSTALLER_VERSION (pin; defaults to this script's release).
+{
 set -u
 
 RELEASE_VERSION="@VERSION@"
@@ -51,21 +54,68 @@ sha256_of() {
     fi
 }
 
-download() {
-    # $1 url, $2 output file
-    case "$1" in
-        https://*) ;;
-        *) die 3 "refusing to download over plain http: $1" ;;
-    esac
+# The https:// origin of a URL, to resolve a redirect to an absolute path.
+origin_of() {
+    rest=${1#https://}
+    printf 'https://%s\n' "${rest%%/*}"
+}
+
+fetch_once() {
+    # $1 url, $2 output file. One request, redirects not followed: prints the redirect's target,
+    # or nothing when the file was downloaded.
     if command -v curl >/dev/null 2>&1; then
-        curl --proto '=https' --tlsv1.2 --fail --silent --show-error --location --retry 3 --output "$2" "$1" ||
+        meta=$(curl --proto '=https' --tlsv1.2 --fail --silent --show-error --retry 3 \
+            --output "$2" --write-out '%{http_code} %{redirect_url}' "$1") ||
             die 6 "download of $1 failed (see the message above); check the network and the version"
+        case "$meta" in
+            3??\ ?*) printf '%s\n' "${meta#* }" ;;
+            3*) die 6 "$1 answered a redirect without a target" ;;
+        esac
     elif command -v wget >/dev/null 2>&1; then
-        wget --https-only --quiet --tries=3 --output-document="$2" "$1" ||
-            die 6 "download of $1 failed; check the network and the version"
+        rc=0
+        wget --max-redirect=0 --server-response --no-verbose --tries=3 --output-document="$2" "$1" 2>"$2.log" || rc=$?
+        status=$(sed -n 's/^  HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$2.log" | tail -n 1)
+        location=$(sed -n 's/^  Location: *//p' "$2.log" | tail -n 1 | tr -d '\r')
+        case "$status" in
+            2??) [ "$rc" -eq 0 ] || { cat "$2.log" >&2; die 6 "download of $1 failed; check the network and the version"; } ;;
+            3??)
+                case "$location" in
+                    *://*) printf '%s\n' "$location" ;;
+                    /*) printf '%s%s\n' "$(origin_of "$1")" "$location" ;;
+                    *) die 6 "$1 answered a redirect to '$location', which this script does not follow" ;;
+                esac
+                ;;
+            *)
+                cat "$2.log" >&2
+                die 6 "download of $1 failed (HTTP ${status:-no answer}); check the network and the version"
+                ;;
+        esac
+        rm -f "$2.log"
     else
         die 4 "neither curl nor wget is installed; install curl and retry"
     fi
+}
+
+download() {
+    # $1 url, $2 output file. Redirects are followed here, one hop at a time, so that curl and wget
+    # alike check every hop is https:// before requesting it (wget's --https-only does not apply
+    # to redirects).
+    url=$1
+    hops=0
+    while :; do
+        case "$url" in
+            https://*) ;;
+            *)
+                [ "$url" = "$1" ] && die 3 "refusing to download over plain http: $url"
+                die 3 "$1 redirected to the plain-http URL $url: refusing it; use a mirror that redirects to https:// only"
+                ;;
+        esac
+        next=$(fetch_once "$url" "$2") || exit $?
+        [ -z "$next" ] && return 0
+        hops=$((hops + 1))
+        [ "$hops" -le 10 ] || die 6 "more than 10 redirects from $1; check the base URL"
+        url=$next
+    done
 }
 
 # shellcheck disable=SC2317 # called from the EXIT/INT/TERM traps
@@ -108,3 +158,4 @@ main() {
 }
 
 main "$@"
+}

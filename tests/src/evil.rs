@@ -43,12 +43,24 @@ fn raw_header(name: &str, ty: tar::EntryType, size: u64) -> tar::Header {
 /// A `.tar.gz` that starts with a harmless `bin/vikunja-installer` (a shell script that would print
 /// `EVIL RAN` if anything ever ran it) followed by the hostile entries.
 pub fn tarball(entries: &[Evil]) -> Vec<u8> {
+    tarball_with_installer(b"#!/bin/sh\necho EVIL RAN\n", entries)
+}
+
+/// Like [`tarball`], with an installer script that answers `--version` as `version` would (so that
+/// `vikunja-installer upgrade` accepts it) and prints `EVIL RAN` for anything else.
+pub fn tarball_answering(version: &str, entries: &[Evil]) -> Vec<u8> {
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in --version) echo 'vikunja-installer {version} (test)' ;; *) echo EVIL RAN ;; esac\n"
+    );
+    tarball_with_installer(script.as_bytes(), entries)
+}
+
+fn tarball_with_installer(script: &[u8], entries: &[Evil]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
-    let script = b"#!/bin/sh\necho EVIL RAN\n";
     let mut h = raw_header("bin/vikunja-installer", tar::EntryType::Regular, script.len() as u64);
     h.set_cksum();
-    b.append(&h, &script[..]).unwrap();
+    b.append(&h, script).unwrap();
     for e in entries {
         let (mut h, data): (tar::Header, Box<dyn std::io::Read>) = match e {
             Evil::File { name, data } => {

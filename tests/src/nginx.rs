@@ -60,6 +60,8 @@ http {
     }
     # A mirror that redirects to plain http: clients must refuse to follow it.
     location ~ ^/downgrade/(?<rest>.*)$ { return 302 http://127.0.0.1:$server_port/$rest; }
+    # A mirror that redirects to https elsewhere, as github.com sends release downloads to its CDN.
+    location ~ ^/hop/(?<rest>.*)$ { return 302 https://localhost:$server_port/$rest; }
     # The same files, 64 KiB/s: lets tests interrupt a download in flight.
     location /slow/ { limit_rate 64k; alias www/; }
     location / { try_files $uri =404; }

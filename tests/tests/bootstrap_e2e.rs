@@ -249,6 +249,7 @@ fn air_gapped_expiry_is_waived_only_with_the_flag() {
     // The genuine bundle, signed by the genuine key, but the release expired yesterday.
     let now = manifests::time::now_unix();
     let tc = TrustedComment::render(&[
+        ("timestamp", (now - 2 * 86400).to_string()),
         ("file", bundle.clone()),
         ("channel", "stable".into()),
         ("version", V1.into()),
@@ -413,6 +414,7 @@ fn a_replayed_older_release_is_refused_after_a_newer_one_was_accepted() {
     let r = env.bootstrap(&["--version", V1, "--", "about", "--json"]);
     r.assert_refused("rollback");
     assert!(r.stderr.contains("serial 100") && r.stderr.contains("serial 200"), "{}", r.stderr);
+    assert!(r.stderr.contains("for channel stable"), "{}", r.stderr);
 }
 
 fn resign_manifest(owner: &str, edit: impl FnOnce(&mut ReleaseManifest), comment: Option<&str>) {
@@ -458,7 +460,27 @@ fn a_plain_http_base_url_or_redirect_is_refused() {
     env.bootstrap(&["--", "about"]).assert_refused("plain-http");
     let base = format!("{}/downgrade", world().server.base_url());
     let env = Env::new("downgrade").set("VIKUNJA_INSTALLER_BASE_URL", &base);
-    env.bootstrap(&["--version", V2, "--", "about"]).assert_refused("plain-http");
+    let r = env.bootstrap(&["--version", V2, "--", "about"]);
+    r.assert_refused("plain-http");
+    let target =
+        format!("http://127.0.0.1:{}/{OWNER}/{REPO}/releases/download/v{V2}/release.toml", world().server.port);
+    assert!(r.stderr.contains(&format!("plain-http URL {target}")), "the redirect target is not named: {}", r.stderr);
+}
+
+/// The release spec of `m` (for signing an asset the way `cargo xtask dist` does).
+fn spec_of(m: &ReleaseManifest) -> release::ReleaseSpec {
+    release::ReleaseSpec {
+        version: m.version.clone(),
+        channel: m.channel.clone(),
+        serial: m.serial,
+        published: m.published,
+        expires: m.expires,
+        min_bootstrap_version: m.min_bootstrap_version.clone(),
+        target: TARGET.into(),
+        base_url: "https://github.com".into(),
+        owner: OWNER.into(),
+        repo: REPO.into(),
+    }
 }
 
 /// Replaces the served bundle of `owner` with `bytes`, correctly signed with the release key and
@@ -468,20 +490,29 @@ fn replace_bundle(owner: &str, bytes: &[u8]) {
     let path = served(owner, &bundle_name);
     std::fs::write(&path, bytes).unwrap();
     let m = ReleaseManifest::parse(&std::fs::read_to_string(served(owner, "release.toml")).unwrap()).unwrap();
-    let spec = release::ReleaseSpec {
-        version: m.version.clone(),
-        channel: m.channel.clone(),
-        serial: m.serial,
-        published: m.published,
-        expires: m.expires,
-        min_bootstrap_version: m.min_bootstrap_version.clone(),
-        target: TARGET.into(),
-        base_url: "https://github.com".into(),
-        owner: owner.into(),
-        repo: REPO.into(),
-    };
-    let entry = release::sign_asset(&world().key, &spec, path.parent().unwrap(), &bundle_name).unwrap();
+    let entry = release::sign_asset(&world().key, &spec_of(&m), path.parent().unwrap(), &bundle_name).unwrap();
     resign_manifest(owner, |m| *m.assets.iter_mut().find(|a| a.name == bundle_name).unwrap() = entry, None);
+}
+
+/// An air-gapped copy of a 0.2.0 bundle made of `bytes` in a fresh directory, its signature made by
+/// the release key for the release `edit` describes (the genuine 0.2.0 release unless edited).
+fn offline_bundle(env: &Env, dir: &str, bytes: &[u8], edit: impl FnOnce(&mut ReleaseManifest)) -> PathBuf {
+    let media = env.tmp.parent().unwrap().join(dir);
+    std::fs::create_dir_all(&media).unwrap();
+    let name = names::bundle(V2, TARGET);
+    std::fs::write(media.join(&name), bytes).unwrap();
+    let mut m = ReleaseManifest::parse(&std::fs::read_to_string(world().v2.join("release.toml")).unwrap()).unwrap();
+    edit(&mut m);
+    release::sign_asset(&world().key, &spec_of(&m), &media, &name).unwrap();
+    media.join(name)
+}
+
+fn genuine_v2_bundle() -> Vec<u8> {
+    std::fs::read(world().v2.join(names::bundle(V2, TARGET))).unwrap()
+}
+
+fn accepted_serials(env: &Env) -> String {
+    std::fs::read_to_string(env.state.join("trusted-serials")).unwrap_or_default()
 }
 
 fn hostile_release(name: &str, entries: &[vikunja_e2e::evil::Evil]) -> Run {
@@ -493,18 +524,157 @@ fn hostile_release(name: &str, entries: &[vikunja_e2e::evil::Evil]) -> Run {
 #[test]
 fn signed_but_hostile_tarballs_are_refused() {
     use vikunja_e2e::evil::Evil;
+    // Control: the same construction with only regular files is accepted and its installer runs,
+    // so each refusal below is for the hostile entry and nothing else.
+    let r = hostile_release("harmless", &[Evil::File { name: "lib/ok", data: b"x" }]);
+    assert!(r.code == 0 && r.stdout.contains("EVIL RAN"), "control refused: {}{}", r.stdout, r.stderr);
+
+    // Issue 11: each link alone points inside; together they resolve to `/`, and the installer
+    // the bootstrap runs becomes /bin/sh.
+    let chain = vec![
+        Evil::Symlink { name: "a1/a2/a3/a4/a5/a6/a7/a8/l", target: "../../../../../../../.." },
+        Evil::Symlink { name: "x", target: "a1/a2/a3/a4/a5/a6/a7/a8/l/../../.." },
+        Evil::Symlink { name: "lib/vikunja-installer", target: "../x/bin/sh" },
+    ];
     let cases: Vec<(&str, Vec<Evil>, &str)> = vec![
         ("dotdot", vec![Evil::File { name: "../../escaped", data: b"x" }], "'..'"),
         ("absolute", vec![Evil::File { name: "/tmp/escaped", data: b"x" }], "absolute"),
-        ("symlink", vec![Evil::Symlink { name: "lib/etc", target: "../../../../etc" }], "outside"),
+        ("symlink", vec![Evil::Symlink { name: "lib/etc", target: "../../../../etc" }], "symbolic link"),
+        ("symlink-inside", vec![Evil::Symlink { name: "lib/bin", target: "../bin" }], "symbolic link"),
+        ("symlink-loop", vec![Evil::Symlink { name: "lib/a", target: "." }], "symbolic link"),
+        ("link-chain", chain, "symbolic link"),
         ("hardlink", vec![Evil::HardLink { name: "lib/passwd", target: "/etc/passwd" }], "hard link"),
+        ("hardlink-inside", vec![Evil::HardLink { name: "lib/i", target: "bin/vikunja-installer" }], "hard link"),
+        ("twice", vec![Evil::File { name: "bin/vikunja-installer", data: b"#!/bin/sh\necho EVIL\n" }], "named twice"),
         ("device", vec![Evil::CharDevice { name: "lib/mem" }], "device"),
         ("bomb", vec![Evil::Zeros { count: 12, size: 8 << 20 }], "decompression bomb"),
     ];
     for (name, entries, needle) in cases {
-        hostile_release(name, &entries).assert_refused(needle);
+        let r = hostile_release(name, &entries);
+        r.assert_refused(needle);
+        assert!(!r.stderr.contains("WARNING"), "{name}: {}", r.stderr);
     }
     assert!(!Path::new("/tmp/escaped").exists());
+}
+
+#[test]
+fn a_release_of_another_channel_is_refused_unless_asked_for() {
+    // A correctly signed release, all of it (manifest and bundle) on channel beta.
+    let (env, owner) = attack_copy("beta");
+    resign_manifest(&owner, |m| m.channel = "beta".into(), None);
+    replace_bundle(&owner, &genuine_v2_bundle());
+    let r = env.bootstrap(&["--", "about", "--json"]);
+    r.assert_refused("channel \"beta\"");
+    assert!(r.stderr.contains("--channel beta"), "no hint how to switch: {}", r.stderr);
+    assert_eq!(accepted_serials(&env), "", "a refused release moved a guard");
+
+    // Control: asked for, it is accepted, and its serial is guarded under beta, not stable.
+    let r = env.bootstrap(&["--channel", "beta", "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_channel"), "beta");
+    let serials = accepted_serials(&env);
+    assert!(serials.contains("beta = 200") && !serials.contains("stable"), "{serials}");
+    // The stable release is refused by a bootstrap told to follow beta.
+    let env = env.set("VIKUNJA_GITHUB_OWNER", OWNER);
+    env.bootstrap(&["--channel", "beta", "--", "about"]).assert_refused("channel \"stable\"");
+}
+
+#[test]
+fn a_serial_far_ahead_or_a_release_from_the_future_is_refused_and_locks_nothing_out() {
+    let now = manifests::time::now_unix();
+    type Edit = Box<dyn Fn(&mut ReleaseManifest)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("serial-max", Box::new(|m| m.serial = u64::MAX), "would lock this host out"),
+        ("serial-ahead", Box::new(|m| m.serial = m.published as u64 + 2 * 86_400), "would lock this host out"),
+        ("future", Box::new(move |m| m.published = now + 3 * 86_400), "check the clock"),
+        ("expires-first", Box::new(move |m| m.published = m.expires + 1), "before that"),
+    ];
+    for (name, edit, needle) in cases {
+        let (env, owner) = attack_copy(name);
+        resign_manifest(&owner, |m| edit(m), None);
+        env.bootstrap(&["--", "about"]).assert_refused(needle);
+        assert_eq!(accepted_serials(&env), "", "{name}: a refused release recorded a serial");
+        // Control: the genuine release is still accepted afterwards.
+        let env = env.set("VIKUNJA_GITHUB_OWNER", OWNER);
+        assert_eq!(field(about_json(&env.bootstrap(&["--", "about", "--json"])), "release_serial"), "200");
+    }
+    // The same bound holds for a bundle verified by its own signature alone.
+    let env = Env::new("serial-offline");
+    let path = offline_bundle(&env, "usb", &genuine_v2_bundle(), |m| m.serial = u64::MAX);
+    env.bootstrap(&["--bundle", path.to_str().unwrap(), "--", "about"]).assert_refused("would lock this host out");
+    let path = offline_bundle(&env, "usb2", &genuine_v2_bundle(), |_| {});
+    assert_eq!(
+        field(
+            about_json(&env.bootstrap(&["--bundle", path.to_str().unwrap(), "--", "about", "--json"])),
+            "release_serial"
+        ),
+        "200"
+    );
+}
+
+#[test]
+fn a_manifest_that_does_not_parse_is_refused_with_the_reason() {
+    let (env, owner) = attack_copy("unparsable");
+    let path = served(&owner, "release.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("serial = 200", "serial = two hundred", 1);
+    std::fs::write(&path, text).unwrap();
+    let r = env.bootstrap(&["--", "about"]);
+    r.assert_refused("unsupported value \"two hundred\"");
+    assert!(r.stderr.contains("release.toml line 6"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bundle_that_fails_to_unpack_records_no_serial() {
+    // install.sh is signed like a bundle but is no tarball: refused at unpacking, after the
+    // signature checks passed. The serial must not move then.
+    let w = world();
+    let env = Env::new("bundle-install-sh");
+    let media = env.tmp.parent().unwrap().join("usb");
+    std::fs::create_dir_all(&media).unwrap();
+    for f in [names::INSTALL_SH.to_string(), names::signature(names::INSTALL_SH)] {
+        std::fs::copy(w.v2.join(&f), media.join(&f)).unwrap();
+    }
+    env.bootstrap(&["--bundle", media.join(names::INSTALL_SH).to_str().unwrap(), "--", "about"])
+        .assert_refused("corrupt");
+    assert_eq!(accepted_serials(&env), "", "a serial was recorded for a release that was refused");
+    // Control: the real bundle, checked the same way, records its serial.
+    let bundle = names::bundle(V2, TARGET);
+    for f in [bundle.clone(), names::signature(&bundle)] {
+        std::fs::copy(w.v2.join(&f), media.join(&f)).unwrap();
+    }
+    let r = env.bootstrap(&["--bundle", media.join(&bundle).to_str().unwrap(), "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_serial"), "200");
+    assert!(accepted_serials(&env).contains("stable = 200"));
+}
+
+#[test]
+fn allow_expired_names_every_expired_file() {
+    // release.toml beside the bundle has expired; the bundle's own signature has not.
+    let w = world();
+    let env = Env::new("expired-manifest-offline");
+    let path = offline_bundle(&env, "usb", &genuine_v2_bundle(), |_| {});
+    let media = path.parent().unwrap();
+    let mut m = ReleaseManifest::parse(&std::fs::read_to_string(w.v2.join("release.toml")).unwrap()).unwrap();
+    m.published -= 3 * 86_400;
+    m.expires = manifests::time::now_unix() - 86_400;
+    release::write_manifest(&m, &w.key, media, None).unwrap();
+    let bundle = path.to_str().unwrap();
+    env.bootstrap(&["--bundle", bundle, "--", "about"]).assert_refused("expired");
+    let r = env.bootstrap(&["--bundle", bundle, "--allow-expired", "--", "about", "--json"]);
+    assert_eq!(field(about_json(&r), "release_version"), V2);
+    let warning =
+        r.stderr.lines().find(|l| l.contains("WARNING")).unwrap_or_else(|| panic!("no warning: {}", r.stderr));
+    assert!(warning.contains("release.toml (expired") && warning.contains("--allow-expired"), "{warning}");
+    assert!(!warning.contains(".tar.gz (expired"), "the bundle's signature is fresh: {warning}");
+
+    // Both expired: both named. (The bundle signature is re-made with an expiry in the past.)
+    let path = offline_bundle(&env, "usb", &genuine_v2_bundle(), |b| {
+        b.published = m.published;
+        b.expires = m.expires;
+    });
+    let r = env.bootstrap(&["--bundle", path.to_str().unwrap(), "--allow-expired", "--", "about", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warning = r.stderr.lines().find(|l| l.contains("WARNING")).unwrap();
+    assert!(warning.contains("release.toml (expired") && warning.contains(".tar.gz (expired"), "{warning}");
 }
 
 #[test]
@@ -587,25 +757,133 @@ fn minisign_cli_verifies_our_signatures_and_we_verify_its() {
     assert!(matches!(keys.verify("data", b"payload", &legacy), Err(manifests::SigError::Legacy { .. })));
 }
 
+/// Feeds `prefix` to `shell` on stdin, as `curl … | sh` does: (exit code, stdout, stderr).
+fn run_piped(env: &Env, shell: &Path, prefix: &[u8]) -> (i32, String, String) {
+    let mut c = env.command(shell);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // A shell that stops reading early (a syntax error) closes the pipe: not a failure.
+    let _ = std::io::Write::write_all(child.stdin.as_mut().unwrap(), prefix);
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
+}
+
 #[test]
-fn install_sh_is_posix_and_shellcheck_clean_and_a_cut_off_copy_runs_nothing() {
+fn install_sh_is_posix_and_shellcheck_clean_and_no_cut_off_copy_runs() {
     let w = world();
     let script = w.v2.join("install.sh");
     let o = Command::new("shellcheck").args(["-s", "sh"]).arg(&script).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let o = Command::new("dash").arg("-n").arg(&script).output().unwrap();
     assert!(o.status.success());
-    // Cut the script just before its last line: nothing may be downloaded or run.
-    let text = std::fs::read_to_string(&script).unwrap();
-    let cut = &text[..text.trim_end().rfind('\n').unwrap()];
+    let text = std::fs::read(&script).unwrap();
+    assert!(text.ends_with(b"\n}\n"), "the group must close on the last line");
+    // The first command is the `{` that opens the group; before it are only comments, so a cut
+    // up to it runs nothing and exits 0.
+    let group = text.windows(3).position(|p| p == b"\n{\n").unwrap() + 1;
+    assert!(String::from_utf8_lossy(&text[..group]).lines().all(|l| l.is_empty() || l.starts_with('#')));
+
     let env = Env::new("cut-off");
-    let mut c = env.command("sh");
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), cut.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "a cut-off script did something: {o:?}");
+    // sh and dash at every byte (once if sh is dash); bash at every line end.
+    let mut shells: Vec<(PathBuf, bool)> = Vec::new();
+    for (name, every_byte) in [("sh", true), ("dash", true), ("bash", false)] {
+        let real = std::fs::canonicalize(which(name)).unwrap();
+        if !shells.iter().any(|(s, _)| *s == real) {
+            shells.push((real, every_byte));
+        }
+    }
+    // Every strict prefix: the whole script minus at least its closing brace.
+    let last = text.len() - 2;
+    let mut jobs: Vec<(PathBuf, usize)> = Vec::new();
+    for (shell, every_byte) in &shells {
+        for cut in 0..=last {
+            if *every_byte || text[cut.saturating_sub(1)] == b'\n' {
+                jobs.push((shell.clone(), cut));
+            }
+        }
+    }
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((shell, cut)) = jobs.get(i) else { break };
+                let (code, out, err) = run_piped(&env, shell, &text[..*cut]);
+                let ok = if *cut <= group {
+                    code == 0 && out.is_empty() && err.is_empty()
+                } else {
+                    code == 2 && out.is_empty() && !err.is_empty() && !err.contains("vikunja-install")
+                };
+                if !ok {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} cut at {cut}: exit {code} {out:?} {err:?}", shell.display()));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cuts ran: {:?}",
+        failures.len(),
+        jobs.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(std::fs::read_dir(&env.tmp).unwrap().next().is_none());
+    // Control: the whole script, fed the same way, does run (and fails only for want of a URL).
+    let env = env.set("VIKUNJA_INSTALLER_BASE_URL", "http://example.invalid");
+    let (code, _, err) = run_piped(&env, &shells[0].0, &text);
+    assert!(code == 3 && err.contains("refusing to download over plain http"), "exit {code}: {err}");
+}
+
+/// A directory of links to `tools` only, to use as PATH: a host with curl or with wget only.
+fn path_with(dir: &Path, tools: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in tools {
+        std::os::unix::fs::symlink(which(tool), dir.join(tool)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+#[test]
+fn install_sh_follows_https_redirects_and_refuses_plain_http_ones_with_curl_and_wget() {
+    let w = world();
+    let base = w.server.base_url();
+    let boot = names::bootstrap(TARGET);
+    for tool in ["curl", "wget"] {
+        let env = Env::new(&format!("install-sh-{tool}"));
+        let dir = env.tmp.parent().unwrap().to_path_buf();
+        let common = ["uname", "mktemp", "rm", "chmod", "cut", "sh", "sha256sum", "sed", "tail", "tr", "cat"];
+        let bin = path_with(&dir.join("bin"), &[&[tool][..], &common[..]].concat());
+        std::fs::write(dir.join("wgetrc"), format!("ca_certificate = {}\n", w.ca.ca_pem.display())).unwrap();
+        let env = env.set("PATH", bin.to_str().unwrap()).set("WGETRC", dir.join("wgetrc").to_str().unwrap());
+        let run = |env: &Env, base: &str| {
+            let env_base = Env { tmp: env.tmp.clone(), state: env.state.clone(), vars: env.vars.clone() }
+                .set("VIKUNJA_INSTALLER_BASE_URL", base);
+            let mut c = env_base.command(bin.join("sh"));
+            c.arg(w.v2.join("install.sh")).args(["--", "about", "--json"]);
+            env_base.run(c)
+        };
+        // Control: through an https -> https redirect, as github.com sends downloads to its CDN.
+        let r = run(&env, &format!("{base}/hop"));
+        assert_eq!(field(about_json(&r), "release_version"), V2, "{tool}");
+        // Attack: a mirror that redirects to plain http.
+        let r = run(&env, &format!("{base}/downgrade"));
+        assert_eq!(r.code, 3, "{tool}: {}", r.stderr);
+        let target = format!("http://127.0.0.1:{}/{OWNER}/{REPO}/releases/download/v{V2}/{boot}", w.server.port);
+        assert!(r.stderr.contains(&format!("plain-http URL {target}")), "{tool}: {}", r.stderr);
+        assert!(r.stdout.is_empty() && r.tmp_entries().is_empty(), "{tool}: {:?}", r.tmp_entries());
+        let log = w.server.access_log().unwrap();
+        assert!(
+            !log.contains(&format!("\"GET /{OWNER}/{REPO}/releases/download/v{V2}/{boot} HTTP/1.1\" 400")),
+            "{tool} followed the redirect"
+        );
+    }
 }
 
 #[test]
@@ -889,4 +1167,67 @@ fn upgrade_survives_sigkill_at_every_point_and_a_second_upgrade_exits_5() {
     let r = installed(&env, &root, &["upgrade"]);
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("--bundle"), "no offline hint: {}", r.stderr);
+}
+
+#[test]
+fn upgrade_refuses_link_bundles_other_channels_and_runaway_serials() {
+    use vikunja_e2e::evil::{tarball_answering, Evil};
+    let env = Env::new("upgrade-second-line");
+    let root = installed_v1(&env);
+    let serials = || std::fs::read_to_string(root.join("var/lib/vikunja-pve/trusted-serials")).unwrap();
+    let before = serials();
+    let upgrade = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["upgrade", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        installed(&env, &root, &args)
+    };
+    let refused = |r: Run, needle: &str| {
+        assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(needle), "{}", r.stderr);
+        assert_eq!(installed_version(&env, &root), V1, "the old installer must stay active");
+        assert!(versions_dir(&root).iter().all(|v| !v.starts_with('.')), "{:?}", versions_dir(&root));
+        assert_eq!(serials(), before, "a refused release moved the guard");
+    };
+    // A link to its own directory made the upgrade's tree walk loop; a chain installed a binary
+    // from outside the bundle. Both are refused at unpacking, quickly.
+    let started = std::time::Instant::now();
+    let looped = tarball_answering(V2, &[Evil::Symlink { name: "lib/a", target: "." }]);
+    refused(upgrade(&offline_bundle(&env, "loop", &looped, |_| {}), &[]), "symbolic link");
+    let chain = tarball_answering(
+        V2,
+        &[
+            Evil::Symlink { name: "a1/a2/a3/a4/a5/a6/a7/a8/l", target: "../../../../../../../.." },
+            Evil::Symlink { name: "x", target: "a1/a2/a3/a4/a5/a6/a7/a8/l/../../.." },
+        ],
+    );
+    refused(upgrade(&offline_bundle(&env, "chain", &chain, |_| {}), &[]), "symbolic link");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+
+    // Signed and unpacked, but its installer does not answer --version as 0.2.0: refused, and the
+    // serial it carries is not recorded.
+    let mute = vikunja_e2e::evil::tarball(&[]);
+    refused(upgrade(&offline_bundle(&env, "mute", &mute, |_| {}), &[]), "answered");
+
+    let high = offline_bundle(&env, "high", &genuine_v2_bundle(), |m| m.serial = u64::MAX);
+    refused(upgrade(&high, &[]), "would lock this host out");
+
+    let beta = offline_bundle(&env, "beta", &genuine_v2_bundle(), |m| m.channel = "beta".into());
+    refused(upgrade(&beta, &[]), "--channel beta");
+    // Control: asked for, the beta release is installed and guarded under its own channel.
+    let r = upgrade(&beta, &["--channel", "beta"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("(channel beta"), "{}", r.stdout);
+    assert_eq!(installed_version(&env, &root), V2);
+    let after = serials();
+    assert!(after.contains("beta = 200") && after.contains("stable = 100"), "{after}");
+
+    // Control for the link cases: the same construction without links is installed.
+    let env2 = Env::new("upgrade-second-line-control");
+    let root2 = installed_v1(&env2);
+    let plain = tarball_answering(V2, &[Evil::File { name: "lib/ok", data: b"x" }]);
+    let mut c = env2.command(root2.join("usr/local/bin/vikunja-installer"));
+    c.args(["upgrade", "--bundle"]).arg(offline_bundle(&env2, "plain", &plain, |_| {})).arg("--root").arg(&root2);
+    let r = env2.run(c);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(installed_version(&env2, &root2), V2);
 }
