@@ -204,7 +204,10 @@ const KINDS: &[&str] = &[
 
 #[derive(Debug, Clone)]
 enum Op {
-    Update,
+    /// On v2.4.0 an update to v2.5.0. On v2.5.0, `true`: a downgrade by update to v2.4.0 (which
+    /// keeps v2.5.0's schema); `false`: `update --version v2.5.0` again, which must change nothing.
+    /// Half and half, so that restoring rollbacks (v2.5.0's schema back to v2.4.0's) stay frequent.
+    Update(bool),
     Rollback,
     Backup,
     Restore(usize),
@@ -222,7 +225,7 @@ enum Op {
 impl Op {
     fn kind(&self) -> &'static str {
         match self {
-            Op::Update => "update",
+            Op::Update(_) => "update",
             Op::Rollback => "rollback",
             Op::Backup => "backup",
             Op::Restore(_) => "restore",
@@ -287,8 +290,8 @@ impl Runner {
 
     fn args(&self, op: &Op) -> Vec<String> {
         match op {
-            Op::Update => {
-                let to = if deployed(&self.sb).1 == V1 { V2 } else { V1 };
+            Op::Update(down) => {
+                let to = if deployed(&self.sb).1 == V1 || !down { V2 } else { V1 };
                 vec!["update".into(), "--version".into(), to.into()]
             }
             Op::Rollback => vec!["rollback".into(), "--yes".into()],
@@ -313,7 +316,7 @@ impl Runner {
     fn choose_any(&self, rng: &mut Rng) -> Op {
         let plain = |rng: &mut Rng, backups: usize| -> Op {
             match rng.below(if backups > 0 { 4 } else { 3 }) {
-                0 => Op::Update,
+                0 => Op::Update(rng.below(2) == 0),
                 1 => Op::Rollback,
                 2 => Op::Backup,
                 _ => Op::Restore(rng.below(backups)),
@@ -321,7 +324,7 @@ impl Runner {
         };
         let n = self.model.backups.len();
         match rng.below(100) {
-            0..=21 => Op::Update,
+            0..=21 => Op::Update(rng.below(2) == 0),
             22..=35 => Op::Rollback,
             36..=47 => Op::Backup,
             48..=57 if n > 0 => Op::Restore(rng.below(n)),
@@ -330,7 +333,7 @@ impl Runner {
             62..=75 => {
                 let op = plain(rng, n);
                 let point = match op {
-                    Op::Update | Op::Rollback => rng.pick(KILL_UPDATE),
+                    Op::Update(_) | Op::Rollback => rng.pick(KILL_UPDATE),
                     Op::Restore(_) => rng.pick(KILL_RESTORE),
                     _ => rng.pick(KILL_BACKUP),
                 };
@@ -345,7 +348,7 @@ impl Runner {
             85..=92 => Op::KillService(rng.below(2) == 0),
             _ => {
                 let first = match rng.below(3) {
-                    0 => Op::Update,
+                    0 => Op::Update(rng.below(2) == 0),
                     1 => Op::Rollback,
                     _ => Op::Backup,
                 };
@@ -503,7 +506,7 @@ impl Runner {
     ) {
         let text = said(o);
         match op {
-            Op::Update if after.1 != before.1 => self.model.updated(during),
+            Op::Update(_) if after.1 != before.1 => self.model.updated(during),
             // A killed rollback announced the restore before it began; its recovery finished it.
             Op::Rollback if after != before => {
                 self.model.rolled_back(killed || text.contains("database restored"), during)
