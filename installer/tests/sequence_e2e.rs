@@ -206,7 +206,8 @@ const KINDS: &[&str] = &[
 enum Op {
     /// On v2.4.0 an update to v2.5.0. On v2.5.0, `true`: a downgrade by update to v2.4.0 (which
     /// keeps v2.5.0's schema); `false`: `update --version v2.5.0` again, which must change nothing.
-    /// Half and half, so that restoring rollbacks (v2.5.0's schema back to v2.4.0's) stay frequent.
+    /// One in four downgrades: each keeps v2.5.0's schema for good, which makes the restoring
+    /// rollbacks (v2.5.0's schema back to v2.4.0's) rare.
     Update(bool),
     Rollback,
     Backup,
@@ -260,7 +261,7 @@ struct Runner {
 impl Runner {
     fn fail(&self, msg: &str) -> ! {
         panic!(
-            "{} step {} ({}): {msg}\nthe steps before it:\n  {}",
+            "{} step {} ({}): {msg}\nthe steps so far:\n  {}",
             self.replay,
             self.step,
             self.current,
@@ -316,7 +317,7 @@ impl Runner {
     fn choose_any(&self, rng: &mut Rng) -> Op {
         let plain = |rng: &mut Rng, backups: usize| -> Op {
             match rng.below(if backups > 0 { 4 } else { 3 }) {
-                0 => Op::Update(rng.below(2) == 0),
+                0 => Op::Update(rng.below(4) == 0),
                 1 => Op::Rollback,
                 2 => Op::Backup,
                 _ => Op::Restore(rng.below(backups)),
@@ -324,7 +325,7 @@ impl Runner {
         };
         let n = self.model.backups.len();
         match rng.below(100) {
-            0..=21 => Op::Update(rng.below(2) == 0),
+            0..=21 => Op::Update(rng.below(4) == 0),
             22..=35 => Op::Rollback,
             36..=47 => Op::Backup,
             48..=57 if n > 0 => Op::Restore(rng.below(n)),
@@ -348,7 +349,7 @@ impl Runner {
             85..=92 => Op::KillService(rng.below(2) == 0),
             _ => {
                 let first = match rng.below(3) {
-                    0 => Op::Update(rng.below(2) == 0),
+                    0 => Op::Update(rng.below(4) == 0),
                     1 => Op::Rollback,
                     _ => Op::Backup,
                 };
