@@ -405,6 +405,7 @@ impl Runner {
         self.traffic = Some(traffic);
         let started = Instant::now();
         let mut outcome: Option<(Op, Output, bool)> = None;
+        let mut rebaseline = false;
         match &op {
             Op::KillService(supervisor) => {
                 let colour = before.0.clone();
@@ -456,6 +457,11 @@ impl Runner {
                     }
                     if still {
                         self.log.push(format!("    competing `{}` refused with 5", a2.join(" ")));
+                    } else if o2.status.code() != Some(5) {
+                        // The first finished before the second asked for the lock, so the second
+                        // ran too, on a state the model did not follow: start over from what is.
+                        self.log.push(format!("    `{}` ran after the first finished", a2.join(" ")));
+                        rebaseline = true;
                     }
                 }
                 let o = child.wait_with_output().unwrap();
@@ -488,6 +494,12 @@ impl Runner {
         }
         entry.push_str(&format!(" => {} {}", after.0, after.1));
         self.log.push(entry);
+        if rebaseline {
+            let present: BTreeSet<String> = self.titles().into_iter().collect();
+            self.model.maybe.clear();
+            self.model.since_update = Some(present.clone());
+            self.model.must = present;
+        }
         if !st.status.success() {
             self.fail(&format!("`status` after the step exited {}: {}", describe(&st), stderr(&st).trim()));
         }
