@@ -535,9 +535,23 @@ impl Runner {
             Op::Restore(i) => {
                 let (_, titles, had_point) = self.model.backups[*i].clone();
                 let finished = if killed {
-                    // Undone or finished: the data says which (an undone one keeps every write).
+                    // Undone or finished: the data says which. Undone keeps every write the
+                    // model requires; finished holds every task of the backup.
                     let present: BTreeSet<String> = self.titles().into_iter().collect();
-                    !self.model.must.is_subset(&present)
+                    let lost_if_undone: Vec<&String> = self.model.must.difference(&present).collect();
+                    let lost_if_finished: Vec<&String> = titles.iter().filter(|t| !present.contains(*t)).collect();
+                    if !lost_if_undone.is_empty() && !lost_if_finished.is_empty() {
+                        self.fail(&format!(
+                            "after the killed restore and its recovery the database is neither the one before \
+                             the restore ({} acknowledged writes missing: {:?}) nor the backup's ({} of its tasks \
+                             missing: {:?})",
+                            lost_if_undone.len(),
+                            &lost_if_undone[..lost_if_undone.len().min(8)],
+                            lost_if_finished.len(),
+                            &lost_if_finished[..lost_if_finished.len().min(8)]
+                        ));
+                    }
+                    !lost_if_undone.is_empty()
                 } else {
                     o.status.success()
                 };
