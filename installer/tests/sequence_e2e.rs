@@ -252,6 +252,9 @@ struct Runner {
     step: usize,
     /// The step being run, for failure messages.
     current: String,
+    /// A killed restore whose outcome `check` decides: the backup's titles, whether it had a
+    /// rollback point, the writes acknowledged during it.
+    undecided: Option<(Vec<String>, bool, Vec<String>)>,
     /// How many acknowledged writes the model has placed.
     cut: usize,
     log: Vec<String>,
@@ -534,27 +537,12 @@ impl Runner {
             }
             Op::Restore(i) => {
                 let (_, titles, had_point) = self.model.backups[*i].clone();
-                let finished = if killed {
-                    // Undone or finished: the data says which. Undone keeps every write the
-                    // model requires; finished holds every task of the backup.
-                    let present: BTreeSet<String> = self.titles().into_iter().collect();
-                    let lost_if_undone: Vec<&String> = self.model.must.difference(&present).collect();
-                    let lost_if_finished: Vec<&String> = titles.iter().filter(|t| !present.contains(*t)).collect();
-                    if !lost_if_undone.is_empty() && !lost_if_finished.is_empty() {
-                        self.fail(&format!(
-                            "after the killed restore and its recovery the database is neither the one before \
-                             the restore ({} acknowledged writes missing: {:?}) nor the backup's ({} of its tasks \
-                             missing: {:?})",
-                            lost_if_undone.len(),
-                            &lost_if_undone[..lost_if_undone.len().min(8)],
-                            lost_if_finished.len(),
-                            &lost_if_finished[..lost_if_finished.len().min(8)]
-                        ));
-                    }
-                    !lost_if_undone.is_empty()
-                } else {
-                    o.status.success()
-                };
+                if killed {
+                    // Undone or finished: the data says which, read once in `check`.
+                    self.undecided = Some((titles, had_point, during.to_vec()));
+                    return;
+                }
+                let finished = o.status.success();
                 if finished {
                     self.model.restored(&titles, had_point, during);
                 } else {
@@ -575,6 +563,27 @@ impl Runner {
             self.fail(&v.join("; "));
         }
         let present: BTreeSet<String> = self.titles().into_iter().collect();
+        if let Some((titles, had_point, during)) = self.undecided.take() {
+            // A killed restore, recovered: undone keeps every write the model requires; finished
+            // holds every task of the backup.
+            let lost_if_undone: Vec<&String> = self.model.must.difference(&present).collect();
+            let lost_if_finished: Vec<&String> = titles.iter().filter(|t| !present.contains(*t)).collect();
+            if lost_if_undone.is_empty() {
+                self.model.keep(&during);
+            } else if lost_if_finished.is_empty() {
+                self.model.restored(&titles, had_point, &during);
+            } else {
+                self.fail(&format!(
+                    "after the killed restore and its recovery the database is neither the one before the \
+                     restore ({} acknowledged writes missing: {:?}) nor the backup's ({} of its {} tasks missing: {:?})",
+                    lost_if_undone.len(),
+                    &lost_if_undone[..lost_if_undone.len().min(8)],
+                    lost_if_finished.len(),
+                    titles.len(),
+                    &lost_if_finished[..lost_if_finished.len().min(8)]
+                ));
+            }
+        }
         let lost: Vec<&String> = self.model.must.difference(&present).collect();
         if !lost.is_empty() {
             self.fail(&format!(
@@ -620,6 +629,7 @@ pub fn run_sequence(seed: u64, steps: usize, without: &[String]) {
         last_was_1: None,
         step: 0,
         current: "install".into(),
+        undecided: None,
         cut: 0,
         log: vec!["install v2.4.0".into()],
         scratch,
