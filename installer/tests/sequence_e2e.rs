@@ -255,6 +255,8 @@ struct Runner {
     /// A killed restore whose outcome `check` decides: the backup's titles, whether it had a
     /// rollback point, the writes acknowledged during it.
     undecided: Option<(Vec<String>, bool, Vec<String>)>,
+    /// The writes acknowledged while the current step (and the `status` after it) ran.
+    during_step: BTreeSet<String>,
     /// How many acknowledged writes the model has placed.
     cut: usize,
     log: Vec<String>,
@@ -486,6 +488,7 @@ impl Runner {
         let st = self.command(&["status", "--json"], &[]);
         let c1 = self.traffic.as_ref().unwrap().cut();
         let during = self.traffic.as_ref().unwrap().between(c0, c1);
+        self.during_step = during.iter().cloned().collect();
         self.cut = c1;
         let after = deployed(&self.sb);
         let mut entry = format!("{op:?} [{:.1}s]", started.elapsed().as_secs_f64());
@@ -586,10 +589,16 @@ impl Runner {
         }
         let lost: Vec<&String> = self.model.must.difference(&present).collect();
         if !lost.is_empty() {
+            let (during, before): (Vec<&String>, Vec<&String>) =
+                lost.iter().partition(|w| self.during_step.contains(**w));
             self.fail(&format!(
-                "{} acknowledged writes are missing (none was undone by a rollback or restore that said so): {:?}",
+                "{} acknowledged writes are missing (none was undone by a rollback or restore that said so): \
+                 {} acknowledged while this step ran {:?}, {} before it {:?}",
                 lost.len(),
-                &lost[..lost.len().min(10)]
+                during.len(),
+                &during[..during.len().min(8)],
+                before.len(),
+                &before[..before.len().min(8)]
             ));
         }
         let probe = format!("s{:x}-probe-{}", self.seed, self.step);
@@ -630,6 +639,7 @@ pub fn run_sequence(seed: u64, steps: usize, without: &[String]) {
         step: 0,
         current: "install".into(),
         undecided: None,
+        during_step: BTreeSet::new(),
         cut: 0,
         log: vec!["install v2.4.0".into()],
         scratch,
