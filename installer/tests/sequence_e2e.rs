@@ -204,7 +204,11 @@ const KINDS: &[&str] = &[
 
 #[derive(Debug, Clone)]
 enum Op {
-    Update,
+    /// On v2.4.0 an update to v2.5.0. On v2.5.0, `true`: a downgrade by update to v2.4.0 (which
+    /// keeps v2.5.0's schema); `false`: `update --version v2.5.0` again, which must change nothing.
+    /// One in four downgrades: each keeps v2.5.0's schema for good, which makes the restoring
+    /// rollbacks (v2.5.0's schema back to v2.4.0's) rare.
+    Update(bool),
     Rollback,
     Backup,
     Restore(usize),
@@ -222,7 +226,7 @@ enum Op {
 impl Op {
     fn kind(&self) -> &'static str {
         match self {
-            Op::Update => "update",
+            Op::Update(_) => "update",
             Op::Rollback => "rollback",
             Op::Backup => "backup",
             Op::Restore(_) => "restore",
@@ -248,6 +252,11 @@ struct Runner {
     step: usize,
     /// The step being run, for failure messages.
     current: String,
+    /// A killed restore whose outcome `check` decides: the backup's titles, whether it had a
+    /// rollback point, the writes acknowledged during it.
+    undecided: Option<(Vec<String>, bool, Vec<String>)>,
+    /// The writes acknowledged while the current step (and the `status` after it) ran.
+    during_step: BTreeSet<String>,
     /// How many acknowledged writes the model has placed.
     cut: usize,
     log: Vec<String>,
@@ -257,7 +266,7 @@ struct Runner {
 impl Runner {
     fn fail(&self, msg: &str) -> ! {
         panic!(
-            "{} step {} ({}): {msg}\nthe steps before it:\n  {}",
+            "{} step {} ({}): {msg}\nthe steps so far:\n  {}",
             self.replay,
             self.step,
             self.current,
@@ -287,8 +296,8 @@ impl Runner {
 
     fn args(&self, op: &Op) -> Vec<String> {
         match op {
-            Op::Update => {
-                let to = if deployed(&self.sb).1 == V1 { V2 } else { V1 };
+            Op::Update(down) => {
+                let to = if deployed(&self.sb).1 == V1 || !down { V2 } else { V1 };
                 vec!["update".into(), "--version".into(), to.into()]
             }
             Op::Rollback => vec!["rollback".into(), "--yes".into()],
@@ -313,7 +322,7 @@ impl Runner {
     fn choose_any(&self, rng: &mut Rng) -> Op {
         let plain = |rng: &mut Rng, backups: usize| -> Op {
             match rng.below(if backups > 0 { 4 } else { 3 }) {
-                0 => Op::Update,
+                0 => Op::Update(rng.below(4) == 0),
                 1 => Op::Rollback,
                 2 => Op::Backup,
                 _ => Op::Restore(rng.below(backups)),
@@ -321,7 +330,7 @@ impl Runner {
         };
         let n = self.model.backups.len();
         match rng.below(100) {
-            0..=21 => Op::Update,
+            0..=21 => Op::Update(rng.below(4) == 0),
             22..=35 => Op::Rollback,
             36..=47 => Op::Backup,
             48..=57 if n > 0 => Op::Restore(rng.below(n)),
@@ -330,7 +339,7 @@ impl Runner {
             62..=75 => {
                 let op = plain(rng, n);
                 let point = match op {
-                    Op::Update | Op::Rollback => rng.pick(KILL_UPDATE),
+                    Op::Update(_) | Op::Rollback => rng.pick(KILL_UPDATE),
                     Op::Restore(_) => rng.pick(KILL_RESTORE),
                     _ => rng.pick(KILL_BACKUP),
                 };
@@ -345,7 +354,7 @@ impl Runner {
             85..=92 => Op::KillService(rng.below(2) == 0),
             _ => {
                 let first = match rng.below(3) {
-                    0 => Op::Update,
+                    0 => Op::Update(rng.below(4) == 0),
                     1 => Op::Rollback,
                     _ => Op::Backup,
                 };
@@ -401,6 +410,7 @@ impl Runner {
         self.traffic = Some(traffic);
         let started = Instant::now();
         let mut outcome: Option<(Op, Output, bool)> = None;
+        let mut rebaseline = false;
         match &op {
             Op::KillService(supervisor) => {
                 let colour = before.0.clone();
@@ -452,6 +462,11 @@ impl Runner {
                     }
                     if still {
                         self.log.push(format!("    competing `{}` refused with 5", a2.join(" ")));
+                    } else if o2.status.code() != Some(5) {
+                        // The first finished before the second asked for the lock, so the second
+                        // ran too, on a state the model did not follow: start over from what is.
+                        self.log.push(format!("    `{}` ran after the first finished", a2.join(" ")));
+                        rebaseline = true;
                     }
                 }
                 let o = child.wait_with_output().unwrap();
@@ -473,6 +488,7 @@ impl Runner {
         let st = self.command(&["status", "--json"], &[]);
         let c1 = self.traffic.as_ref().unwrap().cut();
         let during = self.traffic.as_ref().unwrap().between(c0, c1);
+        self.during_step = during.iter().cloned().collect();
         self.cut = c1;
         let after = deployed(&self.sb);
         let mut entry = format!("{op:?} [{:.1}s]", started.elapsed().as_secs_f64());
@@ -484,6 +500,12 @@ impl Runner {
         }
         entry.push_str(&format!(" => {} {}", after.0, after.1));
         self.log.push(entry);
+        if rebaseline {
+            let present: BTreeSet<String> = self.titles().into_iter().collect();
+            self.model.maybe.clear();
+            self.model.since_update = Some(present.clone());
+            self.model.must = present;
+        }
         if !st.status.success() {
             self.fail(&format!("`status` after the step exited {}: {}", describe(&st), stderr(&st).trim()));
         }
@@ -503,7 +525,7 @@ impl Runner {
     ) {
         let text = said(o);
         match op {
-            Op::Update if after.1 != before.1 => self.model.updated(during),
+            Op::Update(_) if after.1 != before.1 => self.model.updated(during),
             // A killed rollback announced the restore before it began; its recovery finished it.
             Op::Rollback if after != before => {
                 self.model.rolled_back(killed || text.contains("database restored"), during)
@@ -518,13 +540,12 @@ impl Runner {
             }
             Op::Restore(i) => {
                 let (_, titles, had_point) = self.model.backups[*i].clone();
-                let finished = if killed {
-                    // Undone or finished: the data says which (an undone one keeps every write).
-                    let present: BTreeSet<String> = self.titles().into_iter().collect();
-                    !self.model.must.is_subset(&present)
-                } else {
-                    o.status.success()
-                };
+                if killed {
+                    // Undone or finished: the data says which, read once in `check`.
+                    self.undecided = Some((titles, had_point, during.to_vec()));
+                    return;
+                }
+                let finished = o.status.success();
                 if finished {
                     self.model.restored(&titles, had_point, during);
                 } else {
@@ -545,12 +566,39 @@ impl Runner {
             self.fail(&v.join("; "));
         }
         let present: BTreeSet<String> = self.titles().into_iter().collect();
+        if let Some((titles, had_point, during)) = self.undecided.take() {
+            // A killed restore, recovered: undone keeps every write the model requires; finished
+            // holds every task of the backup.
+            let lost_if_undone: Vec<&String> = self.model.must.difference(&present).collect();
+            let lost_if_finished: Vec<&String> = titles.iter().filter(|t| !present.contains(*t)).collect();
+            if lost_if_undone.is_empty() {
+                self.model.keep(&during);
+            } else if lost_if_finished.is_empty() {
+                self.model.restored(&titles, had_point, &during);
+            } else {
+                self.fail(&format!(
+                    "after the killed restore and its recovery the database is neither the one before the \
+                     restore ({} acknowledged writes missing: {:?}) nor the backup's ({} of its {} tasks missing: {:?})",
+                    lost_if_undone.len(),
+                    &lost_if_undone[..lost_if_undone.len().min(8)],
+                    lost_if_finished.len(),
+                    titles.len(),
+                    &lost_if_finished[..lost_if_finished.len().min(8)]
+                ));
+            }
+        }
         let lost: Vec<&String> = self.model.must.difference(&present).collect();
         if !lost.is_empty() {
+            let (during, before): (Vec<&String>, Vec<&String>) =
+                lost.iter().partition(|w| self.during_step.contains(**w));
             self.fail(&format!(
-                "{} acknowledged writes are missing (none was undone by a rollback or restore that said so): {:?}",
+                "{} acknowledged writes are missing (none was undone by a rollback or restore that said so): \
+                 {} acknowledged while this step ran {:?}, {} before it {:?}",
                 lost.len(),
-                &lost[..lost.len().min(10)]
+                during.len(),
+                &during[..during.len().min(8)],
+                before.len(),
+                &before[..before.len().min(8)]
             ));
         }
         let probe = format!("s{:x}-probe-{}", self.seed, self.step);
@@ -590,6 +638,8 @@ pub fn run_sequence(seed: u64, steps: usize, without: &[String]) {
         last_was_1: None,
         step: 0,
         current: "install".into(),
+        undecided: None,
+        during_step: BTreeSet::new(),
         cut: 0,
         log: vec!["install v2.4.0".into()],
         scratch,
