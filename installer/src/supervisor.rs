@@ -55,6 +55,18 @@ fn split_words(s: &str) -> Vec<String> {
     out
 }
 
+/// Undoes what `render` escapes for systemd: `%%` is a literal `%` (systemd's specifiers) in
+/// every setting, and `$$` a literal `$` in command lines, so both init modes run the same argv
+/// and environment.
+fn unescape(s: &str, dollars: bool) -> String {
+    let s = s.replace("%%", "%");
+    if dollars {
+        s.replace("$$", "$")
+    } else {
+        s
+    }
+}
+
 fn signal_number(name: &str) -> Option<i32> {
     Some(match name.trim() {
         "SIGINT" | "INT" => libc::SIGINT,
@@ -90,13 +102,13 @@ impl UnitFile {
             }
             let Some((k, v)) = line.split_once('=').filter(|_| in_service && !line.starts_with('#')) else { continue };
             match k.trim() {
-                "ExecStart" => u.exec = split_words(v),
+                "ExecStart" => u.exec = split_words(v).iter().map(|w| unescape(w, true)).collect(),
                 "Environment" => u.env.extend(
                     split_words(v)
                         .into_iter()
-                        .filter_map(|kv| kv.split_once('=').map(|(a, b)| (a.to_string(), b.to_string()))),
+                        .filter_map(|kv| kv.split_once('=').map(|(a, b)| (a.to_string(), unescape(b, false)))),
                 ),
-                "WorkingDirectory" => u.working_dir = Some(PathBuf::from(v.trim())),
+                "WorkingDirectory" => u.working_dir = Some(PathBuf::from(unescape(v.trim(), false))),
                 "User" => u.user = Some(v.trim().to_string()),
                 "KillSignal" => u.kill_signal = signal_number(v).ok_or(format!("unsupported KillSignal={v}"))?,
                 "TimeoutStopSec" => u.stop_timeout = seconds(v).ok_or(format!("bad TimeoutStopSec={v}"))?,
@@ -250,5 +262,29 @@ mod tests {
             (libc::SIGINT, Duration::from_secs(20), Duration::from_secs(5))
         );
         assert!(UnitFile::parse("[Service]\nUser=x\n").is_err());
+    }
+
+    #[test]
+    fn what_render_escapes_for_systemd_runs_unescaped() {
+        let spec = crate::render::ServiceSpec {
+            unit: "vikunja-t-backend-blue".into(),
+            description: "d".into(),
+            exec: vec!["/opt/v/100%/vikunja".into(), "web".into(), "--x=50% of $HOME".into(), "a$$b".into()],
+            working_dir: "/opt/v/100%".into(),
+            user: "vikunja".into(),
+            group: "vikunja".into(),
+            env: vec![("RATE".into(), "99% \"sure\" $5".into())],
+            read_write_paths: vec!["/opt/v/data".into()],
+            kill_signal: "SIGINT".into(),
+            stop_timeout_s: 20,
+            restart_sec: 5,
+        };
+        let template = crate::templates::load("systemd/service.tmpl").unwrap();
+        let text = crate::render::render_unit(&template, &spec).unwrap();
+        assert!(text.contains("%%"), "the test must exercise the escaping: {text}");
+        let u = UnitFile::parse(&text).unwrap();
+        assert_eq!(u.exec, spec.exec);
+        assert_eq!(u.env, spec.env);
+        assert_eq!(u.working_dir.as_deref(), Some(std::path::Path::new("/opt/v/100%")));
     }
 }
