@@ -216,25 +216,32 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
             migrations: j.migrations_before.clone(),
         }
         .save(ctx.l)?;
-    } else {
+    } else if j.operation == "rollback" {
         // A rollback is not rolled back: a second one would restore the copy taken before this
         // one and lose every write made since (the way back is an update).
         RollbackPoint::clear(ctx.l)?;
     }
+    // The rollback point (this update's, or the one a restart kept) keeps its copy and release.
+    let point = RollbackPoint::load(ctx.l);
     Journal::remove(ctx.l)?;
     // The newest copy stays: an update's is what a rollback restores; a rollback's holds the
     // writes it took back, for an admin who needs one of them.
-    prune_operation_dumps(ctx.l, Path::new(&j.undo_backup));
-    prune_releases(ctx.l, &[&j.to_version, &j.from_version], ctx.d.retention.releases.max(2) as usize);
+    let mut keep = vec![std::path::PathBuf::from(&j.undo_backup)];
+    keep.extend(point.as_ref().map(|p| std::path::PathBuf::from(&p.backup)));
+    prune_operation_dumps(ctx.l, &keep);
+    let mut protect = vec![j.to_version.as_str(), j.from_version.as_str()];
+    protect.extend(point.as_ref().map(|p| p.version.as_str()));
+    prune_releases(ctx.l, &protect, ctx.d.retention.releases.max(2) as usize);
     Ok(())
 }
 
 /// Database copies of earlier updates and rollbacks: only the one the rollback point names can
 /// still be used (full backups are `backup`'s business, with their own retention).
-fn prune_operation_dumps(l: &Layout, keep: &Path) {
+fn prune_operation_dumps(l: &Layout, keep: &[std::path::PathBuf]) {
     for e in std::fs::read_dir(l.backups_dir()).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if (name.starts_with("pre-update-") || name.starts_with("pre-rollback-")) && e.path() != keep {
+        let ours = ["pre-update-", "pre-rollback-", "pre-restart-"].iter().any(|p| name.starts_with(p));
+        if ours && !keep.contains(&e.path()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -365,8 +372,20 @@ fn admit(op: Op, inst: &Instance) -> Result<bool> {
 }
 
 pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
+    switch(inst, version, "update")
+}
+
+/// A zero-downtime restart: the same version and settings on the other colour, through the same
+/// steps as an update (freeze, backup, start, health gate, switch, drain). The rollback point is
+/// left as it was.
+pub fn restart(inst: &Instance) -> Result<()> {
+    switch(inst, None, "restart")
+}
+
+fn switch(inst: &Instance, version: Option<&str>, op: &str) -> Result<()> {
+    let restarting = op == "restart";
     let p = Progress::new(false);
-    let begun = recovery::begin(inst, "update")?;
+    let begun = recovery::begin(inst, op)?;
     let inst = &begun.inst;
     if !admit(Op::Update, inst)? {
         return Ok(());
@@ -379,12 +398,13 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
         manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
             .map_err(|e| fail(e.exit(), e.to_string()))?;
     let to_version = match version {
+        _ if restarting => from_version.clone(),
         Some(v) => v.to_string(),
         None => newest_version(d, &fetcher)?,
     };
     let target = target_deployment(d, &to_version);
     target.validate().map_err(|e| fail(Exit::Usage, e.to_string()))?;
-    if to_version == from_version {
+    if to_version == from_version && !restarting {
         println!(
             "Instance {} already runs Vikunja {from_version} on {}: nothing to update.",
             d.instance.name,
@@ -394,7 +414,8 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
     }
     let to = other(from);
     p.say(&format!(
-        "updating instance {} from {from_version} ({}) to {to_version} ({})",
+        "{} instance {} from {from_version} ({}) to {to_version} ({})",
+        if restarting { "restarting" } else { "updating" },
         d.instance.name,
         from.name(),
         to.name()
@@ -403,8 +424,8 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
     p.say(&format!("release {to_version} verified in {}", l.release_dir(&to_version).display()));
 
     let id = operation_id(&d.instance.name);
-    let backup = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-update-{id}")));
-    let mut j = Journal::new("update", id, (from, &from_version), (to, &to_version), &backup, None);
+    let backup = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-{op}-{id}")));
+    let mut j = Journal::new(op, id, (from, &from_version), (to, &to_version), &backup, None);
     j.advance(l, Step::Started)?;
     let gate = (|| -> Result<(bool, Vec<health::Component>)> {
         j.advance(l, Step::Frozen)?;
@@ -429,10 +450,14 @@ pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);
     settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
-    println!(
-        "Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.",
-        d.instance.name
-    );
+    if restarting {
+        println!("Restarted instance {} (Vikunja {to_version}) on {} without downtime.", d.instance.name, to.name());
+    } else {
+        println!(
+            "Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.",
+            d.instance.name
+        );
+    }
     Ok(())
 }
 
@@ -527,7 +552,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
             }
         }
     }
-    let to = point.colour;
+    let to = other(from);
     let target_version = point.version.clone();
     let target = target_deployment(d, &target_version);
     let id = operation_id(&d.instance.name);

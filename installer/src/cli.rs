@@ -23,6 +23,7 @@ pub enum Command {
     Status(Status),
     Update(Update),
     Rollback(Rollback),
+    Restart(Restart),
     Upgrade(Upgrade),
     Backup(Box<Backup>),
     Restore(Box<Restore>),
@@ -238,6 +239,22 @@ pub struct Update {
     /// every path lives under this directory (default /)
     #[argh(option, default = "PathBuf::from(\"/\")")]
     pub root: PathBuf,
+}
+
+/// Zero-downtime restart: the same version and settings start on the other colour, pass the
+/// health gate and take the traffic; the old colour drains.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "restart")]
+pub struct Restart {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+    /// on the Proxmox host: print the command that would run and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
 }
 
 /// Go back to the colour and version that served before the last update (restoring the

@@ -26,6 +26,7 @@ pub enum Op {
 /// database copy the backup does not hold).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollbackPoint {
+    /// The colour the update left (informational: a rollback starts on whichever colour is idle).
     pub colour: Colour,
     pub version: String,
     /// The database copy taken before the update, with writes frozen.
@@ -162,7 +163,9 @@ pub fn check(op: Op, name: &str, s: &Snapshot) -> Verdict {
     if op != Op::Rollback {
         return Verdict::Go;
     }
-    let Some(p) = s.rollback.as_ref().filter(|p| p.colour != *colour && p.version != *version) else {
+    // Only the version counts: a restart since the update may have moved the serving colour
+    // onto the one the point recorded, and a rollback always starts on the idle colour.
+    let Some(p) = s.rollback.as_ref().filter(|p| p.version != *version) else {
         return Verdict::Nothing(format!(
             "Nothing to roll back: instance {name} runs Vikunja {version} on {} and no update was made since the last \
              install, restore or rollback. Another version is `vikunja-installer update --version vX.Y.Z`; older data \
@@ -244,9 +247,6 @@ mod tests {
             matches!(check(Op::Rollback, "a", &serving()), Verdict::Nothing(m) if m.contains("Nothing to roll back"))
         );
         let mut s = with_point(false, false, true);
-        s.rollback.as_mut().unwrap().colour = Colour::Green;
-        assert!(matches!(check(Op::Rollback, "a", &s), Verdict::Nothing(_)));
-        let mut s = with_point(false, false, true);
         s.rollback.as_mut().unwrap().version = "v2.5.0".into();
         assert!(matches!(check(Op::Rollback, "a", &s), Verdict::Nothing(_)));
     }
@@ -257,6 +257,13 @@ mod tests {
             Verdict::Refuse(Exit::Error, m) if m.contains("/x/pre-update-1.sqlite") && m.contains("restore")));
         assert!(matches!(check(Op::Rollback, "a", &with_point(false, true, false)),
             Verdict::Refuse(Exit::Error, m) if m.contains("update --version v2.4.0")));
+    }
+
+    #[test]
+    fn a_restart_that_moved_the_serving_colour_onto_the_points_colour_still_rolls_back() {
+        let mut s = with_point(false, false, true);
+        s.rollback.as_mut().unwrap().colour = Colour::Green;
+        assert_eq!(check(Op::Rollback, "a", &s), Verdict::Go);
     }
 
     #[test]

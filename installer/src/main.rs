@@ -76,6 +76,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Update(u)) if u.dry_run => {
             Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
         }
+        Some(cli::Command::Restart(r)) if r.dry_run => {
+            Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
+        }
         Some(cli::Command::Rollback(r)) if r.dry_run => {
             Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
         }
@@ -111,6 +114,9 @@ fn main() -> ExitCode {
             base_url: u.base_url,
         })
         .map(ExitCode::from),
+        Some(cli::Command::Restart(r)) => ops::open(&r.root, r.instance.as_deref())
+            .and_then(|inst| bluegreen::restart(&inst))
+            .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),

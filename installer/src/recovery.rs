@@ -80,7 +80,7 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
                 Ok(())
             }
             "restore" => adopt(l, &path).and_then(|()| crate::restore::recover(l, inst.init)),
-            "update" | "rollback" => {
+            "update" | "rollback" | "restart" => {
                 let fresh = crate::ops::open(&l.root, Some(&l.instance))?;
                 crate::bluegreen::recover(&fresh)
             }

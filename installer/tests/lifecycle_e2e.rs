@@ -374,3 +374,30 @@ fn case7_a_lock_that_cannot_be_written_says_so_not_cannot_open() {
     );
     assert!(backups(&sb).is_empty(), "a backup was made without the lock");
 }
+
+/// Day two (issue 13): `restart` moves the same version to the other colour under load without a
+/// failed read, keeps every acknowledged write, and leaves the rollback point usable.
+#[test]
+fn restart_moves_the_same_version_to_the_other_colour_without_a_failed_read_and_keeps_the_rollback() {
+    let sb = installed("lc-restart", V1);
+    assert!(installer(&sb, &["update", "--version", V2]).status.success(), "update");
+    let before = assert_serving(&sb, "after the update");
+    let t = target(&sb);
+    let load = Load::start(&t, 2, 1);
+    load.warm_up(20);
+    let o = installer(&sb, &["restart"]);
+    let r = load.stop();
+    assert!(o.status.success(), "restart: {}", said(&o));
+    let after = assert_serving(&sb, "after the restart");
+    assert_ne!(after.0, before.0, "restart did not move to the other colour");
+    assert_eq!(after.1, V2, "restart changed the version");
+    assert!(r.reads_failed.is_empty(), "reads failed during the restart: {:?}", r.reads_failed);
+    assert!(r.writes_failed.is_empty(), "writes failed other than by the freeze: {:?}", r.writes_failed);
+    let titles = t.task_titles().unwrap();
+    let lost: Vec<&String> = r.writes_acked.iter().filter(|w| !titles.contains(w)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost by the restart: {lost:?}");
+    // The rollback point of the update survived the restart (its copy and release too).
+    let o = installer(&sb, &["rollback", "--yes"]);
+    assert!(o.status.success(), "rollback after a restart: {}", said(&o));
+    assert_eq!(assert_serving(&sb, "after the rollback").1, V1);
+}

@@ -19,6 +19,7 @@ fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
     Some(match cmd {
         cli::Command::Update(u) => (u.instance.as_deref(), &u.root, u.dry_run),
         cli::Command::Rollback(r) => (r.instance.as_deref(), &r.root, r.dry_run),
+        cli::Command::Restart(r) => (r.instance.as_deref(), &r.root, r.dry_run),
         cli::Command::Health(h) => (h.instance.as_deref(), &h.root, false),
         cli::Command::Status(s) => (s.instance.as_deref(), &s.root, false),
         cli::Command::Backup(b) => (b.instance.as_deref(), &b.root, false),
