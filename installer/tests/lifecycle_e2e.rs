@@ -8,11 +8,11 @@ mod lifecycle_common;
 
 use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lifecycle_common::*;
+use vikunja_e2e::disk::SmallDisk;
 use vikunja_e2e::load::Load;
 use vikunja_e2e::sandbox::Sandbox;
 
@@ -327,25 +327,6 @@ fn case7_a_stale_lock_is_taken_over_naming_the_dead_holder() {
     let o = installer(&sb, &["backup"]);
     assert!(o.status.success());
     assert!(!said(&o).contains(&dead_pid.to_string()), "the stale holder is named again: {}", said(&o));
-}
-
-/// Mounts a tmpfs of `bytes` over `dir` for the test's lifetime (root only).
-struct SmallDisk(std::path::PathBuf);
-impl SmallDisk {
-    fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(dir.to_path_buf()))
-    }
-}
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

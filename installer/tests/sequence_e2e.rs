@@ -191,6 +191,7 @@ impl Model {
 /// The step kinds `VIKUNJA_SEQ_WITHOUT` may name.
 const KINDS: &[&str] = &[
     "update",
+    "restart",
     "rollback",
     "backup",
     "restore",
@@ -210,6 +211,8 @@ enum Op {
     /// rollbacks (v2.5.0's schema back to v2.4.0's) rare.
     Update(bool),
     Rollback,
+    /// A zero-downtime restart on the same version (moves to the other colour).
+    Restart,
     Backup,
     Restore(usize),
     Status,
@@ -228,6 +231,7 @@ impl Op {
         match self {
             Op::Update(_) => "update",
             Op::Rollback => "rollback",
+            Op::Restart => "restart",
             Op::Backup => "backup",
             Op::Restore(_) => "restore",
             Op::Status => "status",
@@ -301,6 +305,7 @@ impl Runner {
                 vec!["update".into(), "--version".into(), to.into()]
             }
             Op::Rollback => vec!["rollback".into(), "--yes".into()],
+            Op::Restart => vec!["restart".into()],
             Op::Backup => vec!["backup".into()],
             Op::Restore(i) => {
                 vec!["restore".into(), self.model.backups[*i].0.to_string_lossy().into_owned(), "--yes".into()]
@@ -335,7 +340,8 @@ impl Runner {
             36..=47 => Op::Backup,
             48..=57 if n > 0 => Op::Restore(rng.below(n)),
             48..=57 => Op::Backup,
-            58..=61 => Op::Status,
+            58..=59 => Op::Status,
+            60..=61 => Op::Restart,
             62..=75 => {
                 let op = plain(rng, n);
                 let point = match op {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use vikunja_e2e::disk::SmallDisk;
 use vikunja_e2e::load::{Load, Target};
 use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
 
@@ -305,25 +306,6 @@ fn update_and_rollback_against_a_real_postgresql_server() {
     assert_serving(&sb, "blue", V1);
     assert_eq!(psql("SELECT string_agg(id, ',' ORDER BY id) FROM migration"), before);
     attachment.assert_intact(&t);
-}
-
-/// Mounts a tmpfs of `bytes` over `dir` for the test's lifetime (root only).
-struct SmallDisk(PathBuf);
-impl SmallDisk {
-    fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(dir.to_path_buf()))
-    }
-}
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 fn du(dir: &Path) -> u64 {

@@ -6,6 +6,7 @@
 //! `cargo xtask bench`, which is why it is ordinary library code.
 
 pub mod ca;
+pub mod disk;
 pub mod evil;
 pub mod keepalive;
 pub mod load;
