@@ -204,5 +204,6 @@ mod tests {
         assert!(!all.iter().any(|p| p.cmdline == "sleep 62" || p.cmdline == "sleep 63"), "leftovers were killed");
         assert!(all.iter().any(|p| p.pid == earlier.id()), "the earlier process was left alone");
         earlier.kill().unwrap();
+        earlier.wait().unwrap();
     }
 }
