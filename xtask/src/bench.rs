@@ -149,7 +149,7 @@ fn splice(old: &str, figures: &[Figure]) -> Result<String> {
                 let head = format!("\n## {name}\n");
                 let i = text.find(&head).with_context(|| format!("no section {head:?} in BENCHMARKS.md"))?;
                 let end = text[i + head.len()..].find("\n## ").map_or(text.len(), |e| i + head.len() + e);
-                text.replace_range(i..end, section(f).trim_end_matches('\n'));
+                text.replace_range(i..end, &section(f));
                 done = true;
                 break;
             }

@@ -48,7 +48,7 @@ fn parts_of(text: &str) -> Vec<(String, u64)> {
             continue;
         }
         let Ok(size) = u64::from_str_radix(rest.0.trim_start_matches("0x"), 16) else { continue };
-        *sums.entry(part(&name, &rest.1)).or_default() += size;
+        *sums.entry(part(&out_section, &name, &rest.1)).or_default() += size;
     }
     let mut v: Vec<(String, u64)> = sums.into_iter().filter(|(_, n)| *n > 0).collect();
     v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
@@ -62,10 +62,16 @@ fn in_file(section: &str) -> bool {
         && !section.starts_with(".debug")
 }
 
-fn part(section: &str, file: &str) -> String {
+fn part(out_section: &str, section: &str, file: &str) -> String {
     let p = |s: &str| s.to_string();
     if section == "*fill*" {
         return p("alignment padding");
+    }
+    if out_section.starts_with(".rela") {
+        return p("relocations (static-pie)");
+    }
+    if out_section.starts_with(".eh_frame") || out_section == ".gcc_except_table" {
+        return p("unwind tables (.eh_frame)");
     }
     if file.contains("libc.a(") {
         return p("musl libc");
@@ -76,16 +82,29 @@ fn part(section: &str, file: &str) -> String {
     if file.contains("libgcc") {
         return p("libgcc");
     }
-    if file.contains("ring_core") || file.contains("/ring-") {
+    if file.contains("libring") || file.contains("ring_core") {
         return p("ring (C and assembly)");
     }
-    if file.ends_with(".o") && (file.contains("crt") || file.contains("/usr/lib/")) && !file.contains("rcgu") {
+    if file.starts_with("/usr/lib/") && file.ends_with(".o") {
         return p("C start files");
     }
     match symbol_crate(section).as_deref() {
         Some(
-            "std" | "core" | "alloc" | "compiler_builtins" | "panic_abort" | "hashbrown" | "std_detect" | "adler2"
-            | "memchr" | "rustc_demangle" | "addr2line" | "gimli" | "object" | "miniz_oxide_std",
+            "std"
+            | "core"
+            | "alloc"
+            | "compiler_builtins"
+            | "panic_abort"
+            | "panic_immediate_abort"
+            | "hashbrown"
+            | "std_detect"
+            | "adler2"
+            | "memchr"
+            | "rustc_demangle"
+            | "addr2line"
+            | "gimli"
+            | "object"
+            | "miniz_oxide_std",
         ) => p("Rust std"),
         Some("ring") => p("ring (Rust)"),
         Some("rustls" | "webpki" | "rustls_pki_types" | "subtle" | "zeroize") => p("rustls + webpki"),
@@ -105,14 +124,40 @@ fn part(section: &str, file: &str) -> String {
     }
 }
 
-/// The first path segment of a legacy-mangled Rust symbol in a section name
-/// (`.text._ZN6rustls6client...` → `rustls`); None for `<T as Trait>` impls and anonymous data.
+/// The crate of the Rust symbol in a section name (`.text._ZN6rustls6client…` → `rustls`,
+/// `.text._RNvNtCs1a_5alloc7raw_vec…` → `alloc`): for v0 names the first crate root, which is
+/// the crate of the item itself; None for legacy `<T as Trait>` impls and anonymous data.
 fn symbol_crate(section: &str) -> Option<String> {
-    let sym = &section[section.find("_ZN")? + 3..];
-    let digits: String = sym.chars().take_while(char::is_ascii_digit).collect();
-    let n: usize = digits.parse().ok()?;
-    let ident = sym.get(digits.len()..digits.len() + n)?;
-    (!ident.starts_with("_$")).then(|| ident.to_string())
+    if let Some(i) = section.find("_ZN") {
+        let ident = length_prefixed(&section[i + 3..])?;
+        return (!ident.starts_with("_$")).then(|| ident.to_string());
+    }
+    let sym = &section[section.find("._R")? + 3..];
+    for (i, c) in sym.bytes().enumerate() {
+        if c != b'C' {
+            continue;
+        }
+        // Crate root: `C`, an optional disambiguator `s<base62>_`, then a length-prefixed name.
+        let mut rest = &sym[i + 1..];
+        if let Some(r) = rest.strip_prefix('s') {
+            let Some(end) = r.find('_') else { continue };
+            if !r[..end].bytes().all(|c| c.is_ascii_alphanumeric()) {
+                continue;
+            }
+            rest = &r[end + 1..];
+        }
+        if let Some(ident) = length_prefixed(rest) {
+            return Some(ident.to_string());
+        }
+    }
+    None
+}
+
+/// `5alloc…` → `alloc`.
+fn length_prefixed(s: &str) -> Option<&str> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = s[..digits].parse().ok()?;
+    s.get(digits..digits + n).filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -126,6 +171,12 @@ mod tests {
                    .text           0x0000000000001000     0x5000\n \
                    .text._ZN6rustls6client4conn17h\n                0x0000000000001000      0x100 /t/deps/b-1.rcgu.o\n \
                    .text._ZN4core3fmt5write17h 0x0000000000001100 0x20 /t/deps/b-1.rcgu.o\n \
+                   .text._RNvNtCs6CUNnHTagmC_5bytes5bytes17shallow_clone_vec 0x0000000000001120 0x10 /t/b.rcgu.o\n \
+                   .text.unlikely._RNvMs4_NtCs7ZE7quEdNeU_5alloc7raw_vecNtB5_11RawVecInner11finish_growB7_\n \
+                   0x0000000000001130 0x4 /t/b.rcgu.o\n\
+                   .rela.dyn       0x0000000000000288     0x98\n \
+                   .rela.text     0x0000000000000288       0x98 /usr/lib/x86_64-linux-musl/rcrt1.o\n\
+                   .text2          0x0000000000001000     0x5000\n \
                    .text          0x0000000000001200       0x40 /usr/lib/x86_64-linux-musl/libc.a(memcpy.o)\n \
                    *fill*         0x0000000000001240        0x3 \n \
                    .text._ZN50_$LT$T$u20$as$u20$x$GT$3fmt17h\n                0x0000000000001250        0x8 /t/b.rcgu.o\n\
@@ -134,7 +185,9 @@ mod tests {
         let parts = parts_of(map);
         let get = |k: &str| parts.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
         assert_eq!(get("rustls + webpki"), Some(0x100));
-        assert_eq!(get("Rust std"), Some(0x20), "the discarded section is not counted");
+        assert_eq!(get("Rust std"), Some(0x24), "the discarded section is not counted");
+        assert_eq!(get("Rust, other: bytes"), Some(0x10));
+        assert_eq!(get("relocations (static-pie)"), Some(0x98));
         assert_eq!(get("musl libc"), Some(0x40), ".bss takes no file bytes");
         assert_eq!(get("alignment padding"), Some(3));
         assert_eq!(get("Rust, unattributed (trait impls, anonymous constants)"), Some(8));

@@ -68,10 +68,13 @@ pub mod musl {
     /// so the linker takes no member of it (0 bytes) but the link is an honest one.
     pub const LIBUNWIND_DIR: &str = "/usr/lib/llvm-22/lib";
     /// `-Cpanic=immediate-abort`: a panic is an abort without message formatting (the bootstrap
-    /// reports every error itself and never panics on input). The default relocation model (PIC)
-    /// with crt-static makes rustc link a static-pie: ASLR is kept.
-    pub const RUSTFLAGS: &str =
-        "-Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=+crt-static -Clink-self-contained=no";
+    /// reports every error itself and never panics on input). Nothing unwinds then, so no unwind
+    /// tables either (`force-unwind-tables=no`, and [`CFLAGS`] for the C in ring): they were
+    /// 170 KB of .eh_frame. The default relocation model (PIC) with crt-static makes rustc link a
+    /// static-pie: ASLR is kept.
+    pub const RUSTFLAGS: &str = "-Zunstable-options -Cpanic=immediate-abort -Cforce-unwind-tables=no \
+        -Ctarget-feature=+crt-static -Clink-self-contained=no";
+    pub const CFLAGS: &str = "-fno-asynchronous-unwind-tables -fno-unwind-tables";
     /// gcc specs for linking against musl: Debian's musl-gcc.specs, plus what it lacks for
     /// `-static-pie` (musl's rcrt1.o, which relocates the binary itself, and no dynamic loader).
     /// musl-gcc's own specs always name `/lib/ld-musl-x86_64.so.1`, which makes a PIE dynamic.
@@ -184,6 +187,7 @@ pub fn build_musl_bootstrap(root: &Path, target_dir: &Path, env: &BuildEnv) -> R
         // Lets the distribution's stable compiler take -Z flags; the compiler is pinned above.
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CC_x86_64_unknown_linux_musl", "musl-gcc")
+        .env("CFLAGS_x86_64_unknown_linux_musl", musl::CFLAGS)
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", "gcc")
         .env(
             "RUSTFLAGS",
