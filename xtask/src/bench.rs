@@ -58,7 +58,15 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
     if b.bootstrap_only {
         let out = root.join("BENCHMARKS.md");
         let old = fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-        let text = splice(&old, &figures)?;
+        let mut text = splice(&old, &figures)?;
+        // The header dates the whole run; say when these rows were measured.
+        let first = text.find('\n').unwrap_or(text.len());
+        let base = text[..first].split(" The bootstrap rows:").next().unwrap_or_default().to_string();
+        let date = manifests::time::format_rfc3339(manifests::time::now_unix());
+        text.replace_range(
+            ..first,
+            &format!("{base} The bootstrap rows: `cargo xtask bench --bootstrap-only` on {date}."),
+        );
         print!("{text}");
         fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("bench: updated the bootstrap rows of {}", out.display());
@@ -217,8 +225,8 @@ fn bootstrap_size(root: &Path, s: &Served, glibc: &Path) -> Result<Figure> {
             let total: u64 = parts.iter().map(|(_, n)| n).sum();
             let list: Vec<String> = parts.iter().map(|(p, n)| format!("{p} {n}")).collect();
             notes.push(format!(
-                "Parts, bytes of loaded sections by origin from the linker map (`bench_size`; {total} in all, \
-                 the rest of the file is ELF headers, relocations for static-pie and alignment): {}.",
+                "Parts, bytes of the sections in the file by origin, from the linker map (`bench_size`; {total} \
+                 in all, the rest is ELF and section headers): {}.",
                 list.join(", ")
             ));
         }

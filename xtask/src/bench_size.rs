@@ -106,12 +106,13 @@ fn part(out_section: &str, section: &str, file: &str) -> String {
             | "object"
             | "miniz_oxide_std",
         ) => p("Rust std"),
-        Some("ring") => p("ring (Rust)"),
+        Some("ring" | "untrusted" | "getrandom") => p("ring (Rust)"),
         Some("rustls" | "webpki" | "rustls_pki_types" | "subtle" | "zeroize") => p("rustls + webpki"),
         Some("webpki_roots") => p("webpki-roots (CA certificates)"),
-        Some("ureq" | "ureq_proto" | "http" | "httparse" | "percent_encoding" | "base64" | "utf8_zero" | "log") => {
-            p("ureq + http")
-        }
+        Some(
+            "ureq" | "ureq_proto" | "http" | "httparse" | "percent_encoding" | "base64" | "utf8_zero" | "log" | "bytes"
+            | "itoa",
+        ) => p("ureq + http"),
         Some("flate2" | "miniz_oxide" | "simd_adler32" | "crc32fast" | "tar" | "filetime" | "minisign_verify") => {
             p("flate2, tar, minisign-verify")
         }
@@ -186,7 +187,7 @@ mod tests {
         let get = |k: &str| parts.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
         assert_eq!(get("rustls + webpki"), Some(0x100));
         assert_eq!(get("Rust std"), Some(0x24), "the discarded section is not counted");
-        assert_eq!(get("Rust, other: bytes"), Some(0x10));
+        assert_eq!(get("ureq + http"), Some(0x10));
         assert_eq!(get("relocations (static-pie)"), Some(0x98));
         assert_eq!(get("musl libc"), Some(0x40), ".bss takes no file bytes");
         assert_eq!(get("alignment padding"), Some(3));
