@@ -4,6 +4,11 @@
 //! behaviour. So the downloader resolves by itself: IP literals, `/etc/hosts`, then DNS (A, then
 //! AAAA) over UDP to the `/etc/resolv.conf` servers, over TCP when the answer is truncated. The
 //! addresses only choose where to connect: TLS still proves who answers.
+//!
+//! The bootstrap is static musl now, whose resolver needs no NSS, but this stays: the installer is
+//! still static glibc and shares this downloader, and Debian bookworm's musl 1.2.3 does not retry
+//! a truncated answer over TCP (musl does from 1.2.4 on); musl's hosts file, `search` and `ndots`
+//! handling would cover the rest.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

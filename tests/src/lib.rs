@@ -15,10 +15,13 @@ pub mod postgres;
 pub mod proxy;
 pub mod sandbox;
 
+use std::io;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 
@@ -94,6 +97,49 @@ fn remove_dead_runs(base: &Path, name: &str) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Spawns `cmd` (which must stay in the foreground: no daemonizing) so that the kernel sends it
+/// SIGTERM when this process ends, however it ends: normal exit, panic, abort or SIGKILL.
+///
+/// Servers a test keeps in a `static` are never dropped, so Drop alone would leave them running
+/// after the test binary is gone. `PR_SET_PDEATHSIG` fires when the *thread* that forked the
+/// child exits, and libtest runs each test on its own short-lived thread; so every tied child is
+/// forked by one spawner thread that lives as long as the process.
+pub fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+    type Job = (Command, mpsc::Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<io::Result<mpsc::Sender<Job>>> = OnceLock::new();
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only makes the syscalls prctl and
+    // getppid, which are async-signal-safe; it allocates nothing (the error is a raw errno).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl; then no signal would ever come.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        // The sender lives in this static and is never dropped, so the loop never ends.
+        std::thread::Builder::new().name("tied-spawner".into()).spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        })?;
+        Ok(tx)
+    });
+    let spawner =
+        spawner.as_ref().map_err(|e| io::Error::new(e.kind(), format!("starting the spawner thread: {e}")))?;
+    let (reply_tx, reply_rx) = mpsc::channel();
+    let gone = || io::Error::other("the tied-spawner thread is gone");
+    spawner.send((cmd, reply_tx)).map_err(|_| gone())?;
+    reply_rx.recv().map_err(|_| gone())?
 }
 
 /// Runs `cmd` to completion and turns a failure into an error that names the

@@ -6,7 +6,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,12 @@ const NO_LATEST: &str = "set $latest_tag \"\";\n";
 /// Every path is relative to `-p PREFIX` or absolute, because the Debian
 /// build's compiled-in temp paths point at /var/lib/nginx, which a private
 /// instance must not share (and cannot write when not root).
+///
+/// `daemon off;` keeps the master a child of the test process, tied to it with
+/// [`crate::spawn_tied`]: a daemonized master would lose the parent-death signal
+/// and outlive a test binary whose servers live in statics (never dropped).
 const CONF_TEMPLATE: &str = r#"# Written by vikunja-e2e; rewritten on every start.
+daemon off;
 worker_processes 1;
 pid nginx.pid;
 error_log logs/error.log info;
@@ -72,7 +77,8 @@ http {
 /// A running private nginx that serves `www/` like github.com serves release
 /// assets, including the `latest` redirect.
 ///
-/// Dropping it asks nginx to quit; [`ReleaseServer::stop`] also waits for it.
+/// Dropping it or [`ReleaseServer::stop`] stops nginx and waits for it; if the
+/// process ends without either (a server in a `static`), the kernel stops it.
 #[derive(Debug)]
 pub struct ReleaseServer {
     /// nginx prefix (`-p`): config, pid file, logs and temp dirs live here.
@@ -84,7 +90,8 @@ pub struct ReleaseServer {
     nginx: PathBuf,
     conf: PathBuf,
     ca_pem: PathBuf,
-    stopped: bool,
+    /// The master, a child of this process; `None` once stopped.
+    child: Option<Child>,
 }
 
 /// Same as [`ReleaseServer::start`], for callers that read better as `nginx::start(..)`.
@@ -93,9 +100,10 @@ pub fn start(prefix: &Path, ca: &TestCa) -> Result<ReleaseServer> {
 }
 
 impl ReleaseServer {
-    /// Writes a config under `prefix`, starts nginx daemonized on a free
-    /// loopback port and returns once the port accepts connections, so the
-    /// first request of a test cannot race the startup.
+    /// Writes a config under `prefix`, starts nginx on a free loopback port
+    /// (in the foreground, tied to this process) and returns once the port
+    /// accepts connections, so the first request of a test cannot race the
+    /// startup.
     ///
     /// Another process may take the chosen port between probing and nginx's
     /// bind, so a bind failure is retried with a new port.
@@ -116,7 +124,7 @@ impl ReleaseServer {
         }
         let conf = prefix.join("nginx.conf");
         let mut server =
-            ReleaseServer { prefix, port: 0, www, nginx, conf, ca_pem: absolute(&ca.ca_pem)?, stopped: true };
+            ReleaseServer { prefix, port: 0, www, nginx, conf, ca_pem: absolute(&ca.ca_pem)?, child: None };
         // A leftover master from an earlier run on this prefix would keep the
         // pid file and confuse later signals.
         if master_running(&server.prefix, &server.conf) {
@@ -135,24 +143,29 @@ impl ReleaseServer {
                 .replace("@KEY@", &key.to_string_lossy());
             fs::write(&server.conf, text).with_context(|| format!("writing {}", server.conf.display()))?;
 
-            // stderr goes to a file, not a pipe: the daemonized master could
-            // otherwise keep the pipe open and block a reader forever.
+            // stderr goes to a file, not a pipe: nobody reads a pipe while
+            // nginx runs, and a full one would block it.
             let stderr_path = server.prefix.join(format!("logs/start-{attempt}.stderr"));
             let stderr =
                 fs::File::create(&stderr_path).with_context(|| format!("creating {}", stderr_path.display()))?;
             let mut cmd = server.command();
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-            let status = cmd.status().with_context(|| format!("could not run `{}`", describe(&cmd)))?;
-            let err_text = fs::read_to_string(&stderr_path).unwrap_or_default();
-            if status.success() {
-                server.port = port;
-                server.stopped = false;
-                server.wait_listening()?;
-                return Ok(server);
-            }
-            last_err = format!("`{}` failed ({status}): {}", describe(&cmd), err_text.trim());
-            if !err_text.contains("Address already in use") {
-                break;
+            let shown = describe(&cmd);
+            // The pid file appears once the listeners are bound: a stale one would pass for ours.
+            let _ = fs::remove_file(server.prefix.join("nginx.pid"));
+            let child = crate::spawn_tied(cmd).with_context(|| format!("could not run `{shown}`"))?;
+            server.port = port;
+            server.child = Some(child);
+            match server.wait_started() {
+                Ok(()) => return Ok(server),
+                Err(status) => {
+                    server.child = None;
+                    let err_text = fs::read_to_string(&stderr_path).unwrap_or_default();
+                    last_err = format!("`{shown}` failed ({status}): {}", err_text.trim());
+                    if !err_text.contains("Address already in use") {
+                        break;
+                    }
+                }
             }
         }
         bail!("starting nginx in {}: {last_err}", server.prefix.display())
@@ -220,11 +233,27 @@ impl ReleaseServer {
     /// Stops nginx and waits (up to 5 s) until it has removed its pid file,
     /// for callers that reuse the port or the prefix right away.
     pub fn stop(mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            if master_running(&self.prefix, &self.conf) && self.signal("quit").is_ok() {
-                self.wait_pid_gone(READY_TIMEOUT);
+        self.terminate();
+    }
+
+    /// SIGTERM (nginx's fast shutdown: the master stops its workers, then
+    /// exits), then reaps the master; SIGKILL if it is still there after
+    /// [`READY_TIMEOUT`], so a test never hangs on a wedged server.
+    fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill(2) has no memory effects; `pid` is our unreaped
+            // child, so it cannot have been recycled for another process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
             }
+            sleep(Duration::from_millis(10));
         }
     }
 
@@ -247,20 +276,33 @@ impl ReleaseServer {
         Ok(self.www.join(owner).join(repo).join("releases/download").join(tag))
     }
 
-    fn wait_listening(&self) -> Result<()> {
+    /// Waits until our master has written its pid file (it does so after
+    /// binding, so a stranger on the port does not pass for nginx) and the
+    /// port accepts connections. Err with a description when the master
+    /// exited (it gives up on a busy port after ~2.5 s) or never got ready.
+    fn wait_started(&mut self) -> std::result::Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + READY_TIMEOUT;
+        // Longer than nginx's own retries on a busy port, so those end in an exit we can see.
+        let deadline = Instant::now() + 2 * READY_TIMEOUT;
+        let Some(pid) = self.child.as_ref().map(Child::id) else { return Err("not started".into()) };
         loop {
-            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() >= deadline => {
-                    bail!(
-                        "nginx started but {addr} refuses connections after {READY_TIMEOUT:?}: {e}; error log: {}",
-                        self.error_log_tail()
-                    )
-                }
-                Err(_) => sleep(Duration::from_millis(10)),
+            match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => return Err(status.to_string()),
+                Some(Err(e)) => return Err(format!("waiting for nginx: {e}")),
+                _ => {}
             }
+            if self.master_pid() == Some(pid) && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.terminate();
+                return Err(format!(
+                    "not serving on {addr} after {:?}; error log: {}",
+                    2 * READY_TIMEOUT,
+                    self.error_log_tail()
+                ));
+            }
+            sleep(Duration::from_millis(10));
         }
     }
 
@@ -334,14 +376,10 @@ impl ReleaseServer {
 }
 
 impl Drop for ReleaseServer {
-    /// Without this every test would leak a daemon holding a port.
+    /// Without this every test would leave a server holding a port until its
+    /// test binary ends.
     fn drop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            if master_running(&self.prefix, &self.conf) {
-                let _ = self.signal("quit");
-            }
-        }
+        self.terminate();
     }
 }
 

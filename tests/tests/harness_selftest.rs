@@ -175,3 +175,74 @@ fn scratch_dirs_are_fresh_and_distinct() {
     assert_eq!(std::fs::read_dir(&a).unwrap().count(), 0);
     assert!(scratch_dir("../escape").is_err());
 }
+
+/// Not a test on its own: `servers_end_with_their_test_binary` runs it in a child process, where
+/// it starts a server kept in a `static` (never dropped, like the e2e download sites), prints the
+/// master's pid and port and then returns (`exit`) or waits to be killed (`hang`).
+#[test]
+fn tied_server_child() {
+    static SITE: std::sync::OnceLock<(std::path::PathBuf, TestCa, ReleaseServer)> = std::sync::OnceLock::new();
+    let Some(mode) = std::env::var_os("HARNESS_TIED_CHILD") else { return };
+    let (_, _, srv) = SITE.get_or_init(|| server("selftest-tied"));
+    let pid = std::fs::read_to_string(srv.prefix.join("nginx.pid")).unwrap();
+    println!("SERVER {} {}", pid.trim(), srv.port);
+    std::io::stdout().flush().unwrap();
+    if mode == "hang" {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
+}
+
+/// Alive (not merely a zombie waiting for its new parent to reap it).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
+}
+
+/// Runs `tied_server_child` in `mode` and returns it with the master's pid and port, checking the
+/// server really runs while its test binary does.
+fn tied_child(mode: &str) -> (std::process::Child, u32, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["tied_server_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("HARNESS_TIED_CHILD", mode)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    // libtest prints `test tied_server_child ... ` on the same line first.
+    while !(out.contains("SERVER ") && out.ends_with('\n')) {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "child ended early: {out}");
+        out.push(byte[0] as char);
+    }
+    let line = out.split("SERVER ").nth(1).unwrap();
+    let mut f = line.split_whitespace();
+    let (pid, port) = (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap());
+    assert!(alive(pid), "the control: nginx {pid} runs while its test binary does");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+    std::mem::forget(stdout);
+    (child, pid, port)
+}
+
+fn assert_gone(pid: u32, port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "nginx master {pid} outlived its test binary");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still served");
+}
+
+#[test]
+fn servers_end_with_their_test_binary() {
+    let (mut child, pid, port) = tied_child("exit");
+    assert!(child.wait().unwrap().success());
+    assert_gone(pid, port);
+
+    // SIGKILL runs no exit code at all: only the kernel's parent-death signal is left.
+    let (mut child, pid, port) = tied_child("hang");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_gone(pid, port);
+}

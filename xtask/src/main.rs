@@ -5,6 +5,7 @@ mod bench;
 mod bench_backup;
 mod bench_deploy;
 mod bench_host;
+mod bench_size;
 mod bench_update;
 mod bench_upgrade;
 mod ci;

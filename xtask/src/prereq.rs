@@ -10,6 +10,7 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("openssl", "openssl"),
     ("curl", "curl"),
+    ("wget", "wget"),
     ("minisign", "minisign"),
     ("shellcheck", "shellcheck"),
     ("dash", "dash"),
@@ -34,6 +35,7 @@ pub const BENCH_TOOLS: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("openssl", "openssl"),
     ("curl", "curl"),
+    ("wget", "wget"),
     ("file", "file"),
     ("tar", "tar"),
     ("sha256sum", "coreutils"),
@@ -41,7 +43,11 @@ pub const BENCH_TOOLS: &[(&str, &str)] = &[
     ("time", "time"),
 ];
 
+/// `cmd` on PATH (or in /usr/sbin, /sbin); an absolute path must exist as it is.
 pub fn have(cmd: &str) -> bool {
+    if cmd.starts_with('/') {
+        return std::path::Path::new(cmd).is_file();
+    }
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).chain(["/usr/sbin".into(), "/sbin".into()]).any(|d| d.join(cmd).is_file()))
         .unwrap_or(false)
