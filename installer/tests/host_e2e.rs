@@ -285,7 +285,12 @@ fn assert_contract(cmds: &[Vec<String>]) {
             }
             ("pveam", Some(sub)) => assert!(["list", "update", "available", "download"].contains(&sub), "{line}"),
             ("pvesm", Some(sub)) => assert_eq!(sub, "status", "{line}"),
-            ("pvesh", Some(sub)) => assert!(sub == "get" && c[2] == "/cluster/nextid", "{line}"),
+            ("pvesh", Some(sub)) => {
+                assert!(
+                    sub == "get" && ["/cluster/nextid", "/nodes/localhost/network"].contains(&c[2].as_str()),
+                    "{line}"
+                )
+            }
             ("pveversion", None) => {}
             _ => panic!("unexpected: {line}"),
         }
@@ -524,9 +529,11 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
     let o = c.env("PVE_DOUBLE_PVEAM_UPDATE_FAIL", "1").output().unwrap();
     assert_eq!(o.status.code(), Some(0), "pveam update exits 0 even on failure");
     assert!(String::from_utf8_lossy(&o.stderr).contains("update failed"));
-    let o = node.tool(&["pveam", "download", "local", "debian-13-standard_13.1-2_amd64.tar.zst"]);
+    let o = node.tool(&["pveam", "download", "local", "debian-11-standard_11.7-1_amd64.tar.zst"]);
     assert!(o.status.success() && text(&o).contains("TASK ERROR"), "worker failures exit 0: {}", text(&o));
-    assert!(!text(&node.tool(&["pveam", "list", "local"])).contains("debian-13"));
+    assert!(!text(&node.tool(&["pveam", "list", "local"])).contains("debian-11"));
+    let o = node.tool(&["pvesh", "get", "/nodes/localhost/network", "--type", "any_bridge", "--output-format", "json"]);
+    assert_eq!(text(&o).matches("\"iface\"").count(), 1, "{}", text(&o));
     assert_eq!(node.tool(&["pveam", "download", "nope", "x"]).status.code(), Some(255));
     assert_eq!(node.tool(&["pct", "status", "100"]).status.code(), Some(255));
     assert!(text(&node.tool(&["pct", "status", "100"]))
