@@ -301,7 +301,8 @@ pub fn install_running(root: &Path, templates: Option<&Path>) -> Result<Option<P
         version: running_version(),
         channel: var("VIKUNJA_RELEASE_CHANNEL").unwrap_or_else(|| build_info::channel().to_string()),
         serial: var("VIKUNJA_RELEASE_SERIAL").and_then(|s| s.parse().ok()).unwrap_or(0),
-        key_id: var("VIKUNJA_RELEASE_KEY_ID").unwrap_or_else(|| "none (not started by vikunja-bootstrap)".into()),
+        // Empty: this copy was not verified by the bootstrap (a build run by hand).
+        key_id: var("VIKUNJA_RELEASE_KEY_ID").unwrap_or_default(),
         source: var("VIKUNJA_RELEASE_SOURCE").unwrap_or_else(|| exe.display().to_string()),
     };
     write_receipt(&staging, &release)?;
@@ -490,4 +491,5 @@ pub fn signing_key() -> Option<String> {
     std::env::var("VIKUNJA_RELEASE_KEY_ID")
         .ok()
         .or_else(|| own_receipt()?.into_iter().find(|(k, _)| k == "key_id").map(|(_, v)| v))
+        .filter(|k| !k.is_empty())
 }

@@ -495,12 +495,6 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
             path.display()
         );
     }
-    if !o.dry_run {
-        // Before any container: the README's day-2 commands must work once this run ends.
-        if let Some(bin) = crate::upgrade::install_running(&o.root, templates_dir().as_deref())? {
-            println!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
-        }
-    }
     loop {
         match attempt(o, &reg, d.clone(), interactive)? {
             Attempt::Done => return Ok(std::process::ExitCode::SUCCESS),
@@ -597,6 +591,10 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
     };
     if o.dry_run {
         println!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
+    } else if let Some(bin) = crate::upgrade::install_running(&o.root, templates_dir().as_deref())? {
+        // The first change, before any container: the README's day-2 commands must work once
+        // this run ends, and `upgrade` must find the installer in its layout.
+        println!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
     }
     let template = ensure_template(&mut r, &ts.name, &d.container.template)?;
 

@@ -541,11 +541,17 @@ pub fn summary(d: &Deployment, template: Option<&str>, next_id: u32) -> String {
             v = format!("the next free one ({next_id} now)");
         }
         if q.env == "VIKUNJA_CT_TEMPLATE" {
-            if let Some(t) = template.filter(|t| *t != v) {
-                v = format!("{v} ({t})");
+            match template {
+                Some(t) if t != v => v = format!("{v} ({t})"),
+                Some(_) => {}
+                None if super::pve::is_family(&v) => {
+                    v = format!("{v} (the newest offered for {} after pveam update)", super::pve::node_arch())
+                }
+                None => {}
             }
         }
-        s.push_str(&format!("  {:<44} {v}\n", q.label.split(" (").next().unwrap_or(q.label)));
+        let name = q.label.split([':', '(']).next().unwrap_or(q.label).trim();
+        s.push_str(&format!("  {name:<26} {v}\n"));
     }
     s
 }
