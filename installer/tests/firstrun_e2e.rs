@@ -414,3 +414,61 @@ fn off_proxmox_no_command_explains_help_is_h_and_a_closed_stdout_ends_quietly() 
     assert_eq!(st.signal(), Some(13), "ended by SIGPIPE, not {st:?}: {err}");
     assert!(err.is_empty(), "quietly: {err}");
 }
+
+/// The operator's script, rendered for a real install: clean under shellcheck, healthy when
+/// `health` is, and failing on the database and on HTTPS when those fail, as `health` does.
+#[test]
+fn the_health_script_passes_shellcheck_and_judges_the_database_and_https_like_health() {
+    use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
+    let site = DownloadSite::start(&vikunja_e2e::scratch_dir("firstrun-health-site").unwrap(), &["v2.5.0"]).unwrap();
+    let sb = Sandbox::new("firstrun-health").unwrap();
+    let cfg = sb.root.join("d.toml");
+    std::fs::write(&cfg, sb.config("hc", "v2.5.0", &site.base(), "")).unwrap();
+    let installer = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
+            .args(args)
+            .arg("--root")
+            .arg(&sb.root)
+            .env("SSL_CERT_FILE", &site.ca.ca_pem)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!("$ vikunja-installer {} ({:?})\n{}", args.join(" "), o.status, text(&o));
+        o
+    };
+    assert!(installer(&["install", "--init", "process", "--config", cfg.to_str().unwrap()]).status.success());
+    let script = sb.instance_dir("hc").join("scripts/health-check.sh");
+    match Command::new("shellcheck").arg(&script).output() {
+        Ok(o) => assert!(o.status.success(), "shellcheck:\n{}", text(&o)),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => panic!("shellcheck is missing"),
+        Err(_) => eprintln!("SKIPPED shellcheck: not installed"),
+    }
+    let run = || Command::new(&script).output().unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "healthy, as `health` says: {}", text(&o));
+    assert!(text(&o).contains("OK: All components healthy"));
+
+    // HTTPS: the script reads https_port from deployment.toml; a port nginx does not serve fails.
+    let settings = sb.instance_dir("hc").join("config/deployment.toml");
+    let good = std::fs::read_to_string(&settings).unwrap();
+    let https = format!("https_port = {}", sb.ports.https);
+    assert!(good.contains(&https), "{good}");
+    std::fs::write(&settings, good.replace(&https, "https_port = 9")).unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(10));
+    assert!(text(&o).contains("Nginx HTTPS unhealthy (port 9"), "{}", text(&o));
+    std::fs::write(&settings, &good).unwrap();
+
+    // The database: a file that is no SQLite database fails both the script and `health`.
+    let db = sb.instance_dir("hc").join("data/vikunja.db");
+    let saved = std::fs::read(&db).unwrap();
+    std::fs::write(&db, b"not a database at all").unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(10));
+    assert!(text(&o).contains("Database unhealthy"), "{}", text(&o));
+    let h = installer(&["health"]);
+    assert_eq!(h.status.code(), Some(10), "health agrees");
+    std::fs::write(&db, saved).unwrap();
+    assert_eq!(run().status.code(), Some(0));
+}
