@@ -7,12 +7,23 @@
 //! Needs root (create checks it) and `script`; without them the tests fail under CI=true and are
 //! skipped elsewhere.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+#[path = "pty/mod.rs"]
+mod pty;
+use pty::Pty;
+
+/// `true | vikunja-installer ARGS` on its own pseudo-terminal: what is typed goes to the terminal,
+/// never to the installer's stdin (an empty pipe).
+fn on_pty(h: &Host, args: &str, env: &[(&str, &str)]) -> Pty {
+    Pty::start(&format!("true | {} {args}", env!("CARGO_BIN_EXE_vikunja-installer")), |c| {
+        h.env(c);
+        c.envs(env.iter().copied());
+    })
+}
 
 fn skip() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -102,81 +113,6 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// `true | vikunja-installer ARGS` on its own pseudo-terminal: what is typed goes to the terminal,
-/// never to the installer's stdin (an empty pipe).
-struct Pty {
-    child: Child,
-    keys: Option<ChildStdin>,
-    out: Arc<Mutex<Vec<u8>>>,
-    seen: usize,
-}
-
-impl Pty {
-    fn start(h: &Host, args: &str, env: &[(&str, &str)]) -> Pty {
-        let line = format!("true | {} {args}", env!("CARGO_BIN_EXE_vikunja-installer"));
-        let mut c = Command::new("script");
-        c.args(["-qefc", &line, "/dev/null"]);
-        h.env(&mut c);
-        c.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = c.spawn().unwrap();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let (mut from, sink) = (child.stdout.take().unwrap(), out.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Pty { keys: child.stdin.take(), child, out, seen: 0 }
-    }
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
-    }
-    /// Waits until `what` is on the screen after what was already matched.
-    fn expect(&mut self, what: &str) {
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.screen();
-            if let Some(i) = s.get(self.seen..).and_then(|rest| rest.find(what)) {
-                self.seen += i + what.len();
-                return;
-            }
-            assert!(Instant::now() < end, "{what:?} did not appear; the screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    fn send(&mut self, keys: &str) {
-        let k = self.keys.as_mut().unwrap();
-        k.write_all(keys.as_bytes()).unwrap();
-        k.flush().unwrap();
-    }
-    fn answer(&mut self, question: &str, keys: &str) {
-        self.expect(question);
-        self.send(&format!("{keys}\r"));
-    }
-    fn finish(mut self) -> (Option<i32>, String) {
-        let end = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("the installer did not end; the screen:\n{}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        drop(self.keys.take());
-        std::thread::sleep(Duration::from_millis(100));
-        let s = self.screen();
-        eprintln!("--- the terminal ({status:?}) ---\n{s}");
-        (status.code(), s)
-    }
-}
-
 #[test]
 fn default_settings_on_the_terminal_show_what_is_used_and_no_at_the_confirmation_changes_nothing() {
     if skip() {
@@ -184,7 +120,7 @@ fn default_settings_on_the_terminal_show_what_is_used_and_no_at_the_confirmation
     }
     let h = Host::new("firstrun-default");
     // No command at all, as the README's one-liner runs it on a Proxmox host.
-    let mut t = Pty::start(&h, "", &[]);
+    let mut t = on_pty(&h, "", &[]);
     t.answer("Settings: 1) Default  2) Advanced [1]: ", "");
     t.expect("The container and Vikunja will be set up with:");
     t.expect("vikunja.local");
@@ -207,7 +143,7 @@ fn ctrl_c_or_ctrl_d_at_a_question_leaves_nothing_behind() {
     }
     let h = Host::new("firstrun-ctrlc");
     let root = h.root().display().to_string();
-    let mut t = Pty::start(&h, &format!("create --root {root}"), &[]);
+    let mut t = on_pty(&h, &format!("create --root {root}"), &[]);
     t.answer("Settings: 1) Default  2) Advanced [1]: ", "2");
     t.answer("Instance name [main]: ", "team");
     t.expect("Domain (the address users type) [vikunja.local]: ");
@@ -216,7 +152,7 @@ fn ctrl_c_or_ctrl_d_at_a_question_leaves_nothing_behind() {
     assert_ne!(code, Some(0), "{screen}");
     h.assert_untouched();
 
-    let mut t = Pty::start(&h, &format!("create --root {root}"), &[]);
+    let mut t = on_pty(&h, &format!("create --root {root}"), &[]);
     t.answer("Settings: 1) Default  2) Advanced [1]: ", "2");
     t.expect("Instance name [main]: ");
     t.send("\x04");
@@ -234,7 +170,7 @@ fn advanced_answers_typed_on_the_terminal_reach_the_plan_and_bad_ones_are_asked_
     let h = Host::new("firstrun-advanced");
     let root = h.root().display().to_string();
     let bridges = [("PVE_DOUBLE_BRIDGES", "vmbr0 vmbr1")];
-    let mut t = Pty::start(&h, &format!("create --dry-run --root {root}"), &bridges);
+    let mut t = on_pty(&h, &format!("create --dry-run --root {root}"), &bridges);
     t.answer("Settings: 1) Default  2) Advanced [1]: ", "2");
     for (q, a) in [
         ("Instance name [main]: ", "team"),

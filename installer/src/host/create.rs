@@ -458,7 +458,8 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
     let mut save = None;
     if let Some(t) = term.as_mut() {
         let mut p = t.prompter();
-        if o.config.is_none() && super::wizard::ask_mode(&mut p).map_err(cancelled)? {
+        // With --config, Default takes the file as it is and Advanced asks with its values as defaults.
+        if super::wizard::ask_mode(&mut p).map_err(cancelled)? {
             d = super::wizard::ask_all(d, &c, &mut p).map_err(cancelled)?;
         }
         assign_number(&mut d, &existing);
