@@ -241,8 +241,17 @@ fn without_any_terminal_create_needs_yes_or_a_config_and_variables_set_the_answe
     // Good ones reach the plan.
     let o = h.run(
         &["create", "--dry-run", "--root", &root],
-        &[("VIKUNJA_YES", "1"), ("VIKUNJA_CT_MEMORY", "3072"), ("VIKUNJA_CT_CORES", "3"), ("VIKUNJA_INSTANCE", "ops")],
+        &[
+            ("VIKUNJA_YES", "1"),
+            ("VIKUNJA_CT_MEMORY", "3072"),
+            ("VIKUNJA_CT_CORES", "3"),
+            ("VIKUNJA_INSTANCE", "ops"),
+            ("http_proxy", "http://proxy.lan:3128"),
+        ],
     );
+    // The host's proxy reaches apt-get in the container (pct exec passes no environment).
+    let apt = text(&o).lines().find(|l| l.contains("apt-get install")).unwrap_or_default().to_string();
+    assert!(apt.contains("--keep-env 0 -- env http_proxy=http://proxy.lan:3128 sh -c"), "{apt}");
     assert!(o.status.success());
     assert!(
         text(&o).contains("--memory 3072")

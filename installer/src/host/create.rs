@@ -761,11 +761,9 @@ fn recover(
         entry.name,
         cfg.display()
     );
-    let choice = if interactive {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        let mut err = std::io::stderr();
-        let mut p = super::wizard::Prompter { input: &mut input, output: &mut err };
+    let mut term = if interactive { crate::wizard::terminal() } else { None };
+    let choice = if let Some(t) = term.as_mut() {
+        let mut p = t.prompter();
         p.ask("keep it for debugging, remove it, or retry? (keep/remove/retry)", "keep", |v| {
             if ["keep", "remove", "retry"].contains(&v) {
                 Ok(())
