@@ -280,6 +280,10 @@ pub fn install_running(root: &Path, templates: Option<&Path>) -> Result<Option<P
     if h.current().as_deref() == Some(v) && h.bin_link().exists() {
         return Ok(None);
     }
+    if h.current().and_then(|c| Version::parse(&c).ok()).is_some_and(|c| c > running_version()) {
+        // An older one-liner never downgrades the host's installer; `upgrade` is the way to move it.
+        return Ok(None);
+    }
     let _lock = lock(&h)?;
     clean_leftovers(&h);
     let staging = h.versions().join(format!(".staging-{}", std::process::id()));

@@ -104,6 +104,20 @@ fn assign_number(d: &mut Deployment, existing: &[Entry]) {
     }
 }
 
+/// The built-in name and domain when this host has none of that name yet; `main2` and
+/// `main2.vikunja.local` for the second, so the defaults never clash with an instance.
+fn fresh_name(d: &mut Deployment, existing: &[Entry]) {
+    let taken = |name: &str, domain: &str| existing.iter().any(|e| e.name == name || e.domain == domain);
+    if !taken(&d.instance.name, &d.network.domain) {
+        return;
+    }
+    let base = d.instance.name.clone();
+    if let Some(n) = (2..100).find(|n| !taken(&format!("{base}{n}"), &format!("{base}{n}.{}", d.network.domain))) {
+        d.network.domain = format!("{base}{n}.{}", d.network.domain);
+        d.instance.name = format!("{base}{n}");
+    }
+}
+
 fn uniqueness(d: &Deployment, existing: &[Entry]) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for e in existing {
@@ -405,9 +419,15 @@ fn choices(r: &Runner) -> Result<super::wizard::Choices> {
             templates.extend(pve::for_arch(pve::parse_pveam_list(&out), pve::node_arch()));
         }
     }
-    if let Ok(out) = r.query(&["pveam", "available", "--section", "system"]) {
-        templates.extend(pve::parse_pveam_available(&out, pve::node_arch()));
+    let available = r
+        .query(&["pveam", "available", "--section", "system"])
+        .map(|out| pve::parse_pveam_available(&out, pve::node_arch()))
+        .unwrap_or_default();
+    if available.is_empty() {
+        // No list yet (`pveam update` never ran): an answer is checked when the template is fetched.
+        templates.clear();
     }
+    templates.extend(available);
     templates.sort();
     templates.dedup();
     Ok(super::wizard::Choices { next_id, storages, bridges, templates })
@@ -434,6 +454,9 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
         None => Deployment::default(),
     };
     assign_number(&mut d, &existing);
+    if o.config.is_none() {
+        fresh_name(&mut d, &existing);
+    }
     let r = Runner::new(o.dry_run);
     let yes = o.yes || env_yes();
     let mut term = if yes { None } else { crate::wizard::terminal() };
@@ -1019,6 +1042,13 @@ mod tests {
             installer_version: String::new(),
             ca_bundle: String::new(),
         };
+        let mut d = Deployment::default();
+        fresh_name(&mut d, &[e("other", 1)]);
+        assert_eq!((d.instance.name.as_str(), d.network.domain.as_str()), ("main", "vikunja.local"), "free: kept");
+        let mut taken = e("main", 1);
+        taken.domain = "vikunja.local".into();
+        fresh_name(&mut d, &[taken]);
+        assert_eq!((d.instance.name.as_str(), d.network.domain.as_str()), ("main2", "main2.vikunja.local"));
         let mut d = Deployment::for_instance("team", 1);
         assign_number(&mut d, &[e("main", 1)]);
         assert_eq!((d.instance.number, d.ports.backend_blue), (2, 8090));
