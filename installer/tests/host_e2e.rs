@@ -538,7 +538,7 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     for _ in 0..15 {
         t.answer("]: ", ""); // disk, bridge, IPv4, gateway, VLAN, IPv6, DNS, SSH, tags, boot, template, version, zip, database, TLS
     }
-    t.answer("Open registration: anyone reaching the site may sign up (yes/no) [yes]: ", "");
+    t.answer("Open registration: anyone reaching the site may sign up (yes/no) [yes]: ", "no");
     t.expect("CPU cores                  1");
     t.answer("Save these settings, to repeat this install with --config? File, or - for no", "");
     t.answer("Create the container and install Vikunja now? (Y/n)", "y");
@@ -558,10 +558,12 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     let url = format!("https://{}:{}/", one.domain, one.ports.https);
     assert!(screen.contains(&format!("Open it:  {url}")), "{screen}");
     assert!(screen.contains(&format!("https://127.0.10.13:{}/", one.ports.https)), "{screen}");
+    // Registration closed, as answered: Vikunja says so, and the screen gives the command instead.
     assert!(
-        screen.contains("Create account") && screen.contains("vikunja-installer status --instance first"),
-        "{screen}"
+        screen.contains("First user (registration is closed)") && screen.contains("pct exec 100 -- runuser -u vikunja")
     );
+    assert!(screen.contains(&format!("/opt/vikunja-first/releases/{V1}/")) && screen.contains(" user create -u admin"));
+    assert!(screen.contains("vikunja-installer status --instance first"), "{screen}");
     assert!(screen.contains("vikunja-installer update --instance first") && screen.contains("backup --instance first"));
     let printed = screen
         .lines()
@@ -585,7 +587,9 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
         .arg(format!("{url}api/v1/info"))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("\"version\":\"{V1}\"")), "{}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(info.contains(&format!("\"version\":\"{V1}\"")), "{info}");
+    assert!(info.contains("\"registration_enabled\":false"), "{info}");
 
     // The installer is on the host's PATH now, in upgrade's layout, and manages the instance.
     let bin = node.root.join("usr/local/bin/vikunja-installer");

@@ -718,19 +718,24 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
         ));
     }
     if d.vikunja.registration {
-        s.push_str(&format!(
-            "\nFirst user: open the page and choose \"Create account\" (registration is open; close it later with\n\
-             \x20 [vikunja] registration = false in {}.deployment.toml and `vikunja-installer update --instance {name}`).\n",
-            name
-        ));
+        s.push_str(
+            "\nFirst user: open the page and choose \"Create account\". Registration is open: anyone who\n\
+             \x20 reaches the site can sign up (answer no at \"Open registration\", or VIKUNJA_REGISTRATION=no,\n\
+             \x20 to create the accounts yourself).\n",
+        );
     } else {
         let l = crate::layout::Layout::new(Path::new("/"), name);
         let bin = crate::artifact::binary_path(&l, &d.vikunja.version);
         s.push_str(&format!(
             "\nFirst user (registration is closed): create it in the container as the service user:\n  \
-             pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
+             pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={}{} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
             e.ctid,
             l.config_dir().display(),
+            if d.database.kind == crate::config::DbType::Sqlite {
+                String::new()
+            } else {
+                format!(" VIKUNJA_DATABASE_PASSWORD_FILE={}", l.db_password_file().display())
+            },
             bin.display(),
             d.network.domain
         ));
