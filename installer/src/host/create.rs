@@ -504,9 +504,13 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
             }
             save = (file != "-").then(|| PathBuf::from(file));
         }
+    } else {
+        super::wizard::host_defaults(&mut d, &c);
+        check_all(&d, &existing)?;
+        // Unattended, the same summary goes to the log: what this run used.
+        let resolved = pve::pick_template(&c.templates, &d.container.template);
+        print!("{}", super::wizard::summary(&d, resolved.as_deref(), c.next_id));
     }
-    super::wizard::host_defaults(&mut d, &super::wizard::Choices { next_id: 0, ..Default::default() });
-    check_all(&d, &existing)?;
     if let Some(path) = save {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
