@@ -524,6 +524,35 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     let (one, cfg) = instance(&node, &s, "first", 13, "local-lvm");
     let root = node.root.display().to_string();
     let line = one_liner_line(&s, &format!("create --config {} --root {root}", cfg.display()));
+
+    // Ctrl-C at the first question, through install.sh and the bootstrap: nothing on the node,
+    // nothing on the host, no unpacked bundle left in TMPDIR.
+    let mut t = pty::Pty::start(&line, |c| one_liner_env(&node, &s, c));
+    t.expect_within("Settings: 1) Default  2) Advanced [1]: ", std::time::Duration::from_secs(120));
+    t.send("\x03");
+    let (code, screen) = t.finish();
+    assert_ne!(code, Some(0), "{screen}");
+    let changes: Vec<String> = node
+        .commands()
+        .iter()
+        .filter(|c| {
+            !matches!(
+                (c[0].as_str(), c.get(1).map(String::as_str)),
+                ("pveversion", _) | ("pvesm", _) | ("pvesh", _) | ("pveam", Some("list" | "available"))
+            )
+        })
+        .map(|c| c.join(" "))
+        .collect();
+    assert!(changes.is_empty(), "Ctrl-C changed the node: {changes:?}");
+    assert!(std::fs::read_dir(&node.root).unwrap().next().is_none(), "Ctrl-C left files on the host");
+    let left: Vec<_> = std::fs::read_dir(&node.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("vikunja-installer-"))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the bootstrap left its bundle: {left:?}");
+
     let t0 = std::time::Instant::now();
     let mut t = pty::Pty::start(&line, |c| one_liner_env(&node, &s, c));
     t.expect_within("Settings: 1) Default  2) Advanced [1]: ", std::time::Duration::from_secs(120));
