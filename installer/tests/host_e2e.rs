@@ -379,11 +379,18 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
     let t = text(&o);
     assert!(t.starts_with("systemd") && t.matches("active").count() >= 2 && t.contains("uid="), "{t}");
 
-    // A second instance in its own container, id, address, domain and ports.
-    let o =
-        one_liner(&node, &s, &format!("create --config {} --yes --root {}", cfg2.display(), node.root.display()), &[]);
+    // A second instance in its own container, id, address, domain and ports; unattended with no
+    // terminal, by environment variables passed through install.sh and the bootstrap.
+    let o = one_liner(
+        &node,
+        &s,
+        &format!("create --config {} --root {}", cfg2.display(), node.root.display()),
+        &[("VIKUNJA_YES", "1"), ("VIKUNJA_CT_CORES", "1"), ("VIKUNJA_CT_HOSTNAME", "tasks-two")],
+    );
     assert!(o.status.success(), "second create failed");
     assert_eq!(version_over_tls(&node, "102", &two), V1);
+    let conf = text(&node.tool(&["pct", "config", "102"]));
+    assert!(conf.contains("cores: 1") && conf.contains("hostname: tasks-two"), "{conf}");
     let l = list(&node, &s);
     assert_eq!(l.len(), 2);
     assert_eq!((l[0]["ctid"].as_u64(), l[1]["ctid"].as_u64()), (Some(101), Some(102)));
