@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-/// Install and operate Vikunja in LXC containers on Proxmox VE.
+/// Install and operate Vikunja in LXC containers on Proxmox VE. With no command: `create` on a
+/// Proxmox host (asking on the terminal), otherwise what this is and how to start.
 #[derive(FromArgs, Debug)]
 pub struct Cli {
     /// print version, channel and build facts
