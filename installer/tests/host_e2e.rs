@@ -630,6 +630,10 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     // The installer is on the host's PATH now, in upgrade's layout, and manages the instance.
     let bin = node.root.join("usr/local/bin/vikunja-installer");
     assert!(node.root.join("opt/vikunja-pve/current/bin/vikunja-installer").is_file());
+    assert!(node.root.join("opt/vikunja-pve/current/templates/nginx").is_dir(), "the bundle's templates came along");
+    // Its receipt carries what the bootstrap verified, so `upgrade` and `--version` know the key.
+    let receipt = std::fs::read_to_string(node.root.join("opt/vikunja-pve/current/receipt.toml")).unwrap();
+    assert!(receipt.contains(&format!("version = \"{RELEASE}\"")) && !receipt.contains("key_id = \"\""), "{receipt}");
     let mut c = Command::new(&bin);
     c.args(["status", "--instance", "first", "--json", "--root", &root]);
     node.env(&mut c);
