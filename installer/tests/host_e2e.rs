@@ -530,7 +530,11 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     let s = site(&node.dir);
     let (one, cfg) = instance(&node, &s, "first", 13, "local-lvm");
     let root = node.root.display().to_string();
-    let line = one_liner_line(&s, &format!("create --config {} --root {root}", cfg.display()));
+    // `trap : INT`: like the admin's interactive shell, the shell `script` runs survives Ctrl-C and
+    // waits for the pipeline; otherwise its death would close the terminal under the bootstrap
+    // while it still cleans up (SIGHUP, EIO), which no real terminal does.
+    let line =
+        format!("trap : INT; {}", one_liner_line(&s, &format!("create --config {} --root {root}", cfg.display())));
 
     // Ctrl-C at the first question, through install.sh and the bootstrap: nothing on the node,
     // nothing on the host, no unpacked bundle left in TMPDIR.
@@ -552,13 +556,15 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
         .collect();
     assert!(changes.is_empty(), "Ctrl-C changed the node: {changes:?}");
     assert!(std::fs::read_dir(&node.root).unwrap().next().is_none(), "Ctrl-C left files on the host");
-    let left: Vec<_> = std::fs::read_dir(&node.dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("vikunja-installer-"))
-        .map(|e| e.path())
-        .collect();
-    assert!(left.is_empty(), "the bootstrap left its bundle: {left:?}");
+    let bundles = || -> Vec<PathBuf> {
+        std::fs::read_dir(&node.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("vikunja-installer-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    assert!(bundles().is_empty(), "the bootstrap left its bundle: {:?}", bundles());
 
     let t0 = std::time::Instant::now();
     let mut t = pty::Pty::start(&line, |c| one_liner_env(&node, &s, c));
