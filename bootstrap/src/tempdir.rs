@@ -58,7 +58,10 @@ impl Drop for PrivateDir {
             eprintln!("vikunja-bootstrap: kept {}", self.path.display());
             return;
         }
-        *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Removed while holding the registration: a signal arriving meanwhile waits for the
+        // removal to finish instead of exiting halfway through it with nothing left to remove.
+        let mut registered = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
         remove(&self.path);
+        *registered = None;
     }
 }

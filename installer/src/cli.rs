@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-/// Install and operate Vikunja in LXC containers on Proxmox VE.
+/// Install and operate Vikunja in LXC containers on Proxmox VE. With no command: `create` on a
+/// Proxmox host (asking on the terminal), otherwise what this is and how to start.
 #[derive(FromArgs, Debug)]
 pub struct Cli {
     /// print version, channel and build facts
@@ -362,7 +363,25 @@ pub enum Parsed {
     Usage(String),
 }
 
+/// Printed when no command is given off a Proxmox host (on one, `create` runs instead).
+pub const WELCOME: &str = "\
+vikunja-installer: installs and operates Vikunja (self-hosted to-do lists) on Proxmox VE.
+
+This machine is not a Proxmox VE host (no pveversion, no /etc/pve), so nothing was done. Either:
+
+  Inside an LXC container or on any Debian machine, install Vikunja here:
+      vikunja-installer install              (asks on a terminal; --config FILE or --yes for unattended)
+
+  On the Proxmox VE host, make a container with Vikunja in it:
+      vikunja-installer create               (the one-liner with no command does this on a host)
+
+With the one-liner:  curl -fsSL …/install.sh | sh -s -- -- install
+All commands:        vikunja-installer --help
+";
+
 pub fn parse(args: &[String]) -> Parsed {
+    // `-h` is what people type first; argh knows only --help.
+    let args: Vec<String> = args.iter().map(|a| if a == "-h" { "--help".to_string() } else { a.clone() }).collect();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     match Cli::from_args(&["vikunja-installer"], &argv) {
         Ok(cli) => Parsed::Run(cli),

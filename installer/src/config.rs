@@ -44,7 +44,8 @@ pub struct Container {
     pub hostname: String,
     pub node: String,
     /// The rest is used on the Proxmox host (`vikunja-installer create`): see `crate::host`.
-    /// OS template: a file name from `pveam available`, or a prefix like "debian-12" (newest match).
+    /// OS template: a file name from `pveam available`, or a prefix like "debian-12" (newest match);
+    /// "debian" is the newest Debian offered (the current stable).
     pub template: String,
     /// Storage for the root disk (empty: the first active one holding `rootdir`).
     pub storage: String,
@@ -77,6 +78,9 @@ pub struct VikunjaSource {
     pub artifact: Option<PathBuf>,
     /// Expected sha256 of the zip itself, when pinned.
     pub sha256: Option<String>,
+    /// Whether anyone who reaches the site may create an account (Vikunja's
+    /// `service.enableregistration`); without it the admin creates users.
+    pub registration: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -217,7 +221,7 @@ defaults! {
         id: 0,
         hostname: String::new(),
         node: String::new(),
-        template: "debian-12".into(),
+        template: "debian".into(),
         storage: String::new(),
         template_storage: String::new(),
         bridge: "vmbr0".into(),
@@ -236,6 +240,7 @@ defaults! {
         download_base: DEFAULT_DOWNLOAD_BASE.into(),
         artifact: None,
         sha256: None,
+        registration: true,
     },
     Database => Database {
         kind: DbType::Sqlite,

@@ -82,6 +82,15 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let started = Instant::now();
     let started_at = format_rfc3339(now_unix());
     d.validate().map_err(|e| fail(manifests::Exit::Usage, e.to_string()))?;
+    // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no memory.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if !root_user && opts.root == Path::new("/") {
+        return Err(fail(
+            manifests::Exit::Prerequisite,
+            "install changes system users, units and nginx: run it as root (sudo vikunja-installer install …); \
+             nothing was changed",
+        ));
+    }
     let l = Layout::new(&opts.root, &d.instance.name);
     let init = opts.init;
     println!(

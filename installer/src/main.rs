@@ -48,6 +48,13 @@ use anyhow::{anyhow, Result};
 use manifests::{build_info, Exit};
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed stdout (`… | head`) would make println! panic (exit 134 with
+    // a backtrace). The default action ends the process quietly, as for any Unix tool.
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition and no
+    // Rust code relies on SIGPIPE being ignored (children get SIG_DFL from std anyway).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match cli::parse(&args) {
         cli::Parsed::Run(c) => c,
@@ -123,9 +130,14 @@ fn main() -> ExitCode {
         Some(cli::Command::Backup(b)) => backup::command(*b),
         Some(cli::Command::Restore(r)) => restore::command(*r),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
+        // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
+        // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
+        None if host::is_proxmox_host() => {
+            host::create::run(&host::create::Options { config: None, yes: false, dry_run: false, root: "/".into() })
+        }
         None => {
-            eprintln!("vikunja-installer: no command given. Run `vikunja-installer --help` for the commands.");
-            return Exit::Usage.into();
+            print!("{}", cli::WELCOME);
+            return ExitCode::SUCCESS;
         }
     };
     match result {

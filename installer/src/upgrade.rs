@@ -247,26 +247,7 @@ pub fn run(o: &Options) -> Result<u8> {
     // Accepted as a whole only now: a release refused above moved no rollback guard.
     record(&mut state)?;
     write_receipt(&staging, &release, &files)?;
-    let dest = h.version_dir(&new);
-    if dest.exists() {
-        // A complete earlier copy of the same version (kept for rollback): replaced by the fresh one.
-        let aside = h.versions().join(format!(".replaced-{new}-{}", std::process::id()));
-        std::fs::rename(&dest, &aside).with_context(|| format!("move {} aside", dest.display()))?;
-        let _ = std::fs::remove_dir_all(&aside);
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&staging, &dest).with_context(|| format!("rename into {}", dest.display()))?;
-    kill_point("placed");
-    let old = h.current();
-    // Recorded before the switch, so a kill right after it still rolls back one version, not two.
-    if let Some(old) = &old {
-        manifests::atomic::write_atomic(&h.previous_file(), format!("{old}\n").as_bytes(), 0o644)?;
-    }
-    sync_tree(&dest, &files);
-    switch(&h, &new)?;
-    kill_point("switched");
-    prune(&h);
+    let old = place(&h, &staging, &new, &files)?;
     match &old {
         Some(old) => println!(
             "Upgraded vikunja-installer {old} -> {new} (channel {}, key {}); `vikunja-installer upgrade --rollback` goes back",
@@ -280,6 +261,92 @@ pub fn run(o: &Options) -> Result<u8> {
         ),
     }
     Ok(0)
+}
+
+/// Moves a complete, checked staging directory into `versions/<new>` and switches `current` (and
+/// the command in /usr/local/bin) to it; the version it replaces becomes `previous`. Returns that.
+fn place(h: &Home, staging: &Path, new: &str, files: &[PathBuf]) -> Result<Option<String>> {
+    let dest = h.version_dir(new);
+    if dest.exists() {
+        // A complete earlier copy of the same version (kept for rollback): replaced by the fresh one.
+        let aside = h.versions().join(format!(".replaced-{new}-{}", std::process::id()));
+        std::fs::rename(&dest, &aside).with_context(|| format!("move {} aside", dest.display()))?;
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(staging, &dest).with_context(|| format!("rename into {}", dest.display()))?;
+    kill_point("placed");
+    let old = h.current().filter(|o| o != new);
+    // Recorded before the switch, so a kill right after it still rolls back one version, not two.
+    if let Some(old) = &old {
+        manifests::atomic::write_atomic(&h.previous_file(), format!("{old}\n").as_bytes(), 0o644)?;
+    }
+    sync_tree(&dest, files);
+    switch(h, new)?;
+    kill_point("switched");
+    prune(h);
+    Ok(old)
+}
+
+/// The first run on a host: the running installer (binary, and the templates beside it) goes into
+/// the versioned layout and becomes the active one, so `vikunja-installer` is on PATH afterwards
+/// and `upgrade` replaces it like any version. Nothing happens when this version is already active.
+/// Returns the command's path when it installed.
+pub fn install_running(root: &Path, templates: Option<&Path>) -> Result<Option<PathBuf>> {
+    let h = Home::new(root);
+    let v = build_info::version();
+    if h.current().as_deref() == Some(v) && h.bin_link().exists() {
+        return Ok(None);
+    }
+    if h.current().and_then(|c| Version::parse(&c).ok()).is_some_and(|c| c > running_version()) {
+        // An older one-liner never downgrades the host's installer; `upgrade` is the way to move it.
+        return Ok(None);
+    }
+    let _lock = lock(&h)?;
+    clean_leftovers(&h);
+    let staging = h.versions().join(format!(".staging-{}", std::process::id()));
+    std::fs::create_dir_all(staging.join("bin")).map_err(|e| not_writable(&staging, e))?;
+    let _cleanup = RemoveOnDrop(staging.clone());
+    let mut exe = std::env::current_exe().context("find this installer's own binary")?;
+    if !exe.is_file() {
+        // Replaced on disk while we run: our own image is still readable here.
+        exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    }
+    let bin = staging.join("bin/vikunja-installer");
+    std::fs::copy(&exe, &bin).with_context(|| format!("copy {} to {}", exe.display(), bin.display()))?;
+    if let Some(t) = templates {
+        copy_tree(t, &staging.join("templates"))?;
+    }
+    check_answers(&bin, v)?;
+    let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let release = Release {
+        version: running_version(),
+        channel: var("VIKUNJA_RELEASE_CHANNEL").unwrap_or_else(|| build_info::channel().to_string()),
+        serial: var("VIKUNJA_RELEASE_SERIAL").and_then(|s| s.parse().ok()).unwrap_or(0),
+        // Empty: this copy was not verified by the bootstrap (a build run by hand).
+        key_id: var("VIKUNJA_RELEASE_KEY_ID").unwrap_or_default(),
+        source: var("VIKUNJA_RELEASE_SOURCE").unwrap_or_else(|| exe.display().to_string()),
+    };
+    // Listed like a downloaded release: links refused, nothing outside the staging directory.
+    let files = files_in(&staging)?;
+    write_receipt(&staging, &release, &files)?;
+    place(&h, &staging, v, &files)?;
+    Ok(Some(h.bin_link()))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if e.file_type()?.is_file() {
+            std::fs::copy(&src, &dst).with_context(|| format!("copy {}", src.display()))?;
+        }
+    }
+    Ok(())
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -471,6 +538,7 @@ pub fn signing_key() -> Option<String> {
     std::env::var("VIKUNJA_RELEASE_KEY_ID")
         .ok()
         .or_else(|| own_receipt()?.into_iter().find(|(k, _)| k == "key_id").map(|(_, v)| v))
+        .filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]

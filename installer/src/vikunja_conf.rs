@@ -22,6 +22,7 @@ pub fn render(l: &Layout, d: &Deployment) -> String {
     // nginx on 127.0.0.1 is the only proxy whose X-Real-IP is believed.
     y.push_str("  ipextractionmethod: \"realip\"\n");
     y.push_str("  trustedproxies: \"127.0.0.1/32,::1/128\"\n");
+    y.push_str(&format!("  enableregistration: {}\n", d.vikunja.registration));
     y.push_str("database:\n");
     match d.database.kind {
         DbType::Sqlite => {

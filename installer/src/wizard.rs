@@ -1,12 +1,43 @@
 //! Asking for missing settings on a terminal, with the defaults shown; every answer is validated
 //! on the spot. Never used without a terminal or with `--yes`/`--config`.
+//!
+//! The terminal is stdin/stderr when stdin is one; otherwise `/dev/tty` (the `curl … | sh` case,
+//! where stdin is the script's pipe, as rustup's installer does it), but only while stderr shows a
+//! terminal: output captured by a program (a test, a CI log) means nobody is there to answer.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 
 use crate::config::{DbType, Deployment};
 
 pub fn interactive() -> bool {
-    io::stdin().is_terminal() && io::stderr().is_terminal()
+    terminal().is_some()
+}
+
+/// Where questions are asked and answered.
+pub struct Terminal {
+    input: Box<dyn BufRead>,
+    output: Box<dyn Write>,
+}
+
+impl Terminal {
+    pub fn prompter(&mut self) -> Prompter<'_> {
+        Prompter { input: &mut *self.input, output: &mut *self.output }
+    }
+}
+
+/// The terminal to ask on, or None when there is nobody to answer.
+pub fn terminal() -> Option<Terminal> {
+    if io::stdin().is_terminal() && io::stderr().is_terminal() {
+        return Some(Terminal { input: Box::new(BufReader::new(io::stdin())), output: Box::new(io::stderr()) });
+    }
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    // ENXIO when the process has no controlling terminal (cron, Ansible, a daemon).
+    let tty = OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+    let out: File = tty.try_clone().ok()?;
+    Some(Terminal { input: Box::new(BufReader::new(tty)), output: Box::new(out) })
 }
 
 /// Questions and answers go through these, so tests can drive the wizard without a terminal.
@@ -42,6 +73,28 @@ impl Prompter<'_> {
             }
         }
     }
+
+    /// A yes/no question; Enter takes `default`.
+    pub fn yes_no(&mut self, question: &str, default: bool) -> io::Result<bool> {
+        let (hint, def) = if default { ("(Y/n)", "y") } else { ("(y/N)", "n") };
+        let a = self.ask(&format!("{question} {hint}"), def, |v| {
+            if yes_no(v).is_some() {
+                Ok(())
+            } else {
+                Err("answer y or n".into())
+            }
+        })?;
+        Ok(yes_no(&a).unwrap_or(default))
+    }
+}
+
+/// y/yes/n/no in any case.
+pub fn yes_no(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "y" | "yes" | "1" | "true" => Some(true),
+        "n" | "no" | "0" | "false" => Some(false),
+        _ => None,
+    }
 }
 
 fn check_field(d: &Deployment, field: &str) -> Result<(), String> {
@@ -56,20 +109,18 @@ fn check_field(d: &Deployment, field: &str) -> Result<(), String> {
 
 /// A yes/no question on the terminal; anything but y/yes is a no.
 pub fn confirm(question: &str) -> io::Result<bool> {
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
-    let mut err = io::stderr();
-    let mut p = Prompter { input: &mut input, output: &mut err };
-    let a = p.ask(&format!("{question} (y/N)"), "n", |_| Ok(()))?;
-    Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
+    let mut t = terminal().ok_or_else(no_terminal)?;
+    t.prompter().yes_no(question, false)
+}
+
+fn no_terminal() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "no terminal to ask on")
 }
 
 /// Fills in the settings a person is expected to choose, on the terminal.
 pub fn run(d: Deployment) -> io::Result<Deployment> {
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
-    let mut err = io::stderr();
-    ask_all(d, &mut Prompter { input: &mut input, output: &mut err })
+    let mut t = terminal().ok_or_else(no_terminal)?;
+    ask_all(d, &mut t.prompter())
 }
 
 fn ask_all(mut d: Deployment, p: &mut Prompter) -> io::Result<Deployment> {

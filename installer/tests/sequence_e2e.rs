@@ -335,13 +335,13 @@ impl Runner {
         };
         let n = self.model.backups.len();
         match rng.below(100) {
-            0..=21 => Op::Update(rng.below(4) == 0),
+            0..=17 => Op::Update(rng.below(4) == 0),
+            18..=21 => Op::Restart,
             22..=35 => Op::Rollback,
             36..=47 => Op::Backup,
             48..=57 if n > 0 => Op::Restore(rng.below(n)),
             48..=57 => Op::Backup,
-            58..=59 => Op::Status,
-            60..=61 => Op::Restart,
+            58..=61 => Op::Status,
             62..=75 => {
                 let op = plain(rng, n);
                 let point = match op {

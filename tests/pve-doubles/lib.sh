@@ -8,6 +8,7 @@
 #   PVE_DOUBLE_CACHE  the built container image, shared between runs (default $PVE_DOUBLE_DIR/cache)
 #   PVE_DOUBLE_NODE   node name (default pve)
 #   PVE_DOUBLE_PVEAM_UPDATE_FAIL=1   `pveam update` fails (and still exits 0, like the real one)
+#   PVE_DOUBLE_BRIDGES               the node's bridges, space-separated (default vmbr0)
 #   PVE_DOUBLE_RACE_VMID=N           another "admin" takes CT id N just before our `pct create N`
 #   MIRROR, SECURITY_MIRROR          Debian mirrors for building the image
 #

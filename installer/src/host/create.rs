@@ -4,7 +4,7 @@
 //! there. A failure once the container exists reports what was done and offers keep, remove or
 //! retry.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,20 @@ fn assign_number(d: &mut Deployment, existing: &[Entry]) {
     d.instance.number = n;
     if defaults {
         d.ports = Ports::for_instance(n);
+    }
+}
+
+/// The built-in name and domain when this host has none of that name yet; `main2` and
+/// `main2.vikunja.local` for the second, so the defaults never clash with an instance.
+fn fresh_name(d: &mut Deployment, existing: &[Entry]) {
+    let taken = |name: &str, domain: &str| existing.iter().any(|e| e.name == name || e.domain == domain);
+    if !taken(&d.instance.name, &d.network.domain) {
+        return;
+    }
+    let base = d.instance.name.clone();
+    if let Some(n) = (2..100).find(|n| !taken(&format!("{base}{n}"), &format!("{base}{n}.{}", d.network.domain))) {
+        d.network.domain = format!("{base}{n}.{}", d.network.domain);
+        d.instance.name = format!("{base}{n}");
     }
 }
 
@@ -205,27 +219,49 @@ fn mem_available_mb() -> Option<u64> {
     l.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb / 1024)
 }
 
-/// The template file on `ts`, downloaded first when only `pveam available` has it.
+/// The template file on `ts` for this node's architecture, downloaded first when only `pveam
+/// available` has it. A family like "debian" takes the newest offered: a newer Debian than the one
+/// already on the storage is downloaded.
 fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
-    let local = pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?);
-    if let Some(t) = pve::pick_template(&local, want) {
-        println!("  template {ts}:vztmpl/{t} is already there");
-        return Ok(t);
+    let arch = pve::node_arch();
+    let list = |r: &Runner| -> Result<Vec<String>> {
+        Ok(pve::for_arch(pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?), arch))
+    };
+    let available = |r: &Runner| -> Result<Vec<String>> {
+        let out = r.query(&["pveam", "available", "--section", "system"]).map_err(|e| anyhow!(e))?;
+        Ok(pve::parse_pveam_available(&out, arch))
+    };
+    let local = pve::pick_template(&list(r)?, want);
+    if let Some(t) = &local {
+        if !pve::is_family(want) {
+            println!("  template {ts}:vztmpl/{t} is already there");
+            return Ok(t.clone());
+        }
     }
-    // `pveam update` exits 0 even when it fails: only its output tells.
-    let up = r.change_judged(&strings(&["pveam", "update"])).map_err(|e| anyhow!(e))?;
-    if !r.dry_run && !up.0.contains("update successful") {
-        println!(
-            "  warning: `pveam update` did not report success ({}); using the template list it already has",
-            up.1.trim()
-        );
+    let mut avail = available(r)?;
+    if pve::pick_template(&avail, want).is_none() {
+        // `pveam update` exits 0 even when it fails: only its output tells.
+        let up = r.change_judged(&strings(&["pveam", "update"])).map_err(|e| anyhow!(e))?;
+        if !r.dry_run && !up.0.contains("update successful") {
+            println!(
+                "  warning: `pveam update` did not report success ({}); using the template list it already has",
+                up.1.trim()
+            );
+        }
+        avail = available(r)?;
     }
-    let avail =
-        pve::parse_pveam_available(&r.query(&["pveam", "available", "--section", "system"]).map_err(|e| anyhow!(e))?);
     let found = pve::pick_template(&avail, want);
+    if let Some(l) = &local {
+        let mut both = vec![l.clone()];
+        both.extend(found.clone());
+        if pve::pick_template(&both, want).as_ref() == Some(l) {
+            println!("  template {ts}:vztmpl/{l} is already there");
+            return Ok(l.clone());
+        }
+    }
     if found.is_none() && r.dry_run {
         // The list `pveam update` would fetch is not here yet in a dry run.
-        let t = format!("<the newest {want}-standard template after pveam update>");
+        let t = format!("<the newest {want}-standard template for {arch} after pveam update>");
         r.change(&strings(&["pveam", "download", ts, &t])).map_err(|e| anyhow!(e))?;
         return Ok(t);
     }
@@ -233,9 +269,9 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
         fail(
             Exit::Prerequisite,
             format!(
-                "no template matches container.template = {want:?}; `pveam available --section system` offers: {}",
+                "no {arch} template matches container.template = {want:?}; `pveam available --section system` offers: {}",
                 if avail.is_empty() {
-                    "nothing (did `pveam update` fail? see /var/log/pveam.log)".to_string()
+                    "nothing for this architecture (did `pveam update` fail? see /var/log/pveam.log)".to_string()
                 } else {
                     avail.join(", ")
                 }
@@ -245,8 +281,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
     r.change(&strings(&["pveam", "download", ts, &t])).map_err(|e| fail(Exit::Download, e.to_string()))?;
     if !r.dry_run {
         // The download runs as a task whose failure may not reach the exit code: confirm it.
-        let now = pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?);
-        if !now.contains(&t) {
+        if !list(r)?.contains(&t) {
             return Err(fail(
                 Exit::Download,
                 format!("`pveam download {ts} {t}` finished but {t} is not in `pveam list {ts}`: the download failed (see its output, /var/log/pveam.log); try again"),
@@ -342,17 +377,73 @@ pub fn engine_env(e: &Entry) -> Vec<String> {
     if !e.ca_bundle.is_empty() {
         v.push(format!("SSL_CERT_FILE={}", e.ca_bundle));
     }
-    for k in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
-        if let Ok(val) = std::env::var(k) {
-            v.push(format!("{k}={val}"));
-        }
-    }
+    v.extend(proxy_env());
     v
 }
+
+/// The host's proxy settings, for commands in the container (`pct exec --keep-env 0` passes none):
+/// apt-get reads http_proxy for Debian's http mirrors, the engine HTTPS_PROXY.
+pub fn proxy_env() -> Vec<String> {
+    PROXY_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}"))).collect()
+}
+
+const PROXY_VARS: [&str; 6] = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"];
 
 struct Timer {
     start: Instant,
     packages: Duration,
+}
+
+/// VIKUNJA_YES=1 is `--yes` for the one-liner, whose arguments are awkward to pass through `sh -s`.
+fn env_yes() -> bool {
+    std::env::var("VIKUNJA_YES").ok().and_then(|v| crate::wizard::yes_no(&v)).unwrap_or(false)
+}
+
+fn cancelled(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        fail(Exit::Interrupted, "cancelled at the questions (input closed): nothing was changed")
+    } else {
+        anyhow!(e).context("asking the questions on the terminal")
+    }
+}
+
+/// The host's facts the questions offer: queries only.
+fn choices(r: &Runner) -> Result<super::wizard::Choices> {
+    let next_id =
+        pve::parse_nextid(&r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?).unwrap_or(100);
+    let storages = storages(r, "rootdir")?.into_iter().map(|s| s.name).collect();
+    let bridges = bridges(r).unwrap_or_default();
+    let mut templates = Vec::new();
+    for ts in storages_or_empty(r, "vztmpl") {
+        if let Ok(out) = r.query(&["pveam", "list", &ts]) {
+            templates.extend(pve::for_arch(pve::parse_pveam_list(&out), pve::node_arch()));
+        }
+    }
+    let available = r
+        .query(&["pveam", "available", "--section", "system"])
+        .map(|out| pve::parse_pveam_available(&out, pve::node_arch()))
+        .unwrap_or_default();
+    if available.is_empty() {
+        // No list yet (`pveam update` never ran): an answer is checked when the template is fetched.
+        templates.clear();
+    }
+    templates.extend(available);
+    templates.sort();
+    templates.dedup();
+    Ok(super::wizard::Choices { next_id, storages, bridges, templates })
+}
+
+fn storages_or_empty(r: &Runner, content: &str) -> Vec<String> {
+    storages(r, content).map(|v| v.into_iter().map(|s| s.name).collect()).unwrap_or_default()
+}
+
+/// The node's Linux bridges (`pvesh get /nodes/localhost/network --type any_bridge`); None when
+/// the API did not answer, so a missing answer never blocks and a wrong bridge always does.
+fn bridges(r: &Runner) -> Option<Vec<String>> {
+    let out = r
+        .query(&["pvesh", "get", "/nodes/localhost/network", "--type", "any_bridge", "--output-format", "json"])
+        .ok()?;
+    pve::parse_bridges(&out)
 }
 
 pub fn run(o: &Options) -> Result<std::process::ExitCode> {
@@ -363,42 +454,96 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
         None => Deployment::default(),
     };
     assign_number(&mut d, &existing);
+    if o.config.is_none() {
+        fresh_name(&mut d, &existing);
+    }
     let r = Runner::new(o.dry_run);
+    let yes = o.yes || env_yes();
+    let mut term = if yes { None } else { crate::wizard::terminal() };
+    if term.is_none() && !yes && o.config.is_none() {
+        return Err(fail(
+            Exit::Usage,
+            "no terminal to ask the questions on (neither stdin nor /dev/tty is one): take the defaults with --yes \
+             (or VIKUNJA_YES=1), set any of them with VIKUNJA_* variables (see the README), or give --config FILE; \
+             nothing was changed",
+        ));
+    }
     let pve_version = check_host(&r)?;
     println!(
         "Proxmox VE {pve_version}: creating a Vikunja container{}",
         if o.dry_run { " (dry run: nothing is changed)" } else { "" }
     );
-    let interactive = !o.yes && o.config.is_none() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if interactive {
-        let next_id =
-            pve::parse_nextid(&r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?).unwrap_or(100);
-        let names = storages(&r, "rootdir")?.into_iter().map(|s| s.name).collect();
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        let mut err = std::io::stderr();
-        d = super::wizard::ask_all(
-            d,
-            &super::wizard::Choices { next_id, storages: names },
-            &mut super::wizard::Prompter { input: &mut input, output: &mut err },
-        )?;
+    let c = choices(&r)?;
+    super::wizard::from_env(&mut d, &c, |k| std::env::var(k).ok()).map_err(|errs| {
+        fail(Exit::Usage, format!("{}\nnothing was changed", crate::config::ConfigError::Invalid(errs)))
+    })?;
+    let interactive = term.is_some();
+    let mut save = None;
+    if let Some(t) = term.as_mut() {
+        let mut p = t.prompter();
+        // With --config, Default takes the file as it is and Advanced asks with its values as defaults.
+        if super::wizard::ask_mode(&mut p).map_err(cancelled)? {
+            d = super::wizard::ask_all(d, &c, &mut p).map_err(cancelled)?;
+        }
         assign_number(&mut d, &existing);
+        super::wizard::host_defaults(&mut d, &c);
+        check_all(&d, &existing)?;
+        let resolved = pve::pick_template(&c.templates, &d.container.template);
+        write!(p.output, "{}", super::wizard::summary(&d, resolved.as_deref(), c.next_id))?;
+        if !o.dry_run {
+            let default = o.root.join("root").join(format!("vikunja-{}.toml", d.instance.name));
+            let file = p
+                .ask(
+                    "Save these settings, to repeat this install with --config? File, or - for no",
+                    &default.display().to_string(),
+                    |v| if v == "-" || v.starts_with('/') { Ok(()) } else { Err("an absolute path, or -".into()) },
+                )
+                .map_err(cancelled)?;
+            if !p.yes_no("Create the container and install Vikunja now?", true).map_err(cancelled)? {
+                return Err(fail(Exit::Interrupted, "cancelled at the confirmation: nothing was changed"));
+            }
+            save = (file != "-").then(|| PathBuf::from(file));
+        }
+    } else {
+        super::wizard::host_defaults(&mut d, &c);
+        check_all(&d, &existing)?;
+        // Unattended, the same summary goes to the log: what this run used.
+        let resolved = pve::pick_template(&c.templates, &d.container.template);
+        print!("{}", super::wizard::summary(&d, resolved.as_deref(), c.next_id));
     }
-    let mut errs = match d.validate() {
-        Ok(()) => Vec::new(),
-        Err(crate::config::ConfigError::Invalid(e)) => e,
-        Err(e) => return Err(fail(Exit::Usage, e.to_string())),
-    };
-    errs.extend(container_errors(&d));
-    errs.extend(uniqueness(&d, &existing));
-    if !errs.is_empty() {
-        return Err(invalid(errs));
+    if let Some(path) = save {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        manifests::atomic::write_atomic(&path, d.to_toml().as_bytes(), 0o600)
+            .with_context(|| format!("save the settings to {}", path.display()))?;
+        println!(
+            "Settings saved to {}: `vikunja-installer create --config {} --yes` repeats this install.",
+            path.display(),
+            path.display()
+        );
     }
     loop {
         match attempt(o, &reg, d.clone(), interactive)? {
             Attempt::Done => return Ok(std::process::ExitCode::SUCCESS),
             Attempt::Retry => println!("\nRetrying from the start."),
         }
+    }
+}
+
+/// Every problem of the settings at once, before anything changes.
+fn check_all(d: &Deployment, existing: &[Entry]) -> Result<()> {
+    let mut errs = match d.validate() {
+        Ok(()) => Vec::new(),
+        Err(crate::config::ConfigError::Invalid(e)) => e,
+        Err(e) => return Err(fail(Exit::Usage, e.to_string())),
+    };
+    errs.extend(container_errors(d));
+    errs.extend(uniqueness(d, existing));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(errs))
     }
 }
 
@@ -427,6 +572,18 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
     d.container.storage = st.name.clone();
     let ts = choose_storage(&r, &d.container.template_storage, "vztmpl", "container.template_storage")?;
     d.container.template_storage = ts.name.clone();
+    if let Some(all) = bridges(&r) {
+        if !all.contains(&d.container.bridge) {
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "container.bridge = {:?}: no such bridge on this node (pvesh get /nodes/localhost/network); bridges: {}",
+                    d.container.bridge,
+                    if all.is_empty() { "none (create one in System → Network)".to_string() } else { all.join(", ") }
+                ),
+            ));
+        }
+    }
     if let Some(free) = mem_available_mb() {
         if free < u64::from(d.resources.memory_mb) {
             return Err(fail(
@@ -462,6 +619,10 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
     };
     if o.dry_run {
         println!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
+    } else if let Some(bin) = crate::upgrade::install_running(&o.root, templates_dir().as_deref())? {
+        // The first change, before any container: the README's day-2 commands must work once
+        // this run ends, and `upgrade` must find the installer in its layout.
+        println!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
     }
     let template = ensure_template(&mut r, &ts.name, &d.container.template)?;
 
@@ -513,17 +674,15 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
             entry.state = "ready".into();
             reg.save(&entry, &d)?;
             let total = t.start.elapsed();
-            println!(
-                "\nVikunja {} runs in CT {id} ({}) at {} (address {}).\n\
-                 Point {} at {} in your DNS. Manage it from this host: vikunja-installer status --instance {}",
-                d.vikunja.version,
-                entry.hostname,
-                d.public_url(),
-                entry.address,
-                d.network.domain,
-                entry.address,
-                d.instance.name
-            );
+            let fingerprint = if d.ssl.cert_path.is_none() {
+                let pem = crate::layout::Layout::new(Path::new("/"), &d.instance.name).ssl_dir().join("cert.pem");
+                let args = pct_exec(id, &["cat", &pem.to_string_lossy()]);
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                r.query(&a).ok().and_then(|p| crate::tls::fingerprint(&p))
+            } else {
+                None
+            };
+            print!("{}", last_screen(&d, &entry, fingerprint.as_deref(), &reg.backups));
             println!(
                 "Done in {:.1} s (of which {:.1} s installing packages with apt-get).",
                 total.as_secs_f64(),
@@ -534,6 +693,69 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
         Err(e) if o.dry_run => Err(e),
         Err(e) => recover(o, reg, &r, &mut entry, &d, e, interactive),
     }
+}
+
+/// What a person needs next: where Vikunja answers, how to trust its certificate, how the first
+/// account comes about, where backups go, and the day-2 commands.
+pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_backups: &Path) -> String {
+    let port = match d.network.https_port {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let name = &d.instance.name;
+    let mut s = format!(
+        "\n==================================================================\n\
+         Vikunja {} is ready in CT {} ({}).\n\n\
+         Open it:  {}\n\
+         \x20         https://{}{port}/   (by the container's address; point {} at {} in your DNS)\n",
+        d.vikunja.version,
+        e.ctid,
+        e.hostname,
+        d.public_url(),
+        e.address,
+        d.network.domain,
+        e.address
+    );
+    if let Some(f) = fingerprint {
+        s.push_str(&format!(
+            "\nThe certificate is self-signed: the browser warns once. Accept it only if it shows\n  SHA-256 {f}\n"
+        ));
+    }
+    if d.vikunja.registration {
+        s.push_str(
+            "\nFirst user: open the page and choose \"Create account\". Registration is open: anyone who\n\
+             \x20 reaches the site can sign up (answer no at \"Open registration\", or VIKUNJA_REGISTRATION=no,\n\
+             \x20 to create the accounts yourself).\n",
+        );
+    } else {
+        let l = crate::layout::Layout::new(Path::new("/"), name);
+        let bin = crate::artifact::binary_path(&l, &d.vikunja.version);
+        s.push_str(&format!(
+            "\nFirst user (registration is closed): create it in the container as the service user:\n  \
+             pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={}{} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
+            e.ctid,
+            l.config_dir().display(),
+            if d.database.kind == crate::config::DbType::Sqlite {
+                String::new()
+            } else {
+                format!(" VIKUNJA_DATABASE_PASSWORD_FILE={}", l.db_password_file().display())
+            },
+            bin.display(),
+            d.network.domain
+        ));
+    }
+    s.push_str(&format!(
+        "\nBackups: made in the container under /opt/vikunja-{name}/backups (the newest {} kept); each\n\
+         \x20 `backup --instance {name}` run here also copies its archive to {}.\n\n\
+         Day-2, from this host:\n  \
+         vikunja-installer status --instance {name}\n  \
+         vikunja-installer update --instance {name}\n  \
+         vikunja-installer backup --instance {name}\n\
+         ==================================================================\n",
+        d.retention.backups,
+        host_backups.join(name).display()
+    ));
+    s
 }
 
 fn next_id(r: &Runner) -> Result<u32> {
@@ -571,11 +793,9 @@ fn recover(
         entry.name,
         cfg.display()
     );
-    let choice = if interactive {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        let mut err = std::io::stderr();
-        let mut p = super::wizard::Prompter { input: &mut input, output: &mut err };
+    let mut term = if interactive { crate::wizard::terminal() } else { None };
+    let choice = if let Some(t) = term.as_mut() {
+        let mut p = t.prompter();
         p.ask("keep it for debugging, remove it, or retry? (keep/remove/retry)", "keep", |v| {
             if ["keep", "remove", "retry"].contains(&v) {
                 Ok(())
@@ -686,7 +906,11 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
         "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {PACKAGES} || \
          {{ apt-get update -q && apt-get install -y -q --no-install-recommends {PACKAGES}; }}"
     );
-    r.change_streamed(&pct_exec(id, &["sh", "-c", &apt]))
+    let mut cmd = vec!["env".to_string()];
+    cmd.extend(proxy_env());
+    cmd.extend(strings(&["sh", "-c", &apt]));
+    let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    r.change_streamed(&pct_exec(id, &c))
         .map_err(|e| anyhow!(e).context("installing nginx in the container; does it reach its Debian mirror?"))?;
     t.packages = p0.elapsed();
 
@@ -827,6 +1051,13 @@ mod tests {
             installer_version: String::new(),
             ca_bundle: String::new(),
         };
+        let mut d = Deployment::default();
+        fresh_name(&mut d, &[e("other", 1)]);
+        assert_eq!((d.instance.name.as_str(), d.network.domain.as_str()), ("main", "vikunja.local"), "free: kept");
+        let mut taken = e("main", 1);
+        taken.domain = "vikunja.local".into();
+        fresh_name(&mut d, &[taken]);
+        assert_eq!((d.instance.name.as_str(), d.network.domain.as_str()), ("main2", "main2.vikunja.local"));
         let mut d = Deployment::for_instance("team", 1);
         assign_number(&mut d, &[e("main", 1)]);
         assert_eq!((d.instance.number, d.ports.backend_blue), (2, 8090));

@@ -38,7 +38,13 @@ pub fn route(cmd: &cli::Command, args: &[String]) -> Option<Result<ExitCode>> {
     }
     let entry = match Registry::open(root).get(name) {
         Ok(Some(e)) => e,
-        Ok(None) => return None,
+        Ok(None) if crate::layout::installed_instances(root).iter().any(|n| n == name) => return None,
+        Ok(None) => {
+            return Some(Err(super::fail(
+                manifests::Exit::Usage,
+                format!("no instance named {name}; `vikunja-installer list` shows them"),
+            )))
+        }
         Err(e) => return Some(Err(anyhow!(e))),
     };
     Some(routed(cmd, args, root, &entry, dry_run))

@@ -20,6 +20,11 @@ use manifests::Exit;
 /// The Proxmox commands the host driver calls.
 pub const HOST_TOOLS: &[&str] = &["pct", "pveam", "pvesm", "pvesh", "pveversion"];
 
+/// Whether this is a Proxmox VE host, as `create` checks it: `pveversion` on PATH or /etc/pve.
+pub fn is_proxmox_host() -> bool {
+    create::on_path("pveversion") || std::path::Path::new("/etc/pve").is_dir()
+}
+
 fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
     crate::install::Failed { code, message: message.into() }.into()
 }

@@ -183,21 +183,72 @@ pub fn parse_pveam_list(out: &str) -> Vec<String> {
         .collect()
 }
 
-/// `pveam available`: `section template [arch]` (the third column is new since 2026); field 2.
-pub fn parse_pveam_available(out: &str) -> Vec<String> {
-    out.lines().filter_map(|l| l.split_whitespace().nth(1)).map(str::to_string).collect()
+/// This node's architecture as Proxmox names it in templates (`amd64`, `arm64`).
+pub fn node_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
 }
 
-/// The newest template matching `want`: an exact file name, or a prefix like "debian-12"
-/// matched as `debian-12-standard_*` (version order by the numbers in the name).
+/// Whether a template file is built for `arch`, read from its name (`…_amd64.tar.zst`), for lists
+/// without an architecture column.
+fn named_for(file: &str, arch: &str) -> bool {
+    file.contains(&format!("_{arch}."))
+}
+
+pub fn for_arch(files: Vec<String>, arch: &str) -> Vec<String> {
+    files.into_iter().filter(|f| named_for(f, arch)).collect()
+}
+
+/// `pveam available`: `section template [arch]`; the third column exists since pve-manager
+/// f6cfb6bd (2026-08) and decides when present, the file name otherwise. The templates for `arch`.
+pub fn parse_pveam_available(out: &str, arch: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let t = *f.get(1)?;
+            match f.get(2) {
+                Some(a) => (*a == arch).then_some(t),
+                None => named_for(t, arch).then_some(t),
+            }
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The newest template matching `want`: an exact file name, a prefix like "debian-12" matched as
+/// `debian-12-standard_*`, or a family like "debian" matched as `debian-<N>-standard_*` (so the
+/// newest Debian offered, the current stable). Version order by the numbers in the name.
 pub fn pick_template(candidates: &[String], want: &str) -> Option<String> {
     if candidates.iter().any(|c| c == want) {
         return Some(want.to_string());
     }
-    let prefix = format!("{want}-standard_");
-    let mut m: Vec<&String> = candidates.iter().filter(|c| c.starts_with(&prefix)).collect();
+    let matches = |c: &str| {
+        let Some(rest) = c.strip_prefix(want) else { return false };
+        if rest.starts_with("-standard_") {
+            return true;
+        }
+        rest.strip_prefix('-')
+            .and_then(|r| r.split_once("-standard_"))
+            .is_some_and(|(v, _)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut m: Vec<&String> = candidates.iter().filter(|c| matches(c)).collect();
     m.sort_by_key(|c| numbers(c));
     m.last().map(|s| s.to_string())
+}
+
+/// Whether `want` names a family ("debian") rather than one release or file: then a newer
+/// offered template beats the one already on the storage.
+pub fn is_family(want: &str) -> bool {
+    !want.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// `pvesh get /nodes/NODE/network --type any_bridge --output-format json`: the `iface` names.
+pub fn parse_bridges(out: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(out).ok()?;
+    Some(v.as_array()?.iter().filter_map(|i| i["iface"].as_str().map(str::to_string)).collect())
 }
 
 fn numbers(s: &str) -> Vec<u64> {
@@ -247,10 +298,22 @@ mod tests {
         assert_eq!(parse_pveam_list(l), ["debian-12-standard_12.7-1_amd64.tar.zst"]);
         let a = "system          debian-12-standard_12.2-1_amd64.tar.zst\n\
                  system          debian-12-standard_12.12-1_amd64.tar.zst                     amd64\n\
-                 system          debian-13-standard_13.1-2_amd64.tar.zst                      amd64\n";
-        let av = parse_pveam_available(a);
+                 system          debian-13-standard_13.1-2_amd64.tar.zst                      amd64\n\
+                 system          debian-14-standard_14.0-1_arm64.tar.zst                      arm64\n\
+                 system          debian-15-standard_15.0-1_arm64.tar.zst\n\
+                 system          debian-12-turnkey-core_18.0-1_amd64.tar.gz                   amd64\n";
+        let av = parse_pveam_available(a, "amd64");
+        assert_eq!(av.len(), 4, "{av:?}");
         assert_eq!(pick_template(&av, "debian-12").as_deref(), Some("debian-12-standard_12.12-1_amd64.tar.zst"));
         assert_eq!(pick_template(&av, "debian-11"), None);
+        // The family: the newest Debian of this architecture, never another architecture's.
+        assert_eq!(pick_template(&av, "debian").as_deref(), Some("debian-13-standard_13.1-2_amd64.tar.zst"));
+        let arm = parse_pveam_available(a, "arm64");
+        assert_eq!(pick_template(&arm, "debian").as_deref(), Some("debian-15-standard_15.0-1_arm64.tar.zst"));
+        assert!(is_family("debian") && !is_family("debian-13"));
+        let b = r#"[{"iface":"vmbr0","type":"bridge","active":1},{"iface":"vmbr1","type":"OVSBridge"}]"#;
+        assert_eq!(parse_bridges(b).unwrap(), ["vmbr0", "vmbr1"]);
+        assert_eq!(parse_bridges("no json"), None);
         assert_eq!(parse_nextid("105\n"), Some(105));
         assert_eq!(parse_status("status: running\n"), Some("running"));
         let ip = "2: eth0    inet 192.168.1.50/24 brd 192.168.1.255 scope global dynamic eth0\\ valid_lft 86000sec";
