@@ -371,18 +371,31 @@ fn admit(op: Op, inst: &Instance) -> Result<bool> {
     }
 }
 
-pub fn update(inst: &Instance, version: Option<&str>) -> Result<()> {
-    switch(inst, version, "update")
+pub fn update(inst: &Instance, version: Option<&str>, artifact: Option<&Path>, sha256: Option<&str>) -> Result<()> {
+    if artifact.is_some() && version.is_none() {
+        return Err(fail(
+            Exit::Usage,
+            "--artifact needs --version: name the release the zip holds (e.g. --version v2.5.0); nothing was changed",
+        ));
+    }
+    switch(inst, version, "update", Offline { artifact, sha256 })
+}
+
+/// A release zip given by hand (no download), with its checksum if known.
+#[derive(Clone, Copy, Default)]
+struct Offline<'a> {
+    artifact: Option<&'a Path>,
+    sha256: Option<&'a str>,
 }
 
 /// A zero-downtime restart: the same version and settings on the other colour, through the same
 /// steps as an update (freeze, backup, start, health gate, switch, drain). The rollback point is
 /// left as it was.
 pub fn restart(inst: &Instance) -> Result<()> {
-    switch(inst, None, "restart")
+    switch(inst, None, "restart", Offline::default())
 }
 
-fn switch(inst: &Instance, version: Option<&str>, op: &str) -> Result<()> {
+fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) -> Result<()> {
     let restarting = op == "restart";
     let p = Progress::new(false);
     let begun = recovery::begin(inst, op)?;
@@ -402,7 +415,11 @@ fn switch(inst: &Instance, version: Option<&str>, op: &str) -> Result<()> {
         Some(v) => v.to_string(),
         None => newest_version(d, &fetcher)?,
     };
-    let target = target_deployment(d, &to_version);
+    let mut target = target_deployment(d, &to_version);
+    if let Some(zip) = offline.artifact {
+        target.vikunja.artifact = Some(std::fs::canonicalize(zip).unwrap_or_else(|_| zip.to_path_buf()));
+        target.vikunja.sha256 = offline.sha256.map(str::to_string);
+    }
     target.validate().map_err(|e| fail(Exit::Usage, e.to_string()))?;
     if to_version == from_version && !restarting {
         println!(
@@ -420,7 +437,18 @@ fn switch(inst: &Instance, version: Option<&str>, op: &str) -> Result<()> {
         from.name(),
         to.name()
     ));
-    artifact::ensure_release(l, &target, Some(&fetcher)).map_err(|e| fail(e.exit(), e.to_string()))?;
+    artifact::ensure_release(l, &target, Some(&fetcher)).map_err(|e| {
+        let hint = if e.exit() == Exit::Download {
+            format!(
+                "\nNo network? Download {} on another machine, copy it here and run: vikunja-installer update \
+                 --version {to_version} --artifact FILE",
+                target.artifact_url()
+            )
+        } else {
+            String::new()
+        };
+        fail(e.exit(), format!("{e}{hint}\nnothing was changed"))
+    })?;
     p.say(&format!("release {to_version} verified in {}", l.release_dir(&to_version).display()));
 
     let id = operation_id(&d.instance.name);

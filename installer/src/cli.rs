@@ -240,6 +240,12 @@ pub struct Update {
     /// every path lives under this directory (default /)
     #[argh(option, default = "PathBuf::from(\"/\")")]
     pub root: PathBuf,
+    /// offline: the release zip, copied here by hand, instead of a download (needs --version)
+    #[argh(option)]
+    pub artifact: Option<PathBuf>,
+    /// the zip's expected sha256 (checked as for a download; default: its .sha256 beside it, if any)
+    #[argh(option)]
+    pub sha256: Option<String>,
 }
 
 /// Zero-downtime restart: the same version and settings start on the other colour, pass the

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Health(h)) => cmd_health(h),
         Some(cli::Command::Status(s)) => cmd_status(s),
         Some(cli::Command::Update(u)) => ops::open(&u.root, u.instance.as_deref())
-            .and_then(|inst| bluegreen::update(&inst, u.version.as_deref()))
+            .and_then(|inst| bluegreen::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref()))
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Upgrade(u)) => upgrade::run(&upgrade::Options {
             root: u.root,

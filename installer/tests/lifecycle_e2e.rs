@@ -382,3 +382,29 @@ fn restart_moves_the_same_version_to_the_other_colour_without_a_failed_read_and_
     assert!(o.status.success(), "rollback after a restart: {}", said(&o));
     assert_eq!(assert_serving(&sb, "after the rollback").1, V1);
 }
+
+/// Day two (issue 13): with no network, `update` says which option exists (`--artifact`), and
+/// `update --version V --artifact ZIP` updates from a zip copied by hand, checked like a download.
+#[test]
+fn an_offline_update_takes_the_zip_given_with_artifact_and_the_no_network_error_names_it() {
+    let sb = installed("lc-offline", V1);
+    // The download site becomes unreachable: a closed port.
+    let file = base(&sb).join("config/deployment.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("download_base")).expect("download_base").to_string();
+    std::fs::write(&file, text.replace(&line, "download_base = \"https://127.0.0.1:1/vikunja\"")).unwrap();
+    let o = installer(&sb, &["update", "--version", V2]);
+    assert_eq!(o.status.code(), Some(6), "update without network: {}", said(&o));
+    assert!(said(&o).contains("--artifact"), "the no-network error must name --artifact: {}", said(&o));
+    assert_eq!(deployed(&sb).1, V1, "a failed download changed the deployment");
+    let o = installer(&sb, &["update", "--artifact", "/nonexistent.zip"]);
+    assert_eq!(o.status.code(), Some(2), "--artifact without --version: {}", said(&o));
+    let zips = vikunja_e2e::sandbox::standin_zips(&[V2]).unwrap();
+    let zip = zips.join(V2).join(format!("vikunja-{V2}-linux-amd64-full.zip"));
+    let wrong =
+        installer(&sb, &["update", "--version", V2, "--artifact", zip.to_str().unwrap(), "--sha256", &"0".repeat(64)]);
+    assert_eq!(wrong.status.code(), Some(3), "a zip whose sha256 differs must be refused: {}", said(&wrong));
+    let o = installer(&sb, &["update", "--version", V2, "--artifact", zip.to_str().unwrap()]);
+    assert!(o.status.success(), "offline update: {}", said(&o));
+    assert_eq!(assert_serving(&sb, "after the offline update").1, V2);
+}
