@@ -100,6 +100,10 @@ pub fn figure(root: &Path, steps: usize) -> Result<Figure> {
     for line in BufReader::new(err).lines() {
         let line = line.context("reading the soak's output")?;
         seen.line(&line, Instant::now(), &mut first);
+        // Progress for whoever watches the bench: one line per step.
+        if line.starts_with("=== ") {
+            eprintln!("bench: soak {}", line.trim_start_matches("=== "));
+        }
         tail.push(line);
         if tail.len() > 40 {
             tail.remove(0);
