@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use argh::FromArgs;
 use manifests::manifest::names;
 
-use crate::demo::{build_and_serve, Served, OWNER, REPO};
+use crate::demo::{build_and_serve_with, Served, OWNER, REPO};
 
 const REPRODUCE: &str = "`cargo xtask bench`";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -77,7 +77,11 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
         let input = vikunja_e2e::scratch_dir("bench-input")?;
         let padding = input.join("bench-padding.bin");
         write_random(&padding, PADDING_BYTES)?;
-        let served = build_and_serve(root, "bench", vec![padding])?;
+        // One throw-away signing key for every bench run: its public half is compiled into the
+        // binaries, so a fresh key (the demo's way) would rebuild them on every `--only` run.
+        let keys = root.join("target/bench-keys");
+        release::signing::SigningKey::throwaway_in(&keys).context("the bench's throw-away signing key")?;
+        let served = build_and_serve_with(root, "bench", vec![padding], Some(keys.join("minisign.key")))?;
         if want("size") {
             figures.push(("size", bootstrap_size(&served)?));
         }
