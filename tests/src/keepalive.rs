@@ -57,6 +57,9 @@ pub struct Report {
     /// Kept-alive connections found closed by the server before a request was sent on them (the
     /// check a careful client makes before reuse): a new one was opened, nothing failed.
     pub closed_idle: u64,
+    /// Connections the server closed after an answer that said so (`Connection: close`, as nginx's
+    /// old workers answer while they shut down): nothing failed.
+    pub closed_announced: u64,
     pub elapsed: Duration,
 }
 
@@ -260,6 +263,10 @@ impl Reader {
         let out = self.client.get(conn, self.reused);
         match out {
             Outcome::Answer(_, true) => self.reused = true,
+            Outcome::Answer(_, false) => {
+                r.closed_announced += 1;
+                self.conn = None;
+            }
             _ => self.conn = None,
         }
         out
@@ -309,6 +316,7 @@ impl KeepAlive {
                         r.reads += mine.reads;
                         r.connections += mine.connections;
                         r.closed_idle += mine.closed_idle;
+                        r.closed_announced += mine.closed_announced;
                         r.failed_first.extend(mine.failed_first);
                         r.failed_after_retry.extend(mine.failed_after_retry);
                     }

@@ -159,7 +159,7 @@ fn figure_of(seen: &Seen, ok: bool, steps: usize, seed: u64, tail: &str) -> Resu
     Ok(Figure {
         name: "Soak: random lifecycle sequence under load".into(),
         value: format!(
-            "{completed} steps, {per_min:.1} operations/min, {violations} invariant violations (seed {seed})"
+            "{completed} of {steps} steps, {per_min:.1} operations/min, {violations} invariant violations (seed {seed})"
         ),
         reference: "n/a (goal is absolute)".into(),
         ratio: None,
@@ -200,7 +200,7 @@ mod tests {
              violations",
         ]);
         let f = figure_of(&s, true, 2, 7, "").unwrap();
-        assert_eq!(f.value, "2 steps, 6.0 operations/min, 0 invariant violations (seed 7)");
+        assert_eq!(f.value, "2 of 2 steps, 6.0 operations/min, 0 invariant violations (seed 7)");
         assert!(f.met);
     }
 
@@ -213,7 +213,7 @@ mod tests {
             "VIKUNJA_SEQ_SEED=7 step 2: 1 acknowledged writes are missing",
         ]);
         let f = figure_of(&s, false, 3, 7, "").unwrap();
-        assert!(f.value.starts_with("1 steps, ") && f.value.contains("1 invariant violations"), "{}", f.value);
+        assert!(f.value.starts_with("1 of 3 steps, ") && f.value.contains("1 invariant violations"), "{}", f.value);
         assert!(!f.met);
         assert!(f.notes.iter().any(|n| n.contains("step 2: 1 acknowledged writes are missing")));
     }
