@@ -217,19 +217,24 @@ fn merge(old: &str, header: &str, groups: &[&str], figures: &[(&str, Figure)]) -
         let (r, sec) = (row(f, Some(g)), section(f));
         match rows.iter().position(|(n, _)| *n == f.name) {
             Some(i) => rows[i].1 = r,
-            None => rows.push((f.name.clone(), r)),
+            // A new figure goes after the last row of its group, so groups stay together.
+            None => match rows.iter().rposition(|(_, line)| line.contains(&format!("--only {g}`"))) {
+                Some(i) => rows.insert(i + 1, (f.name.clone(), r)),
+                None => rows.push((f.name.clone(), r)),
+            },
         }
         let sec_body = sec.split_once("\n\n").map_or(String::new(), |(_, b)| b.trim().to_string());
-        match sections.iter().position(|(n, _)| *n == f.name) {
-            Some(i) => sections[i].1 = sec_body,
-            None => sections.push((f.name.clone(), sec_body)),
+        if let Some(i) = sections.iter().position(|(n, _)| *n == f.name) {
+            sections[i].1 = sec_body;
+        } else {
+            sections.push((f.name.clone(), sec_body));
         }
     }
     let produced = |name: &str| figures.iter().any(|(_, f)| f.name == name);
     let dropped: Vec<String> = rows.iter().filter(|(n, r)| stale(r) && !produced(n)).map(|(n, _)| n.clone()).collect();
     rows.retain(|(n, _)| !dropped.contains(n));
     sections.retain(|(n, _)| !dropped.contains(n));
-    let mut lines: Vec<String> = head.trim_end().lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = head.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
     for g in groups {
         let prefix = format!("Rows `--only {g}`:");
         lines.retain(|l| !l.starts_with(&prefix));
@@ -240,6 +245,8 @@ fn merge(old: &str, header: &str, groups: &[&str], figures: &[(&str, Figure)]) -
     for (_, r) in &rows {
         s.push_str(r);
     }
+    // Sections follow the table's order; one without a row (hand-written) stays at the end.
+    sections.sort_by_key(|(n, _)| rows.iter().position(|(r, _)| r == n).unwrap_or(usize::MAX));
     for (n, text) in &sections {
         s.push_str(&format!("\n## {n}\n\n{text}\n"));
     }
@@ -477,7 +484,9 @@ mod tests {
         );
         let rows: Vec<&str> = again.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Figure")).collect();
         assert_eq!(rows.len(), 3, "{again}");
-        assert!(rows[0].starts_with("| A | newer |") && rows[2].starts_with("| D | newer |"), "{again}");
+        // D took the place of B, the last row of its group, so groups stay together.
+        assert!(rows[0].starts_with("| A | newer |") && rows[1].starts_with("| D | newer |"), "{again}");
+        assert!(again.find("## D").unwrap() < again.find("## C").unwrap(), "{again}");
         assert_eq!(again.matches("Rows `--only update`").count(), 1, "{again}");
         assert!(again.contains("on later.") && !again.contains("on now."), "{again}");
         assert_eq!(again.matches("## ").count(), 3, "{again}");

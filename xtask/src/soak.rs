@@ -61,6 +61,8 @@ struct Seen {
     violation: Option<String>,
     /// From the first step line to the end of the output.
     elapsed: Duration,
+    /// Lines of the violation's message still to take.
+    detail_lines: usize,
 }
 
 impl Seen {
@@ -74,6 +76,18 @@ impl Seen {
             self.violation = Some(String::new());
         } else if self.violation.as_ref().is_some_and(String::is_empty) && line.starts_with("VIKUNJA_SEQ_SEED=") {
             self.violation = Some(line.trim().to_string());
+            self.detail_lines = 8;
+        } else if self.detail_lines > 0 {
+            // The message goes on until the steps so far (the command's own output, for one).
+            if line.starts_with("steps so far") {
+                self.detail_lines = 0;
+            } else if let Some(v) = self.violation.as_mut() {
+                self.detail_lines -= 1;
+                if !line.trim().is_empty() {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+            }
         }
     }
 }
@@ -211,11 +225,18 @@ mod tests {
             "=== VIKUNJA_SEQ_SEED=7 step 2/3: Rollback",
             "thread 'random_lifecycle_sequences_keep_the_invariants' panicked at installer/tests/sequence_e2e.rs:223:9:",
             "VIKUNJA_SEQ_SEED=7 step 2: 1 acknowledged writes are missing",
+            "  [\"w-1\"]",
+            "steps so far:",
+            "  install v2.4.0",
         ]);
         let f = figure_of(&s, false, 3, 7, "").unwrap();
         assert!(f.value.starts_with("1 of 3 steps, ") && f.value.contains("1 invariant violations"), "{}", f.value);
         assert!(!f.met);
-        assert!(f.notes.iter().any(|n| n.contains("step 2: 1 acknowledged writes are missing")));
+        assert!(
+            f.notes.iter().any(|n| n.ends_with("step 2: 1 acknowledged writes are missing [\"w-1\"]")),
+            "{:?}",
+            f.notes
+        );
     }
 
     #[test]
