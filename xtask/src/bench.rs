@@ -72,6 +72,8 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
     };
     let want = |g: &str| only.as_ref().is_none_or(|o| o.contains(&g));
     crate::prereq::ensure(crate::prereq::BENCH_TOOLS)?;
+    // Taken before the runs: the load average is the machine's, not ours.
+    let head = header()?;
     let mut figures: Vec<(&str, Figure)> = Vec::new();
     if GROUPS.iter().any(|g| *g != "soak" && want(g)) {
         let input = vikunja_e2e::scratch_dir("bench-input")?;
@@ -114,11 +116,11 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
     }
     let out = root.join("BENCHMARKS.md");
     let text = match &only {
-        None => render(&header()?, &figures),
+        None => render(&head, &figures),
         Some(groups) => {
             let old =
                 fs::read_to_string(&out).with_context(|| format!("reading {} to update its rows", out.display()))?;
-            merge(&old, &header()?, groups, &figures)
+            merge(&old, &head, groups, &figures)
         }
     };
     print!("{text}");
