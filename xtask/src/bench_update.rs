@@ -574,11 +574,15 @@ const CLOSED_WRITE: &str = "What a client can know about a request whose kept-al
 
 fn keepalive_figure(l: &Loaded, cycles: usize) -> Figure {
     let [base, upd, rb] = &l.tally;
+    // Connections also close without a reload (nginx's keepalive_requests limit): the baseline's
+    // rate per read is taken off before dividing by the reloads.
+    let base_rate = if base.reads == 0 { 0.0 } else { base.closed() as f64 / base.reads as f64 };
     let per_reload = |t: &Tally| {
         if t.reloads == 0 {
             "no reload".to_string()
         } else {
-            format!("{:.1} per nginx reload", t.closed() as f64 / t.reloads as f64)
+            let by_reloads = (t.closed() as f64 - base_rate * t.reads as f64).max(0.0);
+            format!("{:.1} per nginx reload beyond the rate without one", by_reloads / t.reloads as f64)
         }
     };
     let show = |t: &Tally| {
@@ -615,8 +619,8 @@ fn keepalive_figure(l: &Loaded, cycles: usize) -> Figure {
         ),
         format!(
             "Connections opened: update {} for {} reads, rollback {} for {} reads, baseline {} for {} reads. Of the \
-             closed connections, announced by `Connection: close` on an answer (nginx's old workers while they \
-             shut down; nothing lost): update {}, rollback {}, baseline {}; found closed before reuse (nothing lost; \
+             closed connections, announced by `Connection: close` on an answer (nothing lost; in the baseline \
+             that is nginx's keepalive_requests limit): update {}, rollback {}, baseline {}; found closed before reuse (nothing lost; \
              a client that does not check fails there too): update {}, rollback {}, baseline {}; closed under a \
              request sent on it, before any byte of the answer (the request failed): update {}, rollback {}, \
              baseline {}.",
