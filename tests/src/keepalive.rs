@@ -375,6 +375,39 @@ mod tests {
         assert!(matches!(answer(b"HTTP/1.1 200", true), Outcome::Broken(_)));
     }
 
+    /// Against real nginx: a reload closes a kept-alive connection; a request sent on it then fails
+    /// as "closed before any byte of the answer" (what libcurl would resend without a word), the
+    /// check before reuse sees the close, and the same requests before the reload are answered.
+    #[test]
+    fn a_reload_closes_kept_connections_and_the_reader_reports_it() {
+        let dir = crate::scratch_dir("keepalive-reload").unwrap();
+        let ca = crate::ca::TestCa::create(&dir.join("ca")).unwrap();
+        let server = crate::nginx::ReleaseServer::start(&dir.join("nginx"), &ca).unwrap();
+        let t = Target::new("localhost", server.port, ca.ca_pem.clone());
+        let client = Client::new(&t).unwrap();
+        let (mut checked, mut blind) = (client.connect().unwrap(), client.connect().unwrap());
+        // Control: both connections answer and stay open across requests (any status will do:
+        // the release server has no such path).
+        for c in [&mut checked, &mut blind] {
+            assert!(matches!(client.get(c, false), Outcome::Answer(_, true)));
+            assert!(matches!(client.get(c, true), Outcome::Answer(_, true)));
+            assert!(!closed_while_idle(c), "an idle connection looked closed before any reload");
+        }
+        server.reload().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !closed_while_idle(&checked) {
+            assert!(Instant::now() < deadline, "the reload did not close the idle kept-alive connection");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The other one, used without the check, loses its request.
+        let o = client.get(&mut blind, true);
+        assert!(matches!(o, Outcome::ClosedBeforeAnswer(_)), "{o:?}");
+        // A new connection is served by the new workers.
+        let mut fresh = client.connect().unwrap();
+        assert!(matches!(client.get(&mut fresh, false), Outcome::Answer(_, true)));
+        server.stop();
+    }
+
     #[test]
     fn a_bad_chunk_size_is_an_error_not_a_hang() {
         let a = answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", true);
