@@ -230,6 +230,11 @@ impl ReleaseServer {
         fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
     }
 
+    /// `nginx -s reload`: the old workers close their idle keep-alive connections and exit.
+    pub fn reload(&self) -> Result<()> {
+        self.signal("reload")
+    }
+
     /// Stops nginx and waits (up to 5 s) until it has removed its pid file,
     /// for callers that reuse the port or the prefix right away.
     pub fn stop(mut self) {

@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use argh::FromArgs;
 use manifests::manifest::names;
 
-use crate::demo::{build_and_serve, Served, OWNER, REPO};
+use crate::demo::{build_and_serve_with, Served, OWNER, REPO};
 
 const REPRODUCE: &str = "`cargo xtask bench`";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -29,10 +29,17 @@ pub struct Bench {
     /// timed runs of each command (default 10), after one warm-up run each
     #[argh(option, default = "10")]
     runs: usize,
-    /// measure only the bootstrap's figures (size, hand-off) and update just their rows
-    #[argh(switch)]
-    bootstrap_only: bool,
+    /// regenerate only these groups of rows, comma-separated (size, handoff, deploy, update,
+    /// backup, host, upgrade, soak) and keep the other rows of BENCHMARKS.md as they are
+    #[argh(option)]
+    only: Option<String>,
+    /// steps of the soak row (the lifecycle sequence test), default 40
+    #[argh(option, default = "40")]
+    soak_steps: usize,
 }
+
+/// The groups of rows, in the order of BENCHMARKS.md; `--only` takes these names.
+const GROUPS: &[&str] = &["size", "handoff", "deploy", "update", "backup", "host", "upgrade", "soak"];
 
 /// One line of BENCHMARKS.md. Later figures only need to build one of these.
 pub(crate) struct Figure {
@@ -47,44 +54,75 @@ pub(crate) struct Figure {
 
 pub fn run(root: &Path, b: &Bench) -> Result<()> {
     ensure!(b.runs >= 1, "--runs must be at least 1");
+    let only = match &b.only {
+        None => None,
+        Some(list) => {
+            let groups: Vec<&str> = list.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+            if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(g)) {
+                bail!("--only: unknown group {bad:?}; the groups are {}", GROUPS.join(", "));
+            }
+            ensure!(!groups.is_empty(), "--only needs at least one of {}", GROUPS.join(", "));
+            Some(groups)
+        }
+    };
+    let want = |g: &str| only.as_ref().is_none_or(|o| o.contains(&g));
     crate::prereq::ensure(crate::prereq::BENCH_TOOLS)?;
-    let input = vikunja_e2e::scratch_dir("bench-input")?;
-    let padding = input.join("bench-padding.bin");
-    write_random(&padding, PADDING_BYTES)?;
-    let served = build_and_serve(root, "bench", vec![padding])?;
-    // Today's glibc bootstrap, built in the same run with the same key, as the reference.
-    let glibc = glibc_bootstrap(root, &served)?;
-    let mut figures = vec![bootstrap_size(root, &served, &glibc)?, start_to_handoff(&served, &glibc, b.runs)?];
-    if b.bootstrap_only {
-        let out = root.join("BENCHMARKS.md");
-        let old = fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-        let mut text = splice(&old, &figures)?;
-        // The header dates the whole run; say when these rows were measured.
-        let first = text.find('\n').unwrap_or(text.len());
-        let base = text[..first].split(" The bootstrap rows:").next().unwrap_or_default().to_string();
-        let date = manifests::time::format_rfc3339(manifests::time::now_unix());
-        text.replace_range(
-            ..first,
-            &format!("{base} The bootstrap rows: `cargo xtask bench --bootstrap-only` on {date}."),
-        );
-        print!("{text}");
-        fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("bench: updated the bootstrap rows of {}", out.display());
-        return Ok(());
+    // Taken before the runs: the load average is the machine's, not ours.
+    let head = header()?;
+    let mut figures: Vec<(&str, Figure)> = Vec::new();
+    if GROUPS.iter().any(|g| *g != "soak" && want(g)) {
+        let input = vikunja_e2e::scratch_dir("bench-input")?;
+        let padding = input.join("bench-padding.bin");
+        write_random(&padding, PADDING_BYTES)?;
+        // One throw-away signing key for every bench run: its public half is compiled into the
+        // binaries, so a fresh key (the demo's way) would rebuild them on every `--only` run.
+        let keys = root.join("target/bench-keys");
+        release::signing::SigningKey::throwaway_in(&keys).context("the bench's throw-away signing key")?;
+        let served = build_and_serve_with(root, "bench", vec![padding], Some(keys.join("minisign.key")))?;
+        if want("size") || want("handoff") {
+            // Today's glibc bootstrap, built in the same run with the same key, as the reference.
+            let glibc = glibc_bootstrap(root, &served)?;
+            if want("size") {
+                figures.push(("size", bootstrap_size(root, &served, &glibc)?));
+            }
+            if want("handoff") {
+                figures.push(("handoff", start_to_handoff(&served, &glibc, b.runs)?));
+            }
+        }
+        let installer = root
+            .join("target/dist")
+            .join(served.spec.version.to_string())
+            .join(&served.spec.target)
+            .join("release/vikunja-installer");
+        type Group = fn(&Path, usize) -> Result<Vec<Figure>>;
+        let groups: [(&str, Group); 4] = [
+            ("deploy", crate::bench_deploy::figures),
+            ("update", crate::bench_update::figures),
+            ("backup", crate::bench_backup::figures),
+            ("host", crate::bench_host::figures),
+        ];
+        for (g, f) in groups {
+            if want(g) {
+                figures.extend(f(&installer, b.runs)?.into_iter().map(|x| (g, x)));
+            }
+        }
+        if want("upgrade") {
+            figures.extend(crate::bench_upgrade::figures(root, &served, b.runs)?.into_iter().map(|x| ("upgrade", x)));
+        }
     }
-    let installer = root
-        .join("target/dist")
-        .join(served.spec.version.to_string())
-        .join(&served.spec.target)
-        .join("release/vikunja-installer");
-    figures.extend(crate::bench_deploy::figures(&installer, b.runs)?);
-    figures.extend(crate::bench_update::figures(&installer, b.runs)?);
-    figures.extend(crate::bench_backup::figures(&installer, b.runs)?);
-    figures.extend(crate::bench_host::figures(&installer, b.runs)?);
-    figures.extend(crate::bench_upgrade::figures(root, &served, b.runs)?);
-    let text = render(&header()?, &figures);
-    print!("{text}");
+    if want("soak") {
+        figures.push(("soak", crate::soak::figure(root, b.soak_steps)?));
+    }
     let out = root.join("BENCHMARKS.md");
+    let text = match &only {
+        None => render(&head, &figures),
+        Some(groups) => {
+            let old =
+                fs::read_to_string(&out).with_context(|| format!("reading {} to update its rows", out.display()))?;
+            merge(&old, &head, groups, &figures)
+        }
+    };
+    print!("{text}");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
     Ok(())
@@ -106,26 +144,24 @@ fn header() -> Result<String> {
         .lines()
         .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim()))
         .unwrap_or("unknown");
-    Ok(format!("Generated by {REPRODUCE} on {date} (UTC), nproc {}, CPU: {cpu}.", nproc.trim()))
+    // The machine is shared: its load when the run began says how far absolute figures can be trusted.
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("unknown");
+    Ok(format!(
+        "Generated by {REPRODUCE} on {date} (UTC), nproc {}, CPU: {cpu}, load average {load} at the start.",
+        nproc.trim()
+    ))
 }
 
-fn render(header: &str, figures: &[Figure]) -> String {
-    let mut s = format!("{header}\n\n# Benchmarks\n\n");
-    s.push_str("| Figure | Value | Reference | Ratio | Goal | Goal met | Reproduce |\n");
-    s.push_str("|---|---|---|---|---|---|---|\n");
-    for f in figures {
-        s.push_str(&row(f));
-    }
-    for f in figures {
-        s.push_str(&section(f));
-    }
-    s
+/// The command that reproduces a row: the whole bench, or only its group.
+fn reproduce(group: Option<&str>) -> String {
+    group.map_or(REPRODUCE.to_string(), |g| format!("`cargo xtask bench --only {g}`"))
 }
 
-fn row(f: &Figure) -> String {
+fn row(f: &Figure, group: Option<&str>) -> String {
     let ratio = f.ratio.map_or("n/a".to_string(), |r| format!("{r:.2}"));
     let met = if f.met { "yes" } else { "**no**" };
-    format!("| {} | {} | {} | {ratio} | {} | {met} | {REPRODUCE} |\n", f.name, f.value, f.reference, f.goal)
+    format!("| {} | {} | {} | {ratio} | {} | {met} | {} |\n", f.name, f.value, f.reference, f.goal, reproduce(group))
 }
 
 fn section(f: &Figure) -> String {
@@ -136,41 +172,94 @@ fn section(f: &Figure) -> String {
     s
 }
 
-/// `old` BENCHMARKS.md with the rows and sections of `figures` replaced (matched by the figure's
-/// name, or by the old name of the size figure) and the rest kept as measured before.
-fn splice(old: &str, figures: &[Figure]) -> Result<String> {
-    let names = |f: &Figure| {
-        let mut v = vec![f.name.clone()];
-        if f.name.starts_with("Bootstrap size") {
-            v.push("Bootstrap size (static, stripped)".into());
-        }
-        v
-    };
-    let mut text = old.to_string();
-    for f in figures {
-        let mut done = false;
-        for name in names(f) {
-            let row_start = format!("| {name} |");
-            if let Some(i) = text.find(&row_start) {
-                let end = text[i..].find('\n').map_or(text.len(), |e| i + e + 1);
-                text.replace_range(i..end, &row(f));
-                let head = format!("\n## {name}\n");
-                let i = text.find(&head).with_context(|| format!("no section {head:?} in BENCHMARKS.md"))?;
-                let end = text[i + head.len()..].find("\n## ").map_or(text.len(), |e| i + head.len() + e);
-                text.replace_range(i..end, &section(f));
-                done = true;
-                break;
-            }
-        }
-        ensure!(done, "BENCHMARKS.md has no row for {:?}: run the whole `cargo xtask bench`", f.name);
+const TABLE_HEAD: &str =
+    "| Figure | Value | Reference | Ratio | Goal | Goal met | Reproduce |\n|---|---|---|---|---|---|---|\n";
+
+/// The whole file; each row names `--only GROUP`, the least that reproduces it.
+fn render(header: &str, figures: &[(&str, Figure)]) -> String {
+    let mut s = format!("{header}\n\n# Benchmarks\n\n{TABLE_HEAD}");
+    for (g, f) in figures {
+        s.push_str(&row(f, Some(g)));
     }
-    Ok(text)
+    for (_, f) in figures {
+        s.push_str(&section(f));
+    }
+    s
+}
+
+/// BENCHMARKS.md with the rows of `groups` replaced by `figures` (matched by name; new ones
+/// appended) and the other rows kept. A kept row that says it is reproduced by `--only G` for a
+/// regenerated G, but was not produced again, is dropped: its figure no longer exists. The header
+/// gets one line per regenerated group, so every row's date is known.
+fn merge(old: &str, header: &str, groups: &[&str], figures: &[(&str, Figure)]) -> String {
+    let (head, body) = old.split_once("\n# Benchmarks\n").unwrap_or(("", old));
+    // (figure name, its table row) and (figure name, its section's notes), in file order.
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in body.lines() {
+        if let Some(name) = line.strip_prefix("## ") {
+            sections.extend(current.take());
+            current = Some((name.trim().to_string(), String::new()));
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        } else if line.starts_with("| ") && !line.starts_with("| Figure |") {
+            let name = line[2..].split(" | ").next().unwrap_or("").trim().to_string();
+            rows.push((name, format!("{line}\n")));
+        }
+    }
+    sections.extend(current);
+    for (_, text) in sections.iter_mut() {
+        *text = text.trim().to_string();
+    }
+    let stale = |line: &str| groups.iter().any(|g| line.contains(&format!("--only {g}`")));
+    for (g, f) in figures {
+        let (r, sec) = (row(f, Some(g)), section(f));
+        match rows.iter().position(|(n, _)| *n == f.name) {
+            Some(i) => rows[i].1 = r,
+            // A new figure goes after the last row of its group, so groups stay together.
+            None => match rows.iter().rposition(|(_, line)| line.contains(&format!("--only {g}`"))) {
+                Some(i) => rows.insert(i + 1, (f.name.clone(), r)),
+                None => rows.push((f.name.clone(), r)),
+            },
+        }
+        let sec_body = sec.split_once("\n\n").map_or(String::new(), |(_, b)| b.trim().to_string());
+        if let Some(i) = sections.iter().position(|(n, _)| *n == f.name) {
+            sections[i].1 = sec_body;
+        } else {
+            sections.push((f.name.clone(), sec_body));
+        }
+    }
+    let produced = |name: &str| figures.iter().any(|(_, f)| f.name == name);
+    let dropped: Vec<String> = rows.iter().filter(|(n, r)| stale(r) && !produced(n)).map(|(n, _)| n.clone()).collect();
+    rows.retain(|(n, _)| !dropped.contains(n));
+    sections.retain(|(n, _)| !dropped.contains(n));
+    let mut lines: Vec<String> = head.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    for g in groups {
+        let prefix = format!("Rows `--only {g}`:");
+        lines.retain(|l| !l.starts_with(&prefix));
+        let by = format!("regenerated by `cargo xtask bench --only {g}`");
+        lines.push(format!("{prefix} {}", header.replacen(&format!("Generated by {REPRODUCE}"), &by, 1)));
+    }
+    let mut s = format!("{}\n\n# Benchmarks\n\n{TABLE_HEAD}", lines.join("\n\n"));
+    for (_, r) in &rows {
+        s.push_str(r);
+    }
+    // Sections follow the table's order; one without a row (hand-written) stays at the end.
+    sections.sort_by_key(|(n, _)| rows.iter().position(|(r, _)| r == n).unwrap_or(usize::MAX));
+    for (n, text) in &sections {
+        s.push_str(&format!("\n## {n}\n\n{text}\n"));
+    }
+    s
 }
 
 /// The bootstrap as `cargo xtask dist` built it until musl: static glibc, rustup's toolchain, with
 /// the release's own key so it can hand off to the same release.
 fn glibc_bootstrap(root: &Path, s: &Served) -> Result<PathBuf> {
-    let key = release::SigningKey::throwaway_in(&s.assets.join("keys"))?;
+    // The bench's one throw-away key, which signed the served release: the reference must hand
+    // off to the same bundle.
+    let key = release::SigningKey::throwaway_in(&root.join("target/bench-keys"))?;
     let keys = key.public_b64();
     let version = s.spec.version.to_string();
     let env = crate::dist::BuildEnv {
@@ -404,4 +493,51 @@ impl std::fmt::Display for Stats {
 
 pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fig(name: &str, value: &str) -> Figure {
+        Figure {
+            name: name.into(),
+            value: value.into(),
+            reference: "ref".into(),
+            ratio: Some(0.5),
+            goal: "goal".into(),
+            met: true,
+            notes: vec![format!("note of {name} {value}")],
+        }
+    }
+
+    #[test]
+    fn only_replaces_its_groups_rows_and_keeps_the_others() {
+        let old = render(
+            "Generated by `cargo xtask bench` on then.",
+            &[("size", fig("A", "old")), ("update", fig("B", "gone")), ("backup", fig("C", "kept"))],
+        );
+        let new = merge(&old, "Generated by `cargo xtask bench` on now.", &["update"], &[("update", fig("D", "new"))]);
+        // B said it came from `--only update` and was not produced again: dropped with its notes.
+        assert!(!new.contains("| B |") && !new.contains("## B") && !new.contains("note of B"), "{new}");
+        assert!(new.contains("| C | kept |") && new.contains("- note of C kept"), "{new}");
+        assert!(new.contains("| D | new |") && new.contains("## D\n\n- note of D new\n"), "{new}");
+        assert!(new.starts_with("Generated by `cargo xtask bench` on then."), "{new}");
+        assert!(new.contains("Rows `--only update`: regenerated by `cargo xtask bench --only update` on now."));
+        // A row regenerated again replaces itself in place, and its date line is not repeated.
+        let again = merge(
+            &new,
+            "Generated by `cargo xtask bench` on later.",
+            &["update", "size"],
+            &[("size", fig("A", "newer")), ("update", fig("D", "newer"))],
+        );
+        let rows: Vec<&str> = again.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Figure")).collect();
+        assert_eq!(rows.len(), 3, "{again}");
+        // D took the place of B, the last row of its group, so groups stay together.
+        assert!(rows[0].starts_with("| A | newer |") && rows[1].starts_with("| D | newer |"), "{again}");
+        assert!(again.find("## D").unwrap() < again.find("## C").unwrap(), "{again}");
+        assert_eq!(again.matches("Rows `--only update`").count(), 1, "{again}");
+        assert!(again.contains("on later.") && !again.contains("on now."), "{again}");
+        assert_eq!(again.matches("## ").count(), 3, "{again}");
+    }
 }

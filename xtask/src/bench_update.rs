@@ -6,6 +6,7 @@
 //! several times; the first update downloads v2.5.0 from a loopback HTTPS site and every later one
 //! finds it verified in releases/, so the timed runs contain no download.
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,12 +17,11 @@ use vikunja_e2e::keepalive::{self, KeepAlive};
 use vikunja_e2e::load::{self, Load, Target};
 use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
 
-use crate::bench::{ms, timed, Figure, Stats};
+use crate::bench::{ms, Figure, Stats};
 
 const V1: &str = "v2.4.0";
 const V2: &str = "v2.5.0";
 const INSTANCE: &str = "bench";
-const UPDATE_OVERHEAD_GOAL: Duration = Duration::from_secs(2);
 const ROLLBACK_GOAL: Duration = Duration::from_secs(5);
 /// The seed accepts up to 5 s of downtime; the freeze is the only time anything is refused.
 const FREEZE_GOAL: Duration = Duration::from_secs(5);
@@ -40,6 +40,9 @@ const TAIL: Duration = Duration::from_millis(200);
 struct Op {
     wall: Duration,
     lines: Vec<(Duration, String)>,
+    /// The same progress lines, timed by us as they arrived (since spawn, to the microsecond;
+    /// Rust flushes stdout at every line, also into a pipe).
+    arrived: Vec<(Duration, String)>,
     stdout: String,
 }
 
@@ -56,6 +59,12 @@ impl Op {
     /// From the freeze reload to the switch reload, both as the installer reports them done.
     fn freeze(&self) -> Result<Duration> {
         Ok(self.at("traffic switched to")?.saturating_sub(self.at("writes frozen")?))
+    }
+
+    /// The nginx reloads it made: each routing change prints one of these lines once it is done.
+    fn reloads(&self) -> u64 {
+        const ROUTES: [&str; 4] = ["writes frozen", "reads switched", "traffic switched", "writes resumed"];
+        self.lines.iter().filter(|(_, m)| ROUTES.iter().any(|r| m.starts_with(r))).count() as u64
     }
 
     fn gate_to_switch(&self) -> Result<Duration> {
@@ -87,19 +96,37 @@ impl Rig {
             .arg(&self.sb.root)
             .env("SSL_CERT_FILE", &self.site.ca.ca_pem)
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        let (wall, out) = timed(c)?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = c.spawn().with_context(|| format!("run {}", self.installer.display()))?;
+        let mut err = child.stderr.take().context("the installer's stderr")?;
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let (mut stdout, mut arrived) = (String::new(), Vec::new());
+        for line in BufReader::new(child.stdout.take().context("the installer's stdout")?).lines() {
+            let line = line.context("reading the installer's output")?;
+            if let Some((_, msg)) = progress(&line).pop() {
+                arrived.push((start.elapsed(), msg));
+            }
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        let status = child.wait().context("wait for the installer")?;
+        let wall = start.elapsed();
+        let stderr = stderr.join().unwrap_or_default();
+        if !status.success() {
             bail!(
-                "`vikunja-installer {}` failed ({}) in the sandbox {}:\n{stdout}{stderr}",
+                "`vikunja-installer {}` failed ({status}) in the sandbox {}:\n{stdout}{stderr}",
                 args.join(" "),
-                out.status,
                 self.sb.root.display()
             );
         }
-        Ok(Op { wall, lines: progress(&stdout), stdout: format!("{stdout}{stderr}") })
+        Ok(Op { wall, lines: progress(&stdout), arrived, stdout: format!("{stdout}{stderr}") })
     }
 
     fn update(&self) -> Result<Op> {
@@ -208,7 +235,7 @@ impl StandinStart {
 }
 
 fn health_ok(port: u16) -> bool {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     if s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
@@ -226,6 +253,15 @@ struct Tally {
     /// Keep-alive client only: failed again when retried once.
     failed_after_retry: u64,
     connections: u64,
+    /// Keep-alive client only: of `failed`, those on a reused connection that closed before any
+    /// byte of the answer (what libcurl and browsers resend silently).
+    closed_reused: u64,
+    /// Keep-alive client only: connections found closed before reuse (no request lost).
+    closed_idle: u64,
+    /// Keep-alive client only: connections closed after an answer that said so (none lost).
+    closed_announced: u64,
+    /// nginx reloads the operations made (their progress lines), for a rate per reload.
+    reloads: u64,
     examples: Vec<String>,
 }
 
@@ -240,13 +276,26 @@ impl Tally {
         }
     }
 
-    fn add_keepalive(&mut self, r: &keepalive::Report) {
+    /// Every connection the server closed: announced, found before reuse, or under a request.
+    fn closed(&self) -> u64 {
+        self.closed_announced + self.closed_idle + self.closed_reused
+    }
+
+    fn add_keepalive(&mut self, r: &keepalive::Report, op: Option<&Op>) {
         self.reads += r.reads;
         self.failed += r.failed_first.len() as u64;
         self.failed_after_retry += r.failed_after_retry.len() as u64;
         self.connections += r.connections;
+        self.closed_reused += r.failed_first.iter().filter(|f| f.closed_reused).count() as u64;
+        self.closed_idle += r.closed_idle;
+        self.closed_announced += r.closed_announced;
+        self.reloads += op.map_or(0, Op::reloads);
         for f in r.failed_first.iter().take(3 - self.examples.len().min(3)) {
-            self.examples.push(format!("{} {}", f.status, f.detail).trim_end().to_string());
+            self.examples.push(if f.status == 0 {
+                format!("no answer: {}", f.detail)
+            } else {
+                format!("{}", f.status)
+            });
         }
     }
 }
@@ -384,21 +433,25 @@ pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
         }
         for (slot, what) in [(BASE, "baseline"), (UPD, "update"), (RB, "rollback")] {
             let load_start = Instant::now();
-            let k = KeepAlive::start(&t, READERS);
-            k.warm_up(2 * keepalive::BATCH as u64);
+            let k = KeepAlive::start(&t, READERS).map_err(anyhow::Error::msg)?;
+            k.warm_up(50);
             let op_start = load_start.elapsed();
             let op = operate(&rig, slot)?;
             let r = k.stop();
-            kept.tally[slot].add_keepalive(&r);
+            kept.tally[slot].add_keepalive(&r, op.as_ref());
             if let (Some(op), Some(w)) = (&op, failure_window(&r, op_start)) {
                 kept.windows[slot].push(format!("{w}; the installer said {}", milestones(op)));
             }
             eprintln!(
-                "bench: loaded cycle {i} {what}, keep-alive: {} reads over {} connections, {} failed, {} after retry",
+                "bench: loaded cycle {i} {what}, keep-alive: {} reads over {} connections, {} failed ({} closed before \
+                 the answer), {} after retry, {} found closed before reuse, {} closed as announced",
                 r.reads,
                 r.connections,
                 r.failed_first.len(),
-                r.failed_after_retry.len()
+                r.failed_first.iter().filter(|f| f.closed_reused).count(),
+                r.failed_after_retry.len(),
+                r.closed_idle,
+                r.closed_announced
             );
             keep(slot, op, &mut loaded_updates, &mut loaded_rollbacks);
         }
@@ -415,7 +468,6 @@ pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
         reads_figure(
             "Failed reads under load during update and rollback: new connection per request",
             &new_conn,
-            false,
             cycles,
             format!(
                 "{READERS} reader and {WRITERS} writer threads, each running the real `curl --http1.1` through the \
@@ -423,20 +475,7 @@ pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
                  (`vikunja_e2e::load`). Failed: any answer but 2xx, or no answer (status 0)."
             ),
         ),
-        reads_figure(
-            "Failed reads under load during update and rollback: keep-alive client, one retry",
-            &kept,
-            true,
-            cycles,
-            format!(
-                "{READERS} reader threads, each a `curl --http1.1` process fetching {n} URLs over one kept-alive \
-                 HTTPS connection, then the next {n} (`vikunja_e2e::keepalive`); a failed read is retried once on a \
-                 new connection after its batch. libcurl resends a request by itself when a reused connection \
-                 turns out closed before any byte of the answer (as browsers do); such a read counts as a first \
-                 attempt that worked.",
-                n = keepalive::BATCH
-            ),
-        ),
+        keepalive_figure(&kept, cycles),
     ];
     out.extend(freeze_figures(&updates, &loaded_updates, &rollbacks, &loaded_rollbacks, &writes, &s1, &s2, &reload)?);
     out.push(gate_figure(&updates, &loaded_updates, &rollbacks, &loaded_rollbacks, &reload)?);
@@ -483,14 +522,8 @@ fn check_serving(t: &Target) -> Result<String> {
     Ok("After the runs, the instance serves reads and writes, and an acknowledged write is listed.".into())
 }
 
-fn reads_figure(name: &str, l: &Loaded, retry: bool, cycles: usize, client: String) -> Figure {
-    let show = |t: &Tally| {
-        if retry {
-            format!("{} of {} after retry ({} before)", t.failed_after_retry, t.reads, t.failed)
-        } else {
-            format!("{} of {}", t.failed, t.reads)
-        }
-    };
+fn reads_figure(name: &str, l: &Loaded, cycles: usize, client: String) -> Figure {
+    let show = |t: &Tally| format!("{} of {}", t.failed, t.reads);
     let [base, upd, rb] = &l.tally;
     let mut notes = vec![
         client,
@@ -517,14 +550,117 @@ fn reads_figure(name: &str, l: &Loaded, retry: bool, cycles: usize, client: Stri
             notes.push(format!("{what} run {} (times since the installer was started): {w}.", i + 1));
         }
     }
-    let failed = |t: &Tally| if retry { t.failed_after_retry } else { t.failed };
     Figure {
         name: name.into(),
         value: format!("update: {}; rollback: {}", show(upd), show(rb)),
         reference: format!("no operation: {}", show(base)),
         ratio: None,
         goal: "0 failed (seed: up to 5 s of downtime)".into(),
-        met: failed(upd) == 0 && failed(rb) == 0,
+        met: upd.failed == 0 && rb.failed == 0,
+        notes,
+    }
+}
+
+/// What a client can and cannot know about a request whose connection closed, for the notes.
+const CLOSED_WRITE: &str = "What a client can know about a request whose kept-alive connection closed before any byte of \
+    the answer: nothing certain about the server side. In this setup it was not applied (nginx's old workers close only \
+    idle connections on a reload, and finish every request they have read), but the client cannot tell that close from \
+    one after the request was forwarded (a worker or backend dying mid-request), so in general the request may or may \
+    not have been applied. A read can be resent safely, which is what libcurl does by itself whatever the method (so \
+    curl never shows these closes). A write cannot, blindly: Vikunja creates a task with PUT to a collection and the \
+    server picks the id, so a resent create can make a duplicate; a client must first read back (look for the write by \
+    something it chose, such as a unique title) and resend only if it is absent. Answers are definite: a 503 with \
+    Retry-After from the write freeze means not applied (resend after the delay), a 2xx means applied.";
+
+fn keepalive_figure(l: &Loaded, cycles: usize) -> Figure {
+    let [base, upd, rb] = &l.tally;
+    // Connections also close without a reload (nginx's keepalive_requests limit): the baseline's
+    // rate per read is taken off before dividing by the reloads.
+    let base_rate = if base.reads == 0 { 0.0 } else { base.closed() as f64 / base.reads as f64 };
+    let per_reload = |t: &Tally| {
+        if t.reloads == 0 {
+            "no reload".to_string()
+        } else {
+            let by_reloads = (t.closed() as f64 - base_rate * t.reads as f64).max(0.0);
+            format!("{:.1} per nginx reload beyond the rate without one", by_reloads / t.reloads as f64)
+        }
+    };
+    let show = |t: &Tally| {
+        format!(
+            "{} connections closed ({}); {} of {} reads failed without a retry, {} after one retry",
+            t.closed(),
+            per_reload(t),
+            t.failed,
+            t.reads,
+            t.failed_after_retry
+        )
+    };
+    let mut notes = vec![
+        format!(
+            "{READERS} reader threads, each keeping one HTTP/1.1 connection over TLS to the instance's nginx and \
+             sending GET requests back to back on it (`vikunja_e2e::keepalive`, our own client on rustls, because \
+             libcurl resends a request by itself when a reused connection closes before any byte of the answer, \
+             which hides these closes: the curl client used before reported 0). Before reusing a connection it checks \
+             the socket for a close that already arrived and then opens a new one without counting a failure, as \
+             libcurl does; it does not resend. A failed read is retried once, at once, on a new connection."
+        ),
+        format!(
+            "{cycles} update and {cycles} rollback runs (stand-in {V1} ↔ {V2}, --init process, release already on \
+             disk), each with the load started before the installer and stopped {} ms after it returned; the nginx \
+             reloads are counted from the installer's progress lines (update {}, rollback {}).",
+            TAIL.as_millis(),
+            upd.reloads,
+            rb.reloads
+        ),
+        format!(
+            "Reference: the same load for {} s with no operation running, {cycles} times: {}.",
+            BASELINE.as_secs(),
+            show(base)
+        ),
+        format!(
+            "Connections opened: update {} for {} reads, rollback {} for {} reads, baseline {} for {} reads. Of the \
+             closed connections, announced by `Connection: close` on an answer (nothing lost; in the baseline \
+             that is nginx's keepalive_requests limit): update {}, rollback {}, baseline {}; found closed before reuse (nothing lost; \
+             a client that does not check fails there too): update {}, rollback {}, baseline {}; closed under a \
+             request sent on it, before any byte of the answer (the request failed): update {}, rollback {}, \
+             baseline {}.",
+            upd.connections,
+            upd.reads,
+            rb.connections,
+            rb.reads,
+            base.connections,
+            base.reads,
+            upd.closed_announced,
+            rb.closed_announced,
+            base.closed_announced,
+            upd.closed_idle,
+            rb.closed_idle,
+            base.closed_idle,
+            upd.closed_reused,
+            rb.closed_reused,
+            base.closed_reused
+        ),
+        CLOSED_WRITE.into(),
+    ];
+    for (slot, what, t) in [(UPD, "update", upd), (RB, "rollback", rb), (BASE, "baseline", base)] {
+        if !t.examples.is_empty() {
+            notes.push(format!("First failures during the {what}: {}.", t.examples.join("; ")));
+        }
+        for (i, w) in l.windows[slot].iter().enumerate() {
+            notes.push(format!("{what} run {} (times since the installer was started): {w}.", i + 1));
+        }
+    }
+    Figure {
+        name: "Keep-alive reads during update and rollback: closed connections, without and with one client retry"
+            .into(),
+        value: format!("update: {}; rollback: {}", show(upd), show(rb)),
+        reference: format!(
+            "no operation: {} of {} failed, {} after one retry",
+            base.failed, base.reads, base.failed_after_retry
+        ),
+        ratio: None,
+        goal: "0 failed after one retry (without a retry: reported; seed: up to 5 s of downtime)".into(),
+        met: upd.failed_after_retry == 0 && rb.failed_after_retry == 0,
         notes,
     }
 }
@@ -637,6 +773,49 @@ fn gate_figure(
     })
 }
 
+/// The update's steps, each named by the progress line that ends it; `None` is the exit.
+const UPDATE_STEPS: [(Option<&str>, &str); 9] = [
+    (
+        Some("updating instance"),
+        "process start to the first line: recovery check, lock, state, config, TLS roots for the fetcher",
+    ),
+    (Some("release "), "release found verified in releases/"),
+    (Some("writes frozen"), "journal, freeze: upstream file, `nginx -t`, reload, old workers finished"),
+    (Some("database backed up"), "SQLite backup of the database"),
+    (Some("green started"), "journal, starting green under its supervisor"),
+    (Some("health gate: passed"), "health gate: Vikunja's start, polled"),
+    (Some("traffic switched"), "journal, switch: upstream file, `nginx -t`, reload, old workers finished"),
+    (Some("blue drained"), "draining and stopping blue"),
+    (None, "state files, journal closed, exit"),
+];
+/// Issue 10's goal for the overhead (it was 369 ms when the goal was set).
+const OVERHEAD_GOAL: Duration = Duration::from_millis(250);
+
+/// Per step of one update: its duration, by our clock as the lines arrived.
+fn steps_of(op: &Op) -> Result<Vec<Duration>> {
+    let mut at = Vec::new();
+    for (marker, _) in UPDATE_STEPS {
+        at.push(match marker {
+            Some(m) => op.arrived.iter().find(|(_, l)| l.starts_with(m)).map(|(t, _)| *t).with_context(|| {
+                format!(
+                    "no progress line starting with {m:?} in the update's output (did its wording change?):\n{}",
+                    op.stdout
+                )
+            })?,
+            None => op.wall,
+        });
+    }
+    let mut prev = Duration::ZERO;
+    Ok(at
+        .into_iter()
+        .map(|t| {
+            let d = t.saturating_sub(prev);
+            prev = prev.max(t);
+            d
+        })
+        .collect())
+}
+
 fn update_overhead(
     updates: &[Op],
     overhead: &mut [Duration],
@@ -651,13 +830,32 @@ fn update_overhead(
     let two = reload.median * 2;
     let ratio = o.median.as_secs_f64() / two.as_secs_f64();
     let downloaded = first.at(&format!("release {V2} verified"))?;
+    let per_run = updates.iter().map(steps_of).collect::<Result<Vec<_>>>()?;
+    let medians: Vec<Duration> = (0..UPDATE_STEPS.len())
+        .map(|i| Stats::of(&mut per_run.iter().map(|r| r[i]).collect::<Vec<_>>()).median)
+        .collect();
+    let total: Duration = medians.iter().sum();
+    let mut order: Vec<usize> = (0..UPDATE_STEPS.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(medians[*i]));
+    let shares = order
+        .iter()
+        .map(|&i| {
+            format!(
+                "{} {} ({:.0} %)",
+                UPDATE_STEPS[i].1,
+                ms(medians[i]),
+                100.0 * medians[i].as_secs_f64() / total.as_secs_f64().max(f64::EPSILON)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     Ok(Figure {
         name: "Update overhead: no download, without Vikunja's own start".into(),
         value: o.to_string(),
         reference: format!("two checked nginx reloads by hand: {}", ms(two)),
         ratio: Some(ratio),
-        goal: format!("< {} s (seed: 3-6 min with builds)", UPDATE_OVERHEAD_GOAL.as_secs()),
-        met: o.max < UPDATE_OVERHEAD_GOAL,
+        goal: format!("median < {} ms (issue 10; seed: 3-6 min with builds)", OVERHEAD_GOAL.as_millis()),
+        met: o.median < OVERHEAD_GOAL,
         notes: vec![
             format!(
                 "{cycles} timed `vikunja-installer update --version {V2}` runs, unloaded, after one warm-up update \
@@ -666,9 +864,13 @@ fn update_overhead(
             ),
             format!(
                 "Value: per run, the update's wall time minus the stand-in {V2}'s start to healthy measured just \
-                 before it (median {}): lock, journal, freeze reload, SQLite backup, starting the green units under \
-                 the supervisor, health gate (polled every 100 ms), switch reload, draining blue, state files.",
+                 before it (median {}).",
                 ms(s2.median)
+            ),
+            format!(
+                "Where the time goes, largest first (median per step over the {cycles} runs, timed by the bench as \
+                 each progress line arrived; shares of their sum {}, which includes Vikunja's start): {shares}.",
+                ms(total)
             ),
             format!(
                 "Reference: `nginx -t -q` + `nginx -s reload` on the instance's nginx by hand, twice (freeze and \
@@ -682,6 +884,18 @@ fn update_overhead(
                 ms(downloaded)
             ),
             format!("Ratio of medians (overhead / reference): {ratio:.2}."),
+            "A floor under the two reload steps: the installer waits after each reload until the old nginx \
+             workers are gone (so no old worker still forwards a write past the freeze or to the colour being \
+             stopped), and nginx's master sleeps 100 ms after starting the new workers before it tells the old \
+             ones to quit (`ngx_msleep(100)`, \"allow new processes to start\", in ngx_master_process_cycle). \
+             So at least 200 ms of any update is nginx's own waiting; the goal of 250 ms leaves about 50 ms for \
+             everything else."
+                .into(),
+            format!(
+                "On a shared machine the absolute figure follows its load (see the header); in units of the same \
+                 run's reference the goal, set when the reference was 23.0 ms unloaded, is 250 / 23.0 = 10.87 and this \
+                 run is {ratio:.2}."
+            ),
         ],
     })
 }

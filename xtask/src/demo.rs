@@ -25,11 +25,22 @@ pub struct Served {
 }
 
 pub fn build_and_serve(root: &Path, name: &str, extra_lib: Vec<std::path::PathBuf>) -> Result<Served> {
+    build_and_serve_with(root, name, extra_lib, None)
+}
+
+/// As `build_and_serve`, signed with `key` (a throw-away key kept between runs: the trusted key is
+/// compiled in, so a new one each run would rebuild the release binaries every time).
+pub fn build_and_serve_with(
+    root: &Path,
+    name: &str,
+    extra_lib: Vec<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> Result<Served> {
     let work = vikunja_e2e::scratch_dir(name)?;
     let assets = work.join("release");
     let d = Dist {
         out: assets.clone(),
-        key: None,
+        key,
         version: None,
         channel: "stable".into(),
         serial: None,

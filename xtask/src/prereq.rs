@@ -41,6 +41,9 @@ pub const BENCH_TOOLS: &[(&str, &str)] = &[
     ("sha256sum", "coreutils"),
     ("unzip", "unzip"),
     ("time", "time"),
+    // The backup rows' references: what an admin would reach for instead (vzdump uses zstd).
+    ("pigz", "pigz"),
+    ("zstd", "zstd"),
 ];
 
 /// `cmd` on PATH (or in /usr/sbin, /sbin); an absolute path must exist as it is.
