@@ -206,6 +206,9 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
         }
     };
+    // Forgotten before the signal, recorded again only once the reload completed: a run killed in
+    // between must leave "unknown" (so the next route reloads), not the rules nginx ran before.
+    let _ = std::fs::remove_file(applied_file(l));
     let master = master_pid(l, init);
     let old_workers = master.map(children).unwrap_or_default();
     match (init, is_running(l, init)) {
@@ -229,6 +232,7 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             }
         }
     }
+    crate::journal::kill_point("reload-signalled");
     if let Some(m) = master {
         wait_for_reload(m, &old_workers, &l.logs_dir().join("nginx/error.log"))?;
     }

@@ -408,3 +408,18 @@ fn an_offline_update_takes_the_zip_given_with_artifact_and_the_no_network_error_
     assert!(o.status.success(), "offline update: {}", said(&o));
     assert_eq!(assert_serving(&sb, "after the offline update").1, V2);
 }
+
+/// Found by the soak (seed 20261127, step 21): an update killed after nginx was told to reload
+/// into the write freeze, but before the installer recorded what nginx applied. The recovery
+/// must not trust the stale record: writes are accepted again afterwards.
+#[test]
+fn an_update_killed_after_signalling_the_freeze_reload_leaves_writes_open_after_recovery() {
+    let sb = installed("lc-reload-kill", V1);
+    let o = installer_env(&sb, &["update", "--version", V2], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "reload-signalled")]);
+    assert_eq!(o.status.signal(), Some(9), "the update was not killed at reload-signalled: {}", said(&o));
+    let o = installer(&sb, &["status", "--json"]);
+    assert!(o.status.success(), "status after the kill: {}", said(&o));
+    let (code, body) = target(&sb).create_task("after-the-killed-freeze");
+    assert_eq!(code, 201, "a write after the recovery was answered {code}: {body}");
+    assert_serving(&sb, "after the recovery");
+}

@@ -34,8 +34,16 @@ const CI_STEPS: usize = 60;
 /// The kill points the installer honours in `VIKUNJA_INSTALLER_TEST_KILL_AT` (journal steps, the
 /// upstream write, restore steps and backup phases). A name the installer no longer knows just
 /// lets the operation finish, which the sequence also checks.
-const KILL_UPDATE: &[&str] =
-    &["started", "frozen", "backed-up", "starting", "switched", "upstream-written-green", "upstream-written-blue"];
+const KILL_UPDATE: &[&str] = &[
+    "started",
+    "frozen",
+    "backed-up",
+    "starting",
+    "switched",
+    "upstream-written-green",
+    "upstream-written-blue",
+    "reload-signalled",
+];
 const KILL_RESTORE: &[&str] = &[
     "restore-verifying",
     "restore-unpacking",
