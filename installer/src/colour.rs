@@ -176,14 +176,24 @@ impl Colours<'_> {
         // The service as started: if it already exited, `main_pid` differs from it at once.
         let first_pid = self.init.service_pid(self.l, &backend);
         let start = Instant::now();
+        // From 5 ms, doubling up to the interval: a new colour is often healthy within tens of
+        // milliseconds, and every millisecond here is write freeze.
+        let mut pause = Duration::from_millis(5).min(interval);
+        let port = units::backend_port(self.d, c);
         loop {
-            let mut report = health::check_all(&t);
-            let ok = report.iter().all(|x| x.healthy);
-            if ok || start.elapsed() + interval > timeout {
-                return (ok, report);
+            let last = start.elapsed() + pause > timeout;
+            // The full check (database included, which a migrating colour keeps locked) only once
+            // the backend answers at all.
+            if last || crate::probe::get(port, "/health", Duration::from_secs(1)).is_ok_and(|r| r.status == 200) {
+                let report = health::check_all(&t);
+                let ok = report.iter().all(|x| x.healthy);
+                if ok || last {
+                    return (ok, report);
+                }
             }
             let now_pid = self.init.main_pid(self.l, &backend);
             if first_pid.is_none() || now_pid != first_pid {
+                let mut report = health::check_all(&t);
                 if let Some(b) = report.iter_mut().find(|x| x.name == "Backend API") {
                     b.detail = format!(
                         "{} (the service exited after {:.1} s: see its log)",
@@ -193,7 +203,8 @@ impl Colours<'_> {
                 }
                 return (false, report);
             }
-            std::thread::sleep(interval);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(interval);
         }
     }
 }

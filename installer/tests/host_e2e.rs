@@ -144,16 +144,26 @@ struct Site {
 fn site(dir: &Path) -> Site {
     let root = vikunja_e2e::workspace_root();
     let out = root.join("target/host-e2e-dist/release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let o = Command::new(cargo)
-        .current_dir(&root)
-        .args(["xtask", "dist", "--out"])
-        .arg(&out)
-        .args(["--version", RELEASE])
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "cargo xtask dist failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    // Built once per test binary: the host tests run in parallel, and two `cargo xtask dist` into
+    // the same directory at once remove each other's files.
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = Command::new(cargo)
+            .current_dir(&root)
+            .args(["xtask", "dist", "--out"])
+            .arg(&out)
+            .args(["--version", RELEASE])
+            .env_remove("RUSTFLAGS")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    });
+    assert!(built.is_ok(), "cargo xtask dist failed:\n{}", built.as_ref().err().map(String::as_str).unwrap_or(""));
     let ca = TestCa::create(&dir.join("ca")).unwrap();
     let server = ReleaseServer::start(&dir.join("nginx"), &ca).unwrap();
     server.publish(OWNER, REPO, &format!("v{RELEASE}"), &out).unwrap();
