@@ -105,14 +105,7 @@ impl Init {
     /// service exited).
     pub fn service_pid(self, l: &Layout, unit: &str) -> Option<i32> {
         match self {
-            Init::Systemd => {
-                let out = Command::new("systemctl")
-                    .args(["show", "-p", "MainPID", "--value", &format!("{unit}.service")])
-                    .output()
-                    .ok()?;
-                let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-                (pid > 0).then_some(pid)
-            }
+            Init::Systemd => main_pid_of(&format!("{unit}.service")),
             Init::Process => child_pid(l, unit),
         }
     }
@@ -133,11 +126,8 @@ impl Init {
     pub fn uptime(self, l: &Layout, unit: &str) -> Option<Duration> {
         match self {
             Init::Systemd => {
-                let out = Command::new("systemctl")
-                    .args(["show", "-p", "ExecMainStartTimestampMonotonic", "--value", &format!("{unit}.service")])
-                    .output()
-                    .ok()?;
-                let started_us: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+                let started_us: u64 =
+                    systemctl_show(&format!("{unit}.service"), "ExecMainStartTimestampMonotonic")?.parse().ok()?;
                 let up = std::fs::read_to_string("/proc/uptime").ok()?;
                 let now_s: f64 = up.split_whitespace().next()?.parse().ok()?;
                 (started_us > 0).then(|| Duration::from_secs_f64(now_s - started_us as f64 / 1e6))
@@ -149,6 +139,17 @@ impl Init {
             }
         }
     }
+}
+
+/// One property of a systemd unit, as `systemctl show -p NAME --value` prints it.
+fn systemctl_show(service: &str, property: &str) -> Option<String> {
+    let out = Command::new("systemctl").args(["show", "-p", property, "--value", service]).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The main process of a systemd service while it runs (systemd reports 0 when none).
+pub fn main_pid_of(service: &str) -> Option<i32> {
+    systemctl_show(service, "MainPID")?.parse().ok().filter(|p: &i32| *p > 0)
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {

@@ -299,11 +299,7 @@ pub fn owns(l: &Layout, init: Init, pid: i32) -> bool {
 fn master_pid(l: &Layout, init: Init) -> Option<i32> {
     match init {
         Init::Process => process_pid(l),
-        Init::Systemd => {
-            let out =
-                Command::new("systemctl").args(["show", "-p", "MainPID", "--value", "nginx.service"]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|p| *p > 0)
-        }
+        Init::Systemd => crate::init::main_pid_of("nginx.service"),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use vikunja_e2e::disk::SmallDisk;
 use vikunja_e2e::load::{Load, Target};
-use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
+use vikunja_e2e::sandbox::{version_on, DownloadSite, Sandbox};
 
 const V1: &str = "v2.4.0";
 const V2: &str = "v2.5.0";
@@ -78,15 +78,6 @@ fn status(sb: &Sandbox) -> serde_json::Value {
 
 fn state_file(sb: &Sandbox, name: &str) -> String {
     std::fs::read_to_string(sb.instance_dir(INSTANCE).join("state").join(name)).unwrap_or_default()
-}
-
-fn version_on(port: u16) -> Option<String> {
-    let o = Command::new("curl")
-        .args(["-sS", "--max-time", "3", &format!("http://127.0.0.1:{port}/api/v1/info")])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-    v["version"].as_str().map(str::to_string)
 }
 
 /// Exactly one colour answers, with `version`, nginx routes to it unfrozen, and the state files say so.

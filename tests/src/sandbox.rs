@@ -99,6 +99,17 @@ pub struct Ports {
 /// the demo, the benchmark): the doubles share the host's network, so every instance gets its own
 /// loopback address `ip` and free ports `p`. `vikunja` holds the lines of the `[vikunja]` table,
 /// `extra` more tables.
+/// The version a backend port answers on `/api/v1/info` (plain HTTP on loopback), None when
+/// nothing answers.
+pub fn version_on(port: u16) -> Option<String> {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "3", &format!("http://127.0.0.1:{port}/api/v1/info")])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
 pub fn container_config(name: &str, vikunja: &str, ip: &str, p: &Ports, extra: &str) -> String {
     format!(
         "[instance]\nname = \"{name}\"\n\n[vikunja]\n{vikunja}\n\n\

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vikunja_e2e::load::Target;
+pub use vikunja_e2e::sandbox::version_on;
 use vikunja_e2e::sandbox::{DownloadSite, Sandbox};
 
 pub const V1: &str = "v2.4.0";
@@ -153,16 +154,6 @@ pub fn other(colour: &str) -> &'static str {
     } else {
         "blue"
     }
-}
-
-/// The version a backend port answers on `/api/v1/info`, None when nothing answers.
-pub fn version_on(port: u16) -> Option<String> {
-    let o = Command::new("curl")
-        .args(["-sS", "--max-time", "3", &format!("http://127.0.0.1:{port}/api/v1/info")])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-    v["version"].as_str().map(str::to_string)
 }
 
 /// (supervisor pid, child pid) from the backend's pid file under `--init process`.
