@@ -2,44 +2,21 @@
 //! from a verified bundle (see `about` for the hand-off contract), or directly once installed.
 
 mod about;
-mod account;
-mod archive;
-mod artifact;
-mod backup;
-mod bluegreen;
 mod cli;
-mod colour;
-mod config;
-mod crypt;
-mod dbbackup;
-mod dbcheck;
+mod data;
+mod engine;
 mod error;
-mod health;
 mod host;
-mod init;
-mod install;
-mod journal;
-mod layout;
-mod lifecycle;
-mod lock;
-mod nginx;
-mod ops;
-mod pargz;
-mod probe;
-mod recovery;
+mod instance;
 mod render;
-mod restore;
-mod secrets;
-mod sockets;
-mod state;
-mod status;
-mod supervisor;
-mod templates;
-mod tls;
-mod units;
-mod upgrade;
-mod vikunja_conf;
-mod wizard;
+mod service;
+mod ui;
+
+use engine::{backup, bluegreen, install, recovery, restore, upgrade};
+use instance as ops;
+use instance::{config, layout, state};
+use service::{health, init, status, supervisor};
+use ui as wizard;
 
 use std::process::ExitCode;
 use std::time::Duration;

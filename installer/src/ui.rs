@@ -8,7 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 
-use crate::config::{DbType, Deployment};
+use crate::instance::config::{DbType, Deployment};
 
 pub fn interactive() -> bool {
     terminal().is_some()
@@ -99,7 +99,7 @@ pub fn yes_no(v: &str) -> Option<bool> {
 
 fn check_field(d: &Deployment, field: &str) -> Result<(), String> {
     match d.validate() {
-        Err(crate::config::ConfigError::Invalid(errs)) => match errs.iter().find(|e| e.field == field) {
+        Err(crate::instance::config::ConfigError::Invalid(errs)) => match errs.iter().find(|e| e.field == field) {
             Some(e) => Err(format!("not valid: allowed: {}", e.allowed)),
             None => Ok(()),
         },
@@ -126,14 +126,14 @@ pub fn run(d: Deployment) -> io::Result<Deployment> {
 fn ask_all(mut d: Deployment, p: &mut Prompter) -> io::Result<Deployment> {
     writeln!(p.output, "Vikunja installation: press Enter to keep the value in brackets.")?;
     let name = p.ask("Instance name", &d.instance.name.clone(), |v| {
-        if crate::config::is_name(v, 31) {
+        if crate::instance::config::is_name(v, 31) {
             Ok(())
         } else {
             Err("use a-z, 0-9 and '-', starting with a letter".into())
         }
     })?;
     let number = d.instance.number;
-    d = Deployment { instance: crate::config::Instance { name, number }, ..d };
+    d = Deployment { instance: crate::instance::config::Instance { name, number }, ..d };
     let domain = p.ask("Domain (the address users type)", &d.network.domain.clone(), |v| {
         let mut t = d.clone();
         t.network.domain = v.into();

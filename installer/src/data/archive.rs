@@ -25,8 +25,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use manifests::hash::Sha256;
 use serde::{Deserialize, Serialize};
 
-use crate::crypt::{self, CryptError, Unlock};
-use crate::install::Failed;
+use crate::data::crypt::{self, CryptError, Unlock};
+use crate::engine::install::Failed;
 
 pub const FORMAT: u32 = 1;
 pub const PRODUCT: &str = "vikunja-pve backup";

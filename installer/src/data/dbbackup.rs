@@ -12,8 +12,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::config::{DbType, Deployment};
-use crate::layout::Layout;
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbBackupError {
@@ -271,7 +271,7 @@ fn run(mut c: Command, what: &str) -> Result<(), DbBackupError> {
 }
 
 fn password(l: &Layout) -> Option<String> {
-    crate::secrets::db_password(l).map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+    crate::instance::secrets::db_password(l).map(|p| p.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn pg_args(c: &mut Command, l: &Layout, d: &Deployment) {

@@ -22,15 +22,15 @@ use anyhow::{anyhow, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
-use crate::archive::{self, Header, Manifest, Skipped};
-use crate::config::DbType;
-use crate::crypt::{Seal, Unlock};
-use crate::dbbackup;
+use crate::data::archive::{self, Header, Manifest, Skipped};
+use crate::data::crypt::{Seal, Unlock};
+use crate::data::dbbackup;
+use crate::data::pargz::ParGzWriter;
 use crate::error::fail;
-use crate::layout::Layout;
-use crate::ops::Instance;
-use crate::pargz::ParGzWriter;
-use crate::state::{self, LastOperation};
+use crate::instance::config::DbType;
+use crate::instance::layout::Layout;
+use crate::instance::state::{self, LastOperation};
+use crate::instance::Instance;
 
 /// gzip level 1: on attachments (mostly compressed already: images, PDFs, office files) higher
 /// levels cost several times the CPU for a few percent; text and the dump still shrink 3-5x.
@@ -122,7 +122,7 @@ pub fn backups_in(dir: &Path, instance: &str) -> Vec<PathBuf> {
 // ---------------------------------------------------------------- interrupted backups
 
 fn journal_path(l: &Layout) -> PathBuf {
-    crate::journal::path(l)
+    crate::engine::journal::path(l)
 }
 
 /// Deletes what a killed backup left (its partial archive and database dump), as recorded in
@@ -223,13 +223,13 @@ pub struct Made {
 }
 
 pub fn run(inst: &Instance, o: &Options) -> Result<Made> {
-    let begun = crate::recovery::begin(inst, "backup")?;
+    let begun = crate::engine::recovery::begin(inst, "backup")?;
     let inst = &begun.inst;
     let l = &inst.layout;
-    if let crate::lifecycle::Verdict::Refuse(code, msg) = crate::lifecycle::check(
-        crate::lifecycle::Op::Backup,
+    if let crate::engine::lifecycle::Verdict::Refuse(code, msg) = crate::engine::lifecycle::check(
+        crate::engine::lifecycle::Op::Backup,
         &l.instance,
-        &crate::lifecycle::Snapshot::read(l, || None),
+        &crate::engine::lifecycle::Snapshot::read(l, || None),
     ) {
         return Err(fail(code, msg));
     }
@@ -313,7 +313,8 @@ pub fn print_made(m: &Made, seal: Option<&Seal>, elapsed: f64) {
         m.manifest.files(),
         mib(m.manifest.data_bytes()),
         mib(m.size),
-        seal.map(crate::crypt::describe).unwrap_or_else(|| "not encrypted (it holds secrets: keep it private)".into())
+        seal.map(crate::data::crypt::describe)
+            .unwrap_or_else(|| "not encrypted (it holds secrets: keep it private)".into())
     );
     for r in &m.removed {
         println!("  retention: removed {}", r.display());
@@ -323,7 +324,7 @@ pub fn print_made(m: &Made, seal: Option<&Seal>, elapsed: f64) {
 #[allow(clippy::too_many_arguments)]
 fn write_archive(
     l: &Layout,
-    d: &crate::config::Deployment,
+    d: &crate::instance::config::Deployment,
     o: &Options,
     version: &str,
     colour: &str,
@@ -333,7 +334,7 @@ fn write_archive(
 ) -> Result<(Manifest, Vec<Skipped>)> {
     let _ = fs::remove_file(db_tmp);
     dbbackup::backup(l, d, db_tmp).map_err(|e| anyhow!("database backup failed, no backup was written: {e}"))?;
-    crate::journal::kill_point("backup-dumped");
+    crate::engine::journal::kill_point("backup-dumped");
     let db_entry = format!("database/{}", dbbackup::file_name(d, "vikunja"));
     let header = Header {
         format: archive::FORMAT,
@@ -360,7 +361,7 @@ fn write_archive(
         .with_context(|| format!("create {}", tmp.display()))?;
     let buffered = BufWriter::with_capacity(1 << 20, Writeback { file, written: 0, handed: 0 });
     let out = match &o.seal {
-        Some(seal) => Out::Sealed(crate::crypt::encrypt(buffered, seal)?),
+        Some(seal) => Out::Sealed(crate::data::crypt::encrypt(buffered, seal)?),
         None => Out::Plain(buffered),
     };
     let io_ctx = |e: io::Error| {
@@ -378,7 +379,7 @@ fn write_archive(
     w.add_file(&db_entry, db_tmp).map_err(io_ctx)?;
     w.add_tree("config", &l.config_dir(), &skip_config, &mut skipped).map_err(io_ctx)?;
     w.add_tree("state", &l.state_dir(), &skip_state, &mut skipped).map_err(io_ctx)?;
-    crate::journal::kill_point("backup-archiving");
+    crate::engine::journal::kill_point("backup-archiving");
     w.add_tree("files", &l.files_dir(), &|_, _| false, &mut skipped).map_err(io_ctx)?;
     if o.include_logs {
         w.add_tree("logs", &l.logs_dir(), &skip_logs, &mut skipped).map_err(io_ctx)?;
@@ -471,14 +472,14 @@ pub fn command(b: crate::cli::Backup) -> Result<std::process::ExitCode> {
     use crate::cli::BackupCommand;
     match b.cmd {
         Some(BackupCommand::List(ls)) => {
-            let inst = crate::ops::open(&ls.root, ls.instance.as_deref())?;
-            crate::recovery::recover_if_interrupted(&inst)?;
+            let inst = crate::instance::open(&ls.root, ls.instance.as_deref())?;
+            crate::engine::recovery::recover_if_interrupted(&inst)?;
             let dir = ls.output.unwrap_or_else(|| inst.layout.backups_dir());
             list(&dir, &inst.layout.instance, ls.json)?;
         }
         Some(BackupCommand::Verify(v)) => {
             // The instance is only needed to find a bare file name in its backups/.
-            let inst = crate::ops::open(&v.root, v.instance.as_deref()).ok();
+            let inst = crate::instance::open(&v.root, v.instance.as_deref()).ok();
             let path = resolve(&v.file, inst.as_ref().map(|i| &i.layout));
             let unlock = Unlock { passphrase_file: v.passphrase_file, identity: v.identity };
             let started = Instant::now();
@@ -507,15 +508,15 @@ pub fn command(b: crate::cli::Backup) -> Result<std::process::ExitCode> {
                 ));
             }
             let seal = if !b.recipient.is_empty() {
-                Some(Seal::Recipients(crate::crypt::recipients(&b.recipient).map_err(|e| usage(e.to_string()))?))
+                Some(Seal::Recipients(crate::data::crypt::recipients(&b.recipient).map_err(|e| usage(e.to_string()))?))
             } else if b.encrypt {
-                let p =
-                    crate::crypt::passphrase(b.passphrase_file.as_deref(), true).map_err(|e| usage(e.to_string()))?;
+                let p = crate::data::crypt::passphrase(b.passphrase_file.as_deref(), true)
+                    .map_err(|e| usage(e.to_string()))?;
                 Some(Seal::Passphrase(p))
             } else {
                 None
             };
-            let inst = crate::ops::open(&b.root, b.instance.as_deref())?;
+            let inst = crate::instance::open(&b.root, b.instance.as_deref())?;
             let started = Instant::now();
             let o = Options { seal, include_logs: b.include_logs, output: b.output };
             let made = run(&inst, &o)?;

@@ -16,16 +16,19 @@ use anyhow::{anyhow, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
-use crate::colour::Colours;
-use crate::config::Deployment;
+use crate::data::dbbackup;
+use crate::engine::journal::{Journal, Step};
+use crate::engine::lifecycle::{self, Op, RollbackPoint, Snapshot, Verdict};
+use crate::engine::recovery;
 use crate::error::fail;
-use crate::init::Init;
-use crate::journal::{Journal, Step};
-use crate::layout::Layout;
-use crate::lifecycle::{self, Op, RollbackPoint, Snapshot, Verdict};
-use crate::ops::Instance;
-use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{artifact, dbbackup, health, nginx, recovery, units};
+use crate::instance::artifact;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
+use crate::instance::state::{self, Colour, Deployed, LastOperation};
+use crate::instance::Instance;
+use crate::service::colour::Colours;
+use crate::service::init::Init;
+use crate::service::{health, nginx, units};
 
 /// Prints what a user watching the operation wants to see, with the time since it began; on
 /// stderr when the command's stdout is for something else (a recovery run by `status --json`).
@@ -137,7 +140,7 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
              vikunja-installer command (status) to retry the recovery; by hand, the database comes back with \
              {tool}.",
             op = j.operation,
-            journal = crate::journal::path(ctx.l).display(),
+            journal = crate::engine::journal::path(ctx.l).display(),
             step = j.step.name(),
             from = j.from_colour.name(),
             fv = j.from_version,
@@ -145,11 +148,11 @@ fn undo_failed(ctx: &Ctx, j: &Journal, e: anyhow::Error) -> anyhow::Error {
             tv = j.to_version,
             backup = j.undo_backup,
             tool = match ctx.d.database.kind {
-                crate::config::DbType::Sqlite =>
+                crate::instance::config::DbType::Sqlite =>
                     format!("sqlite3 {} \".restore {}\" (services stopped)", ctx.l.sqlite_path().display(), j.undo_backup),
-                crate::config::DbType::Postgres =>
+                crate::instance::config::DbType::Postgres =>
                     format!("pg_restore --clean --if-exists -d {} {}", ctx.d.database.name, j.undo_backup),
-                crate::config::DbType::Mysql => format!("mysql {} < {}", ctx.d.database.name, j.undo_backup),
+                crate::instance::config::DbType::Mysql => format!("mysql {} < {}", ctx.d.database.name, j.undo_backup),
             },
         ),
     )
@@ -512,7 +515,7 @@ fn settle(
                         j.to_colour.name(),
                         j.to_version,
                         j.operation,
-                        crate::journal::path(ctx.l).display()
+                        crate::engine::journal::path(ctx.l).display()
                     ),
                 )
             })?;
@@ -575,7 +578,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
                     "rollback needs to restore the database: confirm with --yes (no terminal to ask on); nothing was changed",
                 ));
             }
-            if !crate::wizard::confirm("Roll back and restore the database?")? {
+            if !crate::ui::confirm("Roll back and restore the database?")? {
                 return Err(fail(Exit::Error, "rollback cancelled; nothing was changed"));
             }
         }

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 
-use crate::colour::Colours;
-use crate::config::{DbType, Deployment};
-use crate::init::Init;
-use crate::layout::Layout;
-use crate::sockets::{self, Listen};
-use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{account, artifact, dbcheck, health, nginx, secrets, templates, tls, units, vikunja_conf};
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
+use crate::instance::state::{self, Colour, Deployed, LastOperation};
+use crate::instance::{account, artifact, secrets, tls, vikunja_conf};
+use crate::render::templates;
+use crate::service::colour::Colours;
+use crate::service::init::Init;
+use crate::service::sockets::{self, Listen};
+use crate::service::{dbcheck, health, nginx, units};
 
 pub struct Options {
     pub root: PathBuf,
@@ -133,10 +135,10 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     }
     check_ports(&l, d, init)?;
-    let _lock = crate::lock::take(&l, "install")?;
+    let _lock = crate::instance::lock::take(&l, "install")?;
     if l.deployment_file().is_file() {
         // Whatever a killed operation left is finished or undone before settings change under it.
-        crate::recovery::recover_locked(&crate::ops::open(&l.root, Some(&l.instance))?)?;
+        crate::engine::recovery::recover_locked(&crate::instance::open(&l.root, Some(&l.instance))?)?;
     }
     // Verified into releases/<version>/ through a temp dir: a bad checksum leaves no release behind.
     let fetcher =
@@ -277,7 +279,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         )?;
         println!("Vikunja {} is running and healthy at {} ({} ms)\n", d.vikunja.version, d.public_url(), duration_ms);
         let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
-        print!("{}", crate::status::render(&crate::status::gather(&l, d, init), fancy));
+        print!("{}", crate::service::status::render(&crate::service::status::gather(&l, d, init), fancy));
     } else {
         println!(
             "Nothing to change: instance {} already runs Vikunja {} with these settings, and is healthy.",

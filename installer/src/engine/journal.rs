@@ -6,8 +6,8 @@
 
 use std::io;
 
-use crate::layout::Layout;
-use crate::state::{get, read_kv, write_kv, Colour};
+use crate::instance::layout::Layout;
+use crate::instance::state::{get, read_kv, write_kv, Colour};
 
 /// The steps in order. Everything before `Switched` is undone by recovery; from `Switched` on,
 /// recovery finishes the operation.

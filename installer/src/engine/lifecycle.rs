@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use manifests::Exit;
 
-use crate::layout::Layout;
-use crate::state::{self, Colour};
+use crate::instance::layout::Layout;
+use crate::instance::state::{self, Colour};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -113,7 +113,7 @@ impl Snapshot {
         let rollback = RollbackPoint::load(l);
         let (rollback_release, rollback_dump, rollback_needs_dump) = match &rollback {
             Some(p) => (
-                crate::artifact::binary_path(l, &p.version).is_file(),
+                crate::instance::artifact::binary_path(l, &p.version).is_file(),
                 Path::new(&p.backup).is_file(),
                 p.needs_database(&migrations_now()),
             ),
@@ -121,7 +121,7 @@ impl Snapshot {
         };
         Snapshot {
             serving,
-            journaled: crate::journal::pending(l).ok().flatten().map(|(op, _)| op),
+            journaled: crate::engine::journal::pending(l).ok().flatten().map(|(op, _)| op),
             rollback,
             rollback_release,
             rollback_dump,

@@ -8,11 +8,11 @@
 use anyhow::Result;
 use manifests::Exit;
 
+use crate::engine::journal;
 use crate::error::{fail, Failed};
-use crate::journal;
-use crate::layout::Layout;
-use crate::lock::{LockError, OperationLock};
-use crate::ops::Instance;
+use crate::instance::layout::Layout;
+use crate::instance::lock::{LockError, OperationLock};
+use crate::instance::Instance;
 
 /// The lock and the instance as it is after recovery.
 pub struct Begun {
@@ -22,9 +22,9 @@ pub struct Begun {
 
 /// Lock, recover, reopen: the start of every changing command.
 pub fn begin(inst: &Instance, op: &str) -> Result<Begun> {
-    let lock = crate::lock::take(&inst.layout, op)?;
+    let lock = crate::instance::lock::take(&inst.layout, op)?;
     recover_locked(inst)?;
-    let inst = crate::ops::open(&inst.layout.root, Some(&inst.layout.instance))?;
+    let inst = crate::instance::open(&inst.layout.root, Some(&inst.layout.instance))?;
     Ok(Begun { _lock: lock, inst })
 }
 
@@ -47,14 +47,14 @@ pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
 /// supervisor that was stopped on purpose removed its pid file and is left stopped, as
 /// `systemctl stop` would leave it.
 pub fn revive(inst: &Instance) -> Result<()> {
-    if inst.init != crate::init::Init::Process {
+    if inst.init != crate::service::init::Init::Process {
         return Ok(());
     }
-    let Some(d) = crate::state::deployed(&inst.layout) else { return Ok(()) };
-    let colour = crate::state::active_colour(&inst.layout).unwrap_or(d.colour);
-    let colours = crate::colour::Colours { l: &inst.layout, d: &inst.deployment, init: inst.init };
+    let Some(d) = crate::instance::state::deployed(&inst.layout) else { return Ok(()) };
+    let colour = crate::instance::state::active_colour(&inst.layout).unwrap_or(d.colour);
+    let colours = crate::service::colour::Colours { l: &inst.layout, d: &inst.deployment, init: inst.init };
     let units = colours.units(colour)?;
-    if !units.iter().any(|u| crate::init::crashed(&inst.layout, &u.name)) {
+    if !units.iter().any(|u| crate::service::init::crashed(&inst.layout, &u.name)) {
         return Ok(());
     }
     let _lock = match OperationLock::acquire(&inst.layout, "revive") {
@@ -76,13 +76,13 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
         };
         let result = match op.as_str() {
             "backup" => {
-                crate::backup::cleanup_interrupted(l, &path);
+                crate::engine::backup::cleanup_interrupted(l, &path);
                 Ok(())
             }
-            "restore" => adopt(l, &path).and_then(|()| crate::restore::recover(l, inst.init)),
+            "restore" => adopt(l, &path).and_then(|()| crate::engine::restore::recover(l, inst.init)),
             "update" | "rollback" | "restart" => {
-                let fresh = crate::ops::open(&l.root, Some(&l.instance))?;
-                crate::bluegreen::recover(&fresh)
+                let fresh = crate::instance::open(&l.root, Some(&l.instance))?;
+                crate::engine::bluegreen::recover(&fresh)
             }
             other => {
                 Err(anyhow::anyhow!("{} names an operation this installer does not know: {other:?}", path.display()))

@@ -22,20 +22,22 @@ use anyhow::{anyhow, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
-use crate::archive::{self, Header, Manifest};
-use crate::backup::{skip_config, skip_state};
-use crate::colour::Colours;
-use crate::config::{DbType, Deployment};
-use crate::crypt::Unlock;
+use crate::data::archive::{self, Header, Manifest};
+use crate::data::crypt::Unlock;
+use crate::data::dbbackup;
+use crate::engine::backup::{skip_config, skip_state};
+use crate::engine::install::Failed;
 use crate::error::fail;
-use crate::init::Init;
-use crate::install::Failed;
-use crate::layout::Layout;
-use crate::ops::Instance;
-use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{artifact, dbbackup, health, nginx};
+use crate::instance::artifact;
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
+use crate::instance::state::{self, Colour, Deployed, LastOperation};
+use crate::instance::Instance;
+use crate::service::colour::Colours;
+use crate::service::init::Init;
+use crate::service::{health, nginx};
 
-use crate::journal::kill_point as fault;
+use crate::engine::journal::kill_point as fault;
 
 pub struct Options {
     pub file: PathBuf,
@@ -108,7 +110,7 @@ struct Journal {
 }
 
 fn journal_path(l: &Layout) -> PathBuf {
-    crate::journal::path(l)
+    crate::engine::journal::path(l)
 }
 
 impl Journal {
@@ -433,7 +435,7 @@ fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result
     }
     let now = format_rfc3339(now_unix());
     // What the restored instance can roll back to: nothing (the backup holds no pre-update copy).
-    crate::lifecycle::RollbackPoint::clear(l)?;
+    crate::engine::lifecycle::RollbackPoint::clear(l)?;
     state::set_active_colour(l, j.target_colour)?;
     state::set_deployed(
         l,
@@ -569,12 +571,12 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
              (no terminal to ask on); nothing was changed",
         ));
     }
-    let begun = crate::recovery::begin(inst, "restore")?;
+    let begun = crate::engine::recovery::begin(inst, "restore")?;
     let inst = &begun.inst;
-    if let crate::lifecycle::Verdict::Refuse(code, msg) = crate::lifecycle::check(
-        crate::lifecycle::Op::Restore,
+    if let crate::engine::lifecycle::Verdict::Refuse(code, msg) = crate::engine::lifecycle::check(
+        crate::engine::lifecycle::Op::Restore,
         &inst.layout.instance,
-        &crate::lifecycle::Snapshot::read(&inst.layout, || None),
+        &crate::engine::lifecycle::Snapshot::read(&inst.layout, || None),
     ) {
         return Err(fail(code, msg));
     }
@@ -587,7 +589,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         fail(Exit::Error, format!("instance {} has no deployed version yet; run vikunja-installer install", l.instance))
     })?;
     let prev_colour = state::active_colour(l).unwrap_or(current.colour);
-    let file = crate::backup::resolve(&o.file, Some(l));
+    let file = crate::engine::backup::resolve(&o.file, Some(l));
     let file = fs::canonicalize(&file).unwrap_or(file);
     let id =
         format!("{}-{}", format_rfc3339(now_unix()).replace([':', '-'], "").trim_end_matches('Z'), std::process::id());
@@ -688,7 +690,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
              meanwhile; the current data is kept until the restored instance is healthy, then deleted",
             l.instance
         );
-        if !crate::wizard::confirm(&q)? {
+        if !crate::ui::confirm(&q)? {
             return refuse(&j, Exit::Error, "restore cancelled".into());
         }
     }
@@ -796,7 +798,7 @@ fn sync_fs(dir: &Path) {
 }
 
 pub fn command(r: crate::cli::Restore) -> Result<std::process::ExitCode> {
-    let inst = crate::ops::open(&r.root, r.instance.as_deref())?;
+    let inst = crate::instance::open(&r.root, r.instance.as_deref())?;
     let o = Options {
         file: r.file,
         yes: r.yes,

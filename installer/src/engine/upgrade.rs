@@ -27,7 +27,7 @@ use manifests::obtain::{self, Release, Source};
 use manifests::serial::{default_state_dir, SerialState};
 use manifests::{build_info, Exit, Keyring, Policy, Version};
 
-use crate::install::Failed;
+use crate::engine::install::Failed;
 
 fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
     Failed { code, message: message.into() }.into()
@@ -88,7 +88,7 @@ impl Home {
     }
 }
 
-use crate::journal::kill_point;
+use crate::engine::journal::kill_point;
 
 struct UpgradeLock {
     _file: File,

@@ -14,7 +14,7 @@ use manifests::{build_info, Exit};
 use super::pve::{self, strings, PveError, Runner};
 use super::registry::{Entry, Registry};
 use super::{fail, HOST_TOOLS};
-use crate::config::{Deployment, FieldError, Ports};
+use crate::instance::config::{Deployment, FieldError, Ports};
 
 pub struct Options {
     pub config: Option<PathBuf>,
@@ -67,7 +67,7 @@ pub fn container_errors(d: &Deployment) -> Vec<FieldError> {
     if !c.nameserver.is_empty() && c.nameserver.split([' ', ',']).any(|n| n.parse::<std::net::IpAddr>().is_err()) {
         bad("container.nameserver", c.nameserver.clone(), "IP addresses, or empty for the host's");
     }
-    if !c.searchdomain.is_empty() && !crate::config::is_hostname(&c.searchdomain) {
+    if !c.searchdomain.is_empty() && !crate::instance::config::is_hostname(&c.searchdomain) {
         bad("container.searchdomain", c.searchdomain.clone(), "a domain name");
     }
     if let Some(k) = &c.ssh_public_keys {
@@ -88,7 +88,7 @@ pub fn container_errors(d: &Deployment) -> Vec<FieldError> {
 }
 
 fn invalid(errs: Vec<FieldError>) -> anyhow::Error {
-    fail(Exit::Usage, crate::config::ConfigError::Invalid(errs).to_string())
+    fail(Exit::Usage, crate::instance::config::ConfigError::Invalid(errs).to_string())
 }
 
 /// Instance numbers choose the default ports (the seed's +10 pattern): the lowest free one.
@@ -396,7 +396,7 @@ struct Timer {
 
 /// VIKUNJA_YES=1 is `--yes` for the one-liner, whose arguments are awkward to pass through `sh -s`.
 fn env_yes() -> bool {
-    std::env::var("VIKUNJA_YES").ok().and_then(|v| crate::wizard::yes_no(&v)).unwrap_or(false)
+    std::env::var("VIKUNJA_YES").ok().and_then(|v| crate::ui::yes_no(&v)).unwrap_or(false)
 }
 
 fn cancelled(e: std::io::Error) -> anyhow::Error {
@@ -459,7 +459,7 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
     }
     let r = Runner::new(o.dry_run);
     let yes = o.yes || env_yes();
-    let mut term = if yes { None } else { crate::wizard::terminal() };
+    let mut term = if yes { None } else { crate::ui::terminal() };
     if term.is_none() && !yes && o.config.is_none() {
         return Err(fail(
             Exit::Usage,
@@ -475,7 +475,7 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
     );
     let c = choices(&r)?;
     super::wizard::from_env(&mut d, &c, |k| std::env::var(k).ok()).map_err(|errs| {
-        fail(Exit::Usage, format!("{}\nnothing was changed", crate::config::ConfigError::Invalid(errs)))
+        fail(Exit::Usage, format!("{}\nnothing was changed", crate::instance::config::ConfigError::Invalid(errs)))
     })?;
     let interactive = term.is_some();
     let mut save = None;
@@ -535,7 +535,7 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
 fn check_all(d: &Deployment, existing: &[Entry]) -> Result<()> {
     let mut errs = match d.validate() {
         Ok(()) => Vec::new(),
-        Err(crate::config::ConfigError::Invalid(e)) => e,
+        Err(crate::instance::config::ConfigError::Invalid(e)) => e,
         Err(e) => return Err(fail(Exit::Usage, e.to_string())),
     };
     errs.extend(container_errors(d));
@@ -619,7 +619,7 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
     };
     if o.dry_run {
         println!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
-    } else if let Some(bin) = crate::upgrade::install_running(&o.root, templates_dir().as_deref())? {
+    } else if let Some(bin) = crate::engine::upgrade::install_running(&o.root, templates_dir().as_deref())? {
         // The first change, before any container: the README's day-2 commands must work once
         // this run ends, and `upgrade` must find the installer in its layout.
         println!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
@@ -675,10 +675,11 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
             reg.save(&entry, &d)?;
             let total = t.start.elapsed();
             let fingerprint = if d.ssl.cert_path.is_none() {
-                let pem = crate::layout::Layout::new(Path::new("/"), &d.instance.name).ssl_dir().join("cert.pem");
+                let pem =
+                    crate::instance::layout::Layout::new(Path::new("/"), &d.instance.name).ssl_dir().join("cert.pem");
                 let args = pct_exec(id, &["cat", &pem.to_string_lossy()]);
                 let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                r.query(&a).ok().and_then(|p| crate::tls::fingerprint(&p))
+                r.query(&a).ok().and_then(|p| crate::instance::tls::fingerprint(&p))
             } else {
                 None
             };
@@ -728,14 +729,14 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
              \x20 to create the accounts yourself).\n",
         );
     } else {
-        let l = crate::layout::Layout::new(Path::new("/"), name);
-        let bin = crate::artifact::binary_path(&l, &d.vikunja.version);
+        let l = crate::instance::layout::Layout::new(Path::new("/"), name);
+        let bin = crate::instance::artifact::binary_path(&l, &d.vikunja.version);
         s.push_str(&format!(
             "\nFirst user (registration is closed): create it in the container as the service user:\n  \
              pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={}{} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
             e.ctid,
             l.config_dir().display(),
-            if d.database.kind == crate::config::DbType::Sqlite {
+            if d.database.kind == crate::instance::config::DbType::Sqlite {
                 String::new()
             } else {
                 format!(" VIKUNJA_DATABASE_PASSWORD_FILE={}", l.db_password_file().display())
@@ -793,7 +794,7 @@ fn recover(
         entry.name,
         cfg.display()
     );
-    let mut term = if interactive { crate::wizard::terminal() } else { None };
+    let mut term = if interactive { crate::ui::terminal() } else { None };
     let choice = if let Some(t) = term.as_mut() {
         let mut p = t.prompter();
         p.ask("keep it for debugging, remove it, or retry? (keep/remove/retry)", "keep", |v| {

@@ -38,7 +38,7 @@ pub fn route(cmd: &cli::Command, args: &[String]) -> Option<Result<ExitCode>> {
     }
     let entry = match Registry::open(root).get(name) {
         Ok(Some(e)) => e,
-        Ok(None) if crate::layout::installed_instances(root).iter().any(|n| n == name) => return None,
+        Ok(None) if crate::instance::layout::installed_instances(root).iter().any(|n| n == name) => return None,
         Ok(None) => {
             return Some(Err(super::fail(
                 manifests::Exit::Usage,
@@ -290,7 +290,7 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
     }
     let keep = reg.backups_of(&e.name);
     if !d.yes && !d.dry_run {
-        if !crate::wizard::interactive() {
+        if !crate::ui::interactive() {
             return Err(fail(
                 Exit::Usage,
                 format!("destroying CT {} needs confirmation: run it on a terminal or add --yes", e.ctid),
@@ -304,7 +304,7 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
             e.domain,
             keep.display()
         );
-        if !crate::wizard::confirm(&q)? {
+        if !crate::ui::confirm(&q)? {
             println!("Nothing was changed.");
             return Ok(ExitCode::SUCCESS);
         }

@@ -26,5 +26,5 @@ pub fn is_proxmox_host() -> bool {
 }
 
 fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
-    crate::install::Failed { code, message: message.into() }.into()
+    crate::engine::install::Failed { code, message: message.into() }.into()
 }

@@ -9,9 +9,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{DbType, Deployment, FieldError};
+use crate::instance::config::{DbType, Deployment, FieldError};
 
-pub use crate::wizard::Prompter;
+pub use crate::ui::Prompter;
 
 /// Facts of the host the questions offer as choices (empty: not known, anything well-formed goes).
 #[derive(Default)]
@@ -72,7 +72,7 @@ fn one_of(v: &str, list: &[String]) -> Result<(), String> {
     }
 }
 fn yes_no(v: &str) -> Result<bool, String> {
-    crate::wizard::yes_no(v).ok_or_else(|| "yes or no".to_string())
+    crate::ui::yes_no(v).ok_or_else(|| "yes or no".to_string())
 }
 fn show_yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
@@ -91,7 +91,7 @@ pub fn questions() -> Vec<Question> {
             "instance.name",
             |d| d.instance.name.clone(),
             |d, v, _| {
-                if !crate::config::is_name(v, 31) {
+                if !crate::instance::config::is_name(v, 31) {
                     return Err("use a-z, 0-9 and '-', starting with a letter".into());
                 }
                 // A hostname derived from the old name follows the new one.
@@ -452,7 +452,7 @@ pub fn questions() -> Vec<Question> {
 /// The problems of `d` in `field`, as `create` would report them.
 fn field_ok(d: &Deployment, field: &str) -> Result<(), String> {
     let mut errs = super::create::container_errors(d);
-    if let Err(crate::config::ConfigError::Invalid(e)) = d.validate() {
+    if let Err(crate::instance::config::ConfigError::Invalid(e)) = d.validate() {
         errs.extend(e);
     }
     match errs.iter().find(|e| e.field == field) {

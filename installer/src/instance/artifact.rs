@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use manifests::hash::{sha256_reader, Sha256};
 
-use crate::config::{arch, Deployment};
-use crate::layout::Layout;
+use crate::instance::config::{arch, Deployment};
+use crate::instance::layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {

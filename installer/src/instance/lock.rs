@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 
-use crate::layout::Layout;
+use crate::instance::layout::Layout;
 
 pub struct OperationLock {
     file: File,

@@ -1,11 +1,21 @@
 //! What `health` and `status` share: finding the instance, its settings and how it is run.
 
+pub mod account;
+pub mod artifact;
+pub mod config;
+pub mod layout;
+pub mod lock;
+pub mod secrets;
+pub mod state;
+pub mod tls;
+pub mod vikunja_conf;
+
 use anyhow::{anyhow, Result};
 
-use crate::config::Deployment;
-use crate::init::Init;
-use crate::install::Failed;
-use crate::layout::{installed_instances, Layout};
+use crate::engine::install::Failed;
+use crate::instance::config::Deployment;
+use crate::instance::layout::{installed_instances, Layout};
+use crate::service::init::Init;
 
 pub struct Instance {
     pub layout: Layout,

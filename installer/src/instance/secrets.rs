@@ -8,8 +8,8 @@ use std::path::Path;
 
 use manifests::atomic::write_atomic;
 
-use crate::config::Deployment;
-use crate::layout::Layout;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
 
 pub fn random_hex(bytes: usize) -> io::Result<String> {
     let mut b = vec![0u8; bytes];

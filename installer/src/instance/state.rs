@@ -6,7 +6,7 @@ use std::path::Path;
 
 use manifests::atomic::write_atomic;
 
-use crate::layout::Layout;
+use crate::instance::layout::Layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Colour {

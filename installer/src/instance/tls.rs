@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use manifests::atomic::write_atomic;
 
-use crate::config::Deployment;
-use crate::layout::Layout;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
 
 pub struct CertPaths {
     pub cert: PathBuf,

@@ -2,8 +2,8 @@
 //! `VIKUNJA_*_FILE` paths in the unit) and with absolute paths, because Vikunja resolves relative
 //! ones against `service.rootpath`, which is the config directory here.
 
-use crate::config::{DbType, Deployment};
-use crate::layout::Layout;
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
 
 fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))

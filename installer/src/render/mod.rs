@@ -8,6 +8,8 @@
 //! never end a directive early, open a block or add a line: for systemd no control characters
 //! (and `%`/`$` are escaped), for nginx one bare token with no `; { } " ' \ $ #` or whitespace.
 
+pub mod templates;
+
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,10 +22,10 @@ const MAIN_TEMPLATE: &str = "nginx/nginx.conf.tmpl";
 /// The templates compiled into the binary, used when no bundle directory is available.
 pub fn builtin(name: &str) -> Option<&'static str> {
     match name {
-        UNIT_TEMPLATE => Some(include_str!("../templates/systemd/service.tmpl")),
-        SITE_TEMPLATE => Some(include_str!("../templates/nginx/site.conf.tmpl")),
-        UPSTREAM_TEMPLATE => Some(include_str!("../templates/nginx/upstream.conf.tmpl")),
-        MAIN_TEMPLATE => Some(include_str!("../templates/nginx/nginx.conf.tmpl")),
+        UNIT_TEMPLATE => Some(include_str!("../../templates/systemd/service.tmpl")),
+        SITE_TEMPLATE => Some(include_str!("../../templates/nginx/site.conf.tmpl")),
+        UPSTREAM_TEMPLATE => Some(include_str!("../../templates/nginx/upstream.conf.tmpl")),
+        MAIN_TEMPLATE => Some(include_str!("../../templates/nginx/nginx.conf.tmpl")),
         _ => None,
     }
 }

@@ -24,7 +24,7 @@ pub fn load(name: &str) -> Result<String, String> {
         }
     }
     let own = match name {
-        "scripts/health-check.sh" => Some(include_str!("../templates/scripts/health-check.sh")),
+        "scripts/health-check.sh" => Some(include_str!("../../templates/scripts/health-check.sh")),
         _ => crate::render::builtin(name),
     };
     own.map(str::to_string).ok_or_else(|| format!("template {name} not found"))

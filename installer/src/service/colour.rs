@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use manifests::Exit;
 
-use crate::config::Deployment;
 use crate::error::fail;
-use crate::health;
-use crate::init::Init;
-use crate::layout::Layout;
-use crate::sockets::{self, Listen};
-use crate::state::Colour;
-use crate::units;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
+use crate::instance::state::Colour;
+use crate::service::health;
+use crate::service::init::Init;
+use crate::service::sockets::{self, Listen};
+use crate::service::units;
 
 pub struct Colours<'a> {
     pub l: &'a Layout,
@@ -154,10 +154,10 @@ impl Colours<'_> {
                 u.port,
                 o.describe()
             );
-            crate::init::signal(o.pid, libc::SIGINT);
-            if crate::init::wait_gone(o.pid, Duration::from_secs(20)).is_err() {
-                crate::init::signal(o.pid, libc::SIGKILL);
-                let _ = crate::init::wait_gone(o.pid, Duration::from_secs(5));
+            crate::service::init::signal(o.pid, libc::SIGINT);
+            if crate::service::init::wait_gone(o.pid, Duration::from_secs(20)).is_err() {
+                crate::service::init::signal(o.pid, libc::SIGKILL);
+                let _ = crate::service::init::wait_gone(o.pid, Duration::from_secs(5));
             }
         }
         Ok(())
@@ -184,7 +184,9 @@ impl Colours<'_> {
             let last = start.elapsed() + pause > timeout;
             // The full check (database included, which a migrating colour keeps locked) only once
             // the backend answers at all.
-            if last || crate::probe::get(port, "/health", Duration::from_secs(1)).is_ok_and(|r| r.status == 200) {
+            if last
+                || crate::service::probe::get(port, "/health", Duration::from_secs(1)).is_ok_and(|r| r.status == 200)
+            {
                 let report = health::check_all(&t);
                 let ok = report.iter().all(|x| x.healthy);
                 if ok || last {

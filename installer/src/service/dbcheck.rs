@@ -4,8 +4,8 @@ use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::config::{DbType, Deployment};
-use crate::layout::Layout;
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
 
 pub fn check(l: &Layout, d: &Deployment, password: Option<&str>, timeout: Duration) -> Result<(), String> {
     match d.database.kind {

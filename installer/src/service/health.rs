@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{DbType, Deployment};
-use crate::init::Init;
-use crate::layout::Layout;
-use crate::probe;
-use crate::sockets::{self, Listen};
-use crate::state::Colour;
-use crate::units::{backend_port, mcp_port};
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
+use crate::instance::state::Colour;
+use crate::service::init::Init;
+use crate::service::probe;
+use crate::service::sockets::{self, Listen};
+use crate::service::units::{backend_port, mcp_port};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Component {
@@ -80,8 +80,8 @@ fn remediation(t: &Target, unit: Option<&str>, what: &str) -> Vec<String> {
             r.push(format!("Restart service: systemctl restart {u}"));
         }
         (Init::Process, Some(u)) => {
-            r.push(format!("View logs: tail -n 50 {}", crate::init::log_file(l, u).display()));
-            r.push(format!("Check the process: cat {}", crate::init::pid_file(l, u).display()));
+            r.push(format!("View logs: tail -n 50 {}", crate::service::init::log_file(l, u).display()));
+            r.push(format!("Check the process: cat {}", crate::service::init::pid_file(l, u).display()));
         }
         (_, None) => {}
     }
@@ -145,14 +145,14 @@ pub fn check_all(t: &Target) -> Vec<Component> {
                 .map(|()| "accepts connections".into()),
         ));
     }
-    let pw = crate::secrets::db_password(l);
-    let db = crate::dbcheck::check(l, d, pw.as_deref(), PROBE_TIMEOUT).map(|()| match d.database.kind {
+    let pw = crate::instance::secrets::db_password(l);
+    let db = crate::service::dbcheck::check(l, d, pw.as_deref(), PROBE_TIMEOUT).map(|()| match d.database.kind {
         DbType::Sqlite => format!("SQLite {}", l.sqlite_path().display()),
         DbType::Postgres => format!("PostgreSQL {}:{}", d.database.host, d.database.port),
         DbType::Mysql => format!("MySQL {}:{}", d.database.host, d.database.port),
     });
     out.push(component(t, "Database", None, None, db));
-    let nginx = if !crate::nginx::is_running(l, t.init) {
+    let nginx = if !crate::service::nginx::is_running(l, t.init) {
         Err("nginx is not running".to_string())
     } else {
         let listen = &d.network.listen_address;

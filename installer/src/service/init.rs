@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::layout::Layout;
+use crate::instance::layout::Layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
@@ -37,7 +37,7 @@ impl Init {
 
     /// Puts a rendered unit in place; returns whether it changed.
     pub fn install_unit(self, l: &Layout, unit: &str, text: &str) -> Result<bool, String> {
-        let own = crate::units::unit_file(l, unit);
+        let own = crate::service::units::unit_file(l, unit);
         let mut changed = write_if_changed(&own, text)?;
         if self == Init::Systemd {
             changed |= write_if_changed(&l.systemd_unit_path(unit), text)?;
@@ -98,7 +98,7 @@ impl Init {
 
     /// The pid of the unit's service process while it runs.
     pub fn main_pid(self, l: &Layout, unit: &str) -> Option<i32> {
-        self.service_pid(l, unit).filter(|p| crate::sockets::alive(*p))
+        self.service_pid(l, unit).filter(|p| crate::service::sockets::alive(*p))
     }
 
     /// The pid the unit last started its service as, alive or not (None under systemd once the
@@ -116,9 +116,8 @@ impl Init {
         match self {
             Init::Systemd => std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 .is_ok_and(|cg| cg.lines().any(|line| line.ends_with(&format!("/{unit}.service")))),
-            Init::Process => {
-                supervisor_pid(l, unit).is_some_and(|sup| pid != sup && crate::sockets::descends_from(pid, sup))
-            }
+            Init::Process => supervisor_pid(l, unit)
+                .is_some_and(|sup| pid != sup && crate::service::sockets::descends_from(pid, sup)),
         }
     }
 
@@ -188,7 +187,7 @@ pub fn supervisor_pid(l: &Layout, unit: &str) -> Option<i32> {
     let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let cmdline = String::from_utf8_lossy(&cmdline);
-    let unit_file = crate::units::unit_file(l, unit);
+    let unit_file = crate::service::units::unit_file(l, unit);
     (cmdline.contains("supervise") && cmdline.contains(&*unit_file.to_string_lossy())).then_some(pid)
 }
 
@@ -224,7 +223,7 @@ fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
         .arg("--root")
         .arg(&l.root)
         .arg("--unit-file")
-        .arg(crate::units::unit_file(l, unit))
+        .arg(crate::service::units::unit_file(l, unit))
         .arg("--pid-file")
         .arg(&pid)
         .stdin(Stdio::null())
@@ -264,7 +263,7 @@ pub fn signal(pid: i32, sig: i32) {
 pub fn wait_gone(pid: i32, limit: Duration) -> Result<(), ()> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if !crate::sockets::alive(pid) {
+        if !crate::service::sockets::alive(pid) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));

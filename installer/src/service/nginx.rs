@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::config::Deployment;
-use crate::init::Init;
-use crate::layout::Layout;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
+use crate::instance::state::Colour;
+use crate::instance::tls::CertPaths;
 use crate::render::{render_nginx_main, render_site, render_upstreams, MainSpec, SiteSpec, Upstreams};
-use crate::state::Colour;
-use crate::tls::CertPaths;
+use crate::service::init::Init;
 
 pub fn site_file(l: &Layout) -> PathBuf {
     l.nginx_dir().join("site.conf")
@@ -99,8 +99,8 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
 pub fn upstreams(d: &Deployment, colour: Colour, write_freeze: bool) -> Upstreams {
     Upstreams {
         instance: d.instance.name.clone(),
-        backend_port: crate::units::backend_port(d, colour),
-        mcp_port: d.components.mcp.then_some(crate::units::mcp_port(d, colour)),
+        backend_port: crate::service::units::backend_port(d, colour),
+        mcp_port: d.components.mcp.then_some(crate::service::units::mcp_port(d, colour)),
         write_freeze,
     }
 }
@@ -109,11 +109,13 @@ pub fn upstreams(d: &Deployment, colour: Colour, write_freeze: bool) -> Upstream
 /// upstream file: atomically, checked with `nginx -t`, then a graceful reload. A failing check
 /// leaves the previous file and the running nginx untouched.
 pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), String> {
-    let text =
-        render_upstreams(&crate::templates::load("nginx/upstream.conf.tmpl")?, &upstreams(d, colour, write_freeze))
-            .map_err(|e| e.to_string())?;
+    let text = render_upstreams(
+        &crate::render::templates::load("nginx/upstream.conf.tmpl")?,
+        &upstreams(d, colour, write_freeze),
+    )
+    .map_err(|e| e.to_string())?;
     replace_checked(l, init, &[(upstream_file(l), text.clone())])?;
-    crate::journal::kill_point(&format!("upstream-written-{}", colour.name()));
+    crate::engine::journal::kill_point(&format!("upstream-written-{}", colour.name()));
     // The file alone cannot tell whether nginx runs it: a run killed between writing the file and
     // reloading left nginx on the old rules. What the last successful reload applied is recorded.
     if is_running(l, init) && std::fs::read_to_string(applied_file(l)).is_ok_and(|a| a == text) {
@@ -139,7 +141,7 @@ pub fn render_all(
     cert: &CertPaths,
     up: &Upstreams,
 ) -> Result<Vec<(PathBuf, String)>, String> {
-    let t = |n| crate::templates::load(n);
+    let t = |n| crate::render::templates::load(n);
     let e = |e: crate::render::RenderError| e.to_string();
     let mut files = vec![
         (upstream_file(l), render_upstreams(&t("nginx/upstream.conf.tmpl")?, up).map_err(e)?),
@@ -232,7 +234,7 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             }
         }
     }
-    crate::journal::kill_point("reload-signalled");
+    crate::engine::journal::kill_point("reload-signalled");
     if let Some(m) = master {
         wait_for_reload(m, &old_workers, &l.logs_dir().join("nginx/error.log"))?;
     }
@@ -291,7 +293,7 @@ fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Res
 /// the system's nginx, which serves every instance of the machine; otherwise the instance's own.
 pub fn owns(l: &Layout, init: Init, pid: i32) -> bool {
     match master_pid(l, init) {
-        Some(m) => crate::sockets::descends_from(pid, m),
+        Some(m) => crate::service::sockets::descends_from(pid, m),
         None => false,
     }
 }
@@ -299,7 +301,7 @@ pub fn owns(l: &Layout, init: Init, pid: i32) -> bool {
 fn master_pid(l: &Layout, init: Init) -> Option<i32> {
     match init {
         Init::Process => process_pid(l),
-        Init::Systemd => crate::init::main_pid_of("nginx.service"),
+        Init::Systemd => crate::service::init::main_pid_of("nginx.service"),
     }
 }
 

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Deployment;
-use crate::health::{self, Component};
-use crate::init::Init;
-use crate::layout::Layout;
-use crate::state;
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
+use crate::instance::state;
+use crate::service::health::{self, Component};
+use crate::service::init::Init;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -85,7 +85,7 @@ fn running_now(t: &health::Target) -> Vec<bool> {
         units.push(t.l.unit_name("mcp", t.colour.name()));
     }
     let mut v: Vec<bool> = units.iter().map(|u| t.init.is_active(t.l, u)).collect();
-    v.push(crate::nginx::is_running(t.l, t.init));
+    v.push(crate::service::nginx::is_running(t.l, t.init));
     v
 }
 
@@ -159,15 +159,15 @@ pub fn gather(l: &Layout, d: &Deployment, init: Init) -> Status {
         for (name, ok, detail) in results {
             let (unit, port) = match name.as_str() {
                 "Backend API" | "Frontend" => {
-                    (Some(l.unit_name("backend", c.name())), Some(crate::units::backend_port(d, c)))
+                    (Some(l.unit_name("backend", c.name())), Some(crate::service::units::backend_port(d, c)))
                 }
-                "MCP Server" => (Some(l.unit_name("mcp", c.name())), Some(crate::units::mcp_port(d, c))),
+                "MCP Server" => (Some(l.unit_name("mcp", c.name())), Some(crate::service::units::mcp_port(d, c))),
                 "Nginx" => (None, Some(d.network.https_port)),
                 _ => (None, None),
             };
             let running = match (&unit, name.as_str()) {
                 (Some(u), _) => init.is_active(l, u),
-                (None, "Nginx") => crate::nginx::is_running(l, init),
+                (None, "Nginx") => crate::service::nginx::is_running(l, init),
                 _ => ok,
             };
             let uptime_s = unit.as_ref().and_then(|u| init.uptime(l, u)).map(|u| u.as_secs());

@@ -142,7 +142,7 @@ fn spawn(u: &UnitFile, root: &Path) -> std::io::Result<Child> {
     let is_root =
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     if let (true, Some(user)) = (is_root, &u.user) {
-        if let Some(ids) = crate::account::lookup(root, user) {
+        if let Some(ids) = crate::instance::account::lookup(root, user) {
             c.uid(ids.uid).gid(ids.gid);
         }
     }
@@ -279,7 +279,7 @@ mod tests {
             stop_timeout_s: 20,
             restart_sec: 5,
         };
-        let template = crate::templates::load("systemd/service.tmpl").unwrap();
+        let template = crate::render::templates::load("systemd/service.tmpl").unwrap();
         let text = crate::render::render_unit(&template, &spec).unwrap();
         assert!(text.contains("%%"), "the test must exercise the escaping: {text}");
         let u = UnitFile::parse(&text).unwrap();

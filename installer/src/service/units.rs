@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::config::{DbType, Deployment};
-use crate::layout::Layout;
+use crate::instance::config::{DbType, Deployment};
+use crate::instance::layout::Layout;
+use crate::instance::state::Colour;
 use crate::render::{render_unit, ServiceSpec};
-use crate::state::Colour;
 
 pub const SERVICE_USER: &str = "vikunja";
 
@@ -37,7 +37,7 @@ pub fn backend_spec(l: &Layout, d: &Deployment, c: Colour, version: &str) -> Ser
     ServiceSpec {
         unit: l.unit_name("backend", c.name()),
         description: format!("Vikunja backend {version} (instance {}, {})", d.instance.name, c.name()),
-        exec: vec![crate::artifact::binary_path(l, version).to_string_lossy().into_owned(), "web".into()],
+        exec: vec![crate::instance::artifact::binary_path(l, version).to_string_lossy().into_owned(), "web".into()],
         working_dir: l.data_dir(),
         user: SERVICE_USER.into(),
         group: SERVICE_USER.into(),
@@ -70,7 +70,7 @@ pub fn mcp_spec(l: &Layout, d: &Deployment, c: Colour) -> ServiceSpec {
 
 /// The unit files of one colour: (unit name, rendered text).
 pub fn render_colour(l: &Layout, d: &Deployment, c: Colour, version: &str) -> Result<Vec<(String, String)>, String> {
-    let template = crate::templates::load("systemd/service.tmpl")?;
+    let template = crate::render::templates::load("systemd/service.tmpl")?;
     let mut specs = vec![backend_spec(l, d, c, version)];
     if d.components.mcp {
         specs.push(mcp_spec(l, d, c));

@@ -1,0 +1,11 @@
+//! The operations, one module per command that changes an instance, and what they share: the
+//! state model (`lifecycle`), the journal (`journal`) and the one recovery entry (`recovery`).
+
+pub mod backup;
+pub mod bluegreen;
+pub mod install;
+pub mod journal;
+pub mod lifecycle;
+pub mod recovery;
+pub mod restore;
+pub mod upgrade;

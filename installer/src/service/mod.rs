@@ -1,0 +1,13 @@
+//! What runs an instance: its units and colours, the init system behind them, nginx in front, and
+//! the checks that judge them (probe, database check, health, status, sockets).
+
+pub mod colour;
+pub mod dbcheck;
+pub mod health;
+pub mod init;
+pub mod nginx;
+pub mod probe;
+pub mod sockets;
+pub mod status;
+pub mod supervisor;
+pub mod units;
