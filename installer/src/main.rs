@@ -6,6 +6,7 @@ mod cli;
 mod data;
 mod engine;
 mod error;
+mod fault;
 mod host;
 mod instance;
 mod render;
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<install::Failed>().map(|f| f.code).unwrap_or(Exit::Error);
+            let code = e.downcast_ref::<error::Failed>().map(|f| f.code).unwrap_or(Exit::Error);
             eprintln!("vikunja-installer: error: {e:#}");
             code.into()
         }
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
-    install::Failed { code: Exit::Usage, message: msg.into() }.into()
+    error::Failed { code: Exit::Usage, message: msg.into() }.into()
 }
 
 fn cmd_install(i: cli::Install) -> Result<ExitCode> {

@@ -26,7 +26,7 @@ use manifests::hash::Sha256;
 use serde::{Deserialize, Serialize};
 
 use crate::data::crypt::{self, CryptError, Unlock};
-use crate::engine::install::Failed;
+use crate::error::Failed;
 
 pub const FORMAT: u32 = 1;
 pub const PRODUCT: &str = "vikunja-pve backup";

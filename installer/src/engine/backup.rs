@@ -334,7 +334,7 @@ fn write_archive(
 ) -> Result<(Manifest, Vec<Skipped>)> {
     let _ = fs::remove_file(db_tmp);
     dbbackup::backup(l, d, db_tmp).map_err(|e| anyhow!("database backup failed, no backup was written: {e}"))?;
-    crate::engine::journal::kill_point("backup-dumped");
+    crate::fault::kill_point("backup-dumped");
     let db_entry = format!("database/{}", dbbackup::file_name(d, "vikunja"));
     let header = Header {
         format: archive::FORMAT,
@@ -379,7 +379,7 @@ fn write_archive(
     w.add_file(&db_entry, db_tmp).map_err(io_ctx)?;
     w.add_tree("config", &l.config_dir(), &skip_config, &mut skipped).map_err(io_ctx)?;
     w.add_tree("state", &l.state_dir(), &skip_state, &mut skipped).map_err(io_ctx)?;
-    crate::engine::journal::kill_point("backup-archiving");
+    crate::fault::kill_point("backup-archiving");
     w.add_tree("files", &l.files_dir(), &|_, _| false, &mut skipped).map_err(io_ctx)?;
     if o.include_logs {
         w.add_tree("logs", &l.logs_dir(), &skip_logs, &mut skipped).map_err(io_ctx)?;

@@ -25,7 +25,6 @@ pub struct Options {
 }
 
 use crate::error::fail;
-pub use crate::error::Failed;
 
 fn step(name: &str, changed: bool) -> bool {
     println!("  {} {name}", if changed { "changed  " } else { "unchanged" });

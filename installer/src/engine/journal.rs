@@ -6,6 +6,7 @@
 
 use std::io;
 
+use crate::fault::kill_point;
 use crate::instance::layout::Layout;
 use crate::instance::state::{get, read_kv, write_kv, Colour};
 
@@ -85,22 +86,6 @@ pub fn pending(l: &Layout) -> io::Result<Option<(String, std::path::PathBuf)>> {
         }
     }
     Ok(None)
-}
-
-/// Test-only fault injection: `VIKUNJA_INSTALLER_TEST_KILL_AT=<step>` makes the installer SIGKILL
-/// itself right after recording that step, so tests can prove recovery from every step. Unset in
-/// production, where it does nothing.
-const KILL_AT: &str = "VIKUNJA_INSTALLER_TEST_KILL_AT";
-
-/// SIGKILLs this process if `VIKUNJA_INSTALLER_TEST_KILL_AT` names `point` (tests only).
-pub fn kill_point(point: &str) {
-    if std::env::var(KILL_AT).is_ok_and(|v| v == point) {
-        // SAFETY: kill(2) with our own pid only takes integers; SIGKILL ends the process here,
-        // exactly like an operator's `kill -9` would.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
 }
 
 impl Journal {

@@ -26,8 +26,8 @@ use crate::data::archive::{self, Header, Manifest};
 use crate::data::crypt::Unlock;
 use crate::data::dbbackup;
 use crate::engine::backup::{skip_config, skip_state};
-use crate::engine::install::Failed;
 use crate::error::fail;
+use crate::error::Failed;
 use crate::instance::artifact;
 use crate::instance::config::{DbType, Deployment};
 use crate::instance::layout::Layout;
@@ -37,7 +37,7 @@ use crate::service::colour::Colours;
 use crate::service::init::Init;
 use crate::service::{health, nginx};
 
-use crate::engine::journal::kill_point as fault;
+use crate::fault::kill_point;
 
 pub struct Options {
     pub file: PathBuf,
@@ -187,7 +187,7 @@ impl Journal {
     fn advance(&mut self, l: &Layout, step: Step) -> Result<()> {
         self.step = step;
         self.save(l)?;
-        fault(&format!("restore-{}", step.name()));
+        kill_point(&format!("restore-{}", step.name()));
         Ok(())
     }
 }
@@ -537,7 +537,7 @@ impl<R: Read> Read for KillAfter<R> {
         if let Some(left) = self.left.as_mut() {
             *left = left.saturating_sub(n as u64);
             if *left == 0 {
-                fault("restore-unpacking");
+                kill_point("restore-unpacking");
             }
         }
         Ok(n)
@@ -613,9 +613,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         }
         p.say(&format!("verifying {} and unpacking it into {}", file.display(), j.staged().display()));
         let checked = archive::open(&file, &o.unlock).and_then(|(r, _)| {
-            let left = std::env::var("VIKUNJA_INSTALLER_TEST_KILL_AT")
-                .is_ok_and(|v| v == "restore-unpacking")
-                .then_some(1 << 20);
+            let left = crate::fault::armed("restore-unpacking").then_some(1 << 20);
             archive::read(KillAfter { inner: r, left }, Some(&j.staged()), &mut |h| {
                 check_header(h, l, &current.version)
             })
@@ -715,7 +713,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         for (n, item) in j.items.iter().enumerate() {
             swap_in(l, &j, item)?;
             if n == 0 {
-                fault("restore-mid-swap");
+                kill_point("restore-mid-swap");
             }
         }
         p.say(&format!(

@@ -27,11 +27,7 @@ use manifests::obtain::{self, Release, Source};
 use manifests::serial::{default_state_dir, SerialState};
 use manifests::{build_info, Exit, Keyring, Policy, Version};
 
-use crate::engine::install::Failed;
-
-fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
-    Failed { code, message: message.into() }.into()
-}
+use crate::error::fail;
 
 pub struct Options {
     pub root: PathBuf,
@@ -88,7 +84,7 @@ impl Home {
     }
 }
 
-use crate::engine::journal::kill_point;
+use crate::fault::kill_point;
 
 struct UpgradeLock {
     _file: File,
@@ -369,13 +365,9 @@ fn clean_leftovers(h: &Home) {
 
 /// The new binary must run here and say it is the version the signed release names.
 fn check_answers(bin: &Path, expected: &str) -> Result<()> {
-    let out =
-        Command::new(bin).arg("--version").env_remove("VIKUNJA_INSTALLER_TEST_KILL_AT").output().map_err(|e| {
-            fail(
-                Exit::Verification,
-                format!("the new installer {} does not run: {e}; nothing was changed", bin.display()),
-            )
-        })?;
+    let out = Command::new(bin).arg("--version").env_remove(crate::fault::KILL_AT).output().map_err(|e| {
+        fail(Exit::Verification, format!("the new installer {} does not run: {e}; nothing was changed", bin.display()))
+    })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next().unwrap_or("");
     if !out.status.success() || first.split_whitespace().nth(1) != Some(expected) {

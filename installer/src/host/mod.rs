@@ -15,8 +15,6 @@ pub mod pve;
 pub mod registry;
 pub mod wizard;
 
-use manifests::Exit;
-
 /// The Proxmox commands the host driver calls.
 pub const HOST_TOOLS: &[&str] = &["pct", "pveam", "pvesm", "pvesh", "pveversion"];
 
@@ -25,6 +23,4 @@ pub fn is_proxmox_host() -> bool {
     create::on_path("pveversion") || std::path::Path::new("/etc/pve").is_dir()
 }
 
-fn fail(code: Exit, message: impl Into<String>) -> anyhow::Error {
-    crate::engine::install::Failed { code, message: message.into() }.into()
-}
+use crate::error::fail;

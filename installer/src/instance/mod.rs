@@ -12,7 +12,7 @@ pub mod vikunja_conf;
 
 use anyhow::{anyhow, Result};
 
-use crate::engine::install::Failed;
+use crate::error::Failed;
 use crate::instance::config::Deployment;
 use crate::instance::layout::{installed_instances, Layout};
 use crate::service::init::Init;

@@ -115,7 +115,7 @@ pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freez
     )
     .map_err(|e| e.to_string())?;
     replace_checked(l, init, &[(upstream_file(l), text.clone())])?;
-    crate::engine::journal::kill_point(&format!("upstream-written-{}", colour.name()));
+    crate::fault::kill_point(&format!("upstream-written-{}", colour.name()));
     // The file alone cannot tell whether nginx runs it: a run killed between writing the file and
     // reloading left nginx on the old rules. What the last successful reload applied is recorded.
     if is_running(l, init) && std::fs::read_to_string(applied_file(l)).is_ok_and(|a| a == text) {
@@ -234,7 +234,7 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
             }
         }
     }
-    crate::engine::journal::kill_point("reload-signalled");
+    crate::fault::kill_point("reload-signalled");
     if let Some(m) = master {
         wait_for_reload(m, &old_workers, &l.logs_dir().join("nginx/error.log"))?;
     }
