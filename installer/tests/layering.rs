@@ -12,8 +12,12 @@
 //! What still breaks a rule is listed in `ALLOWED`, each with why; an entry that no longer occurs
 //! fails the test, so the list can only shrink.
 
+mod source_scan;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use source_scan::{sources, strip_comments};
 
 /// (from module, to module, why it is still there). Module paths as `crate::` spells them.
 const ALLOWED: &[(&str, &str, &str)] = &[
@@ -40,53 +44,6 @@ fn module_of(rel: &Path) -> Vec<String> {
         parts.push(stem.to_string());
     }
     parts
-}
-
-/// The code without comments and without the contents of string literals, so a path named in
-/// prose or in a message is no import.
-fn strip_comments(src: &str) -> String {
-    let b = src.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                out.extend_from_slice(b"\"\"");
-                i += 1;
-            }
-            // A char literal ('"', '\'') is no string; a lifetime ('a) has no closing quote.
-            b'\'' if b.get(i + 2) == Some(&b'\'') => {
-                i += 3;
-            }
-            b'\'' if b.get(i + 1) == Some(&b'\\') => {
-                i += 3;
-                while i < b.len() && b[i] != b'\'' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn ident(s: &str) -> (&str, &str) {
@@ -223,24 +180,11 @@ fn check(files: &[(Vec<String>, String)], allowed: &[(&str, &str, &str)]) -> Vec
     problems
 }
 
-fn sources(dir: &Path, base: &Path, out: &mut Vec<(Vec<String>, String)>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            sources(&p, base, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            let rel = p.strip_prefix(base).unwrap();
-            out.push((module_of(rel), std::fs::read_to_string(&p).unwrap()));
-        }
-    }
-}
-
 #[test]
 fn the_installer_keeps_its_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &src, &mut files);
+    let files: Vec<(Vec<String>, String)> =
+        sources(&src).into_iter().map(|(rel, text)| (module_of(&rel), text)).collect();
     assert!(files.len() > 40, "found only {} source files under {}", files.len(), src.display());
     let problems = check(&files, ALLOWED);
     assert!(problems.is_empty(), "layering broken:\n  {}", problems.join("\n  "));
