@@ -317,8 +317,7 @@ fn a_full_disk_while_unpacking_changes_nothing_and_says_what_to_do() {
     let zip = site().server.www.join(format!("vikunja/{V2}/vikunja-{V2}-linux-amd64-full.zip"));
     let size = du(&keep) + std::fs::metadata(&zip).unwrap().len() + 512 * 1024;
     let Some(_disk) = SmallDisk::mount(&releases, size) else {
-        assert!(std::env::var_os("CI").is_none(), "mounting a tmpfs needs root; CI runs as root");
-        eprintln!("skipped: cannot mount a tmpfs (not root)");
+        vikunja_e2e::skip("cannot mount a tmpfs (not root)");
         std::fs::rename(&keep, &releases).unwrap();
         return;
     };

@@ -14,6 +14,7 @@ pub mod nginx;
 pub mod postgres;
 pub mod proxy;
 pub mod sandbox;
+mod skip;
 
 use std::io;
 use std::net::TcpListener;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 
 use anyhow::{bail, Context, Result};
+pub use skip::skip;
 
 /// A loopback TCP port that was free a moment ago, for servers that must be
 /// told their port up front (nginx cannot report an ephemeral one back).

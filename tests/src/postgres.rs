@@ -50,7 +50,7 @@ impl PgCluster {
     pub fn for_test() -> Option<PgCluster> {
         let Some(bin) = PgCluster::bin_dir() else {
             assert!(std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(), "PostgreSQL server binaries are required");
-            eprintln!("skipped: no PostgreSQL server binaries (apt-get install -y postgresql)");
+            crate::skip("no PostgreSQL server binaries (apt-get install -y postgresql)");
             return None;
         };
         Some(PgCluster::start(&bin).unwrap_or_else(|e| panic!("starting PostgreSQL: {e}")))

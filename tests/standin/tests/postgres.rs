@@ -24,7 +24,7 @@ fn task_round_trip_upgrade_and_restore_on_postgres() {
             std::env::var_os("STANDIN_REQUIRE_POSTGRES").is_none(),
             "STANDIN_REQUIRE_POSTGRES is set but no initdb was found (apt-get install -y postgresql)"
         );
-        eprintln!("SKIPPED: no PostgreSQL server binaries (apt-get install -y postgresql)");
+        vikunja_e2e::skip("no PostgreSQL server binaries (apt-get install -y postgresql)");
         return;
     };
     let pg = PgCluster::start(&bin_dir).unwrap();
