@@ -14,6 +14,8 @@ mod service;
 mod ui;
 
 use engine::{backup, bluegreen, install, recovery, restore, upgrade};
+// `ops` and `wizard` are the old names of `instance` and `ui`, kept in this file's body so that the
+// branches written against the flat layout merge; rename them once those are in.
 use instance as ops;
 use instance::{config, layout, state};
 use service::{health, init, status, supervisor};

@@ -16,8 +16,7 @@
 //! any point leaves `current` on the old or the new version, both complete; staging leftovers are
 //! removed by the next run.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,35 +84,18 @@ impl Home {
 }
 
 use crate::fault::kill_point;
+use crate::instance::lock::{flock, FlockError, OperationLock};
 
-struct UpgradeLock {
-    _file: File,
-}
-
-fn lock(h: &Home) -> Result<UpgradeLock> {
-    std::fs::create_dir_all(&h.dir).map_err(|e| not_writable(&h.dir, e))?;
+fn lock(h: &Home) -> Result<OperationLock> {
     let path = h.dir.join("upgrade.lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| not_writable(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(fail(
-                Exit::Locked,
-                format!("another upgrade is running ({}); wait for it to finish", holder.trim().replace('\n', ", ")),
-            ));
+    match flock(&path, &format!("PID: {}\n", std::process::id())) {
+        Ok((lock, _)) => Ok(lock),
+        Err(FlockError::Busy { holder }) => {
+            Err(fail(Exit::Locked, format!("another upgrade is running ({holder}); wait for it to finish")))
         }
-        Err(TryLockError::Error(e)) => return Err(anyhow!(e).context(format!("lock {}", path.display()))),
+        Err(FlockError::Open(e)) => Err(not_writable(&path, e)),
+        Err(FlockError::Write(e)) => Err(anyhow!(e).context(format!("write {}", path.display()))),
     }
-    file.set_len(0)?;
-    writeln!(file, "PID: {}", std::process::id())?;
-    Ok(UpgradeLock { _file: file })
 }
 
 fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {

@@ -1,4 +1,5 @@
-//! What `health` and `status` share: finding the instance, its settings and how it is run.
+//! One instance's files and settings, and (`open`) finding an installed instance with its
+//! settings and how it is run. Knows nothing of operations, commands or the host.
 
 pub mod account;
 pub mod artifact;
