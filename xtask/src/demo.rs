@@ -9,77 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use vikunja_e2e::load::Target;
-use vikunja_e2e::{ca::TestCa, nginx::ReleaseServer};
 
-use crate::dist::Dist;
-
-pub const OWNER: &str = "vikunja-pve";
-pub const REPO: &str = "vikunja-pve";
-
-/// A release built by `dist` and served over HTTPS, for the demo and the benchmarks.
-pub struct Served {
-    pub ca: TestCa,
-    pub server: ReleaseServer,
-    pub spec: release::ReleaseSpec,
-    pub assets: std::path::PathBuf,
-}
-
-pub fn build_and_serve(root: &Path, name: &str, extra_lib: Vec<std::path::PathBuf>) -> Result<Served> {
-    build_and_serve_with(root, name, extra_lib, None)
-}
-
-/// As `build_and_serve`, signed with `key` (a throw-away key kept between runs: the trusted key is
-/// compiled in, so a new one each run would rebuild the release binaries every time).
-pub fn build_and_serve_with(
-    root: &Path,
-    name: &str,
-    extra_lib: Vec<std::path::PathBuf>,
-    key: Option<std::path::PathBuf>,
-) -> Result<Served> {
-    let work = vikunja_e2e::scratch_dir(name)?;
-    let assets = work.join("release");
-    let d = Dist {
-        out: assets.clone(),
-        key,
-        version: None,
-        channel: "stable".into(),
-        serial: None,
-        expires_days: 180,
-        min_bootstrap_version: "0.1.0".into(),
-        next_keys: None,
-        owner: OWNER.into(),
-        repo: REPO.into(),
-        base_url: "https://github.com".into(),
-        extra_lib,
-    };
-    let spec = crate::dist::run(root, &d)?;
-    let ca = TestCa::create(&work.join("ca"))?;
-    let server = ReleaseServer::start(&work.join("nginx"), &ca)?;
-    let tag = format!("v{}", spec.version);
-    server.publish(OWNER, REPO, &tag, &assets)?;
-    server.set_latest(&tag)?;
-    Ok(Served { ca, server, spec, assets })
-}
-
-impl Served {
-    /// The environment that points curl, install.sh and the bootstrap at the local server.
-    pub fn env(&self, state: &Path) -> Vec<(&'static str, String)> {
-        let ca = self.ca.ca_pem.to_string_lossy().into_owned();
-        vec![
-            ("CURL_CA_BUNDLE", ca.clone()),
-            ("SSL_CERT_FILE", ca),
-            ("VIKUNJA_INSTALLER_BASE_URL", self.server.base_url()),
-            ("VIKUNJA_STATE_DIR", state.to_string_lossy().into_owned()),
-        ]
-    }
-
-    pub fn one_liner(&self, installer_args: &str) -> String {
-        format!(
-            "curl -fsSL {}/{OWNER}/{REPO}/releases/latest/download/install.sh | sh -s -- -- {installer_args}",
-            self.server.base_url()
-        )
-    }
-}
+use crate::serve::{build_and_serve, Served, OWNER, REPO};
 
 /// Runs the one-liner with `installer_args`, its output going straight to the terminal.
 fn run_one_liner(s: &Served, state: &Path, installer_args: &str) -> Result<()> {
@@ -212,7 +143,7 @@ fn self_upgrade(root: &Path, s: &Served, state: &Path, sandbox: &Path) -> Result
     run_one_liner(s, state, &args)?;
     let v2 = "0.2.0";
     println!("\n== 10. build and sign release {v2} with the same key and publish it as the latest");
-    let assets = crate::bench_upgrade::second_release(root, s, "demo-release-2", v2)?;
+    let assets = crate::serve::second_release(root, s, "demo-release-2", v2)?;
     let tag = format!("v{v2}");
     s.server.publish(OWNER, REPO, &tag, &assets)?;
     s.server.set_latest(&tag)?;
@@ -265,7 +196,7 @@ fn check_serves(t: &Target, version: &str, task: &str) -> Result<()> {
 /// `cargo xtask demo --containers`: the Proxmox host story, with TEST DOUBLES of pct, pveam, pvesm,
 /// pvesh and pveversion backed by real LXC containers (systemd inside), when LXC can run here.
 pub fn run_containers(root: &Path) -> Result<()> {
-    if let Some(why) = crate::bench_host::unavailable() {
+    if let Some(why) = crate::prereq::lxc_unavailable() {
         bail!(
             "`cargo xtask demo --containers` needs LXC, which this machine cannot run: {why}. \
              `cargo xtask demo` runs without containers."

@@ -2,16 +2,11 @@
 //! the README promises, demo shows the one-liner end to end, bench writes BENCHMARKS.md.
 
 mod bench;
-mod bench_backup;
-mod bench_deploy;
-mod bench_host;
-mod bench_size;
-mod bench_update;
-mod bench_upgrade;
 mod ci;
 mod demo;
 mod dist;
 mod prereq;
+mod serve;
 mod soak;
 mod standin;
 

@@ -96,3 +96,15 @@ pub fn ensure(tools: &[(&str, &str)]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Why LXC containers cannot be run here (the host figures, `demo --containers`), if they cannot.
+pub fn lxc_unavailable() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        return Some("not root: LXC containers need root".into());
+    }
+    if !have("lxc-start") || !have("debootstrap") {
+        return Some("LXC is not installed: apt-get install -y lxc debootstrap".into());
+    }
+    None
+}

@@ -17,18 +17,6 @@ const VIKUNJA: &str = "v2.5.0";
 const GOAL: Duration = Duration::from_secs(60);
 const SC_001: Duration = Duration::from_secs(600);
 
-/// Why the host figures cannot be measured here, if they cannot.
-pub fn unavailable() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
-        return Some("not root: LXC containers need root".into());
-    }
-    if !crate::prereq::have("lxc-start") || !crate::prereq::have("debootstrap") {
-        return Some("LXC is not installed: apt-get install -y lxc debootstrap".into());
-    }
-    None
-}
-
 struct Node {
     dir: PathBuf,
 }
@@ -93,7 +81,7 @@ fn create(node: &Node, installer: &Path, cfg: &Path) -> Result<(Duration, Durati
 /// `runs` rounds of two instances on a fresh fake node each; one warm-up round (which also
 /// builds the container image into the cache when it is missing).
 pub fn figures(installer: &Path, runs: usize) -> Result<Vec<Figure>> {
-    if let Some(why) = unavailable() {
+    if let Some(why) = crate::prereq::lxc_unavailable() {
         eprintln!("bench: host figures skipped: {why}");
         return Ok(Vec::new());
     }

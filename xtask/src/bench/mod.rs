@@ -2,6 +2,13 @@
 //! figure is measured against a reference in the same run on the same machine, so the ratio means
 //! something even where the absolute numbers depend on the hardware.
 
+mod backup;
+mod deploy;
+mod host;
+mod size;
+mod update;
+mod upgrade;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,7 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 use argh::FromArgs;
 use manifests::manifest::names;
 
-use crate::demo::{build_and_serve_with, Served, OWNER, REPO};
+use crate::serve::{build_and_serve_with, Served, OWNER, REPO};
 
 const REPRODUCE: &str = "`cargo xtask bench`";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -96,10 +103,10 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
             .join("release/vikunja-installer");
         type Group = fn(&Path, usize) -> Result<Vec<Figure>>;
         let groups: [(&str, Group); 4] = [
-            ("deploy", crate::bench_deploy::figures),
-            ("update", crate::bench_update::figures),
-            ("backup", crate::bench_backup::figures),
-            ("host", crate::bench_host::figures),
+            ("deploy", crate::bench::deploy::figures),
+            ("update", crate::bench::update::figures),
+            ("backup", crate::bench::backup::figures),
+            ("host", crate::bench::host::figures),
         ];
         for (g, f) in groups {
             if want(g) {
@@ -107,7 +114,7 @@ pub fn run(root: &Path, b: &Bench) -> Result<()> {
             }
         }
         if want("upgrade") {
-            figures.extend(crate::bench_upgrade::figures(root, &served, b.runs)?.into_iter().map(|x| ("upgrade", x)));
+            figures.extend(crate::bench::upgrade::figures(root, &served, b.runs)?.into_iter().map(|x| ("upgrade", x)));
         }
     }
     if want("soak") {
@@ -309,7 +316,7 @@ fn bootstrap_size(root: &Path, s: &Served, glibc: &Path) -> Result<Figure> {
         ),
     ];
     let map = root.join("target/dist-musl").join(s.spec.version.to_string()).join("bootstrap.map");
-    match crate::bench_size::parts(&map) {
+    match crate::bench::size::parts(&map) {
         Ok(parts) if !parts.is_empty() => {
             let total: u64 = parts.iter().map(|(_, n)| n).sum();
             let list: Vec<String> = parts.iter().map(|(p, n)| format!("{p} {n}")).collect();

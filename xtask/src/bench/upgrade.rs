@@ -2,7 +2,7 @@
 //! bundle file: verification, unpacking, the `--version` check of the new binary, the atomic
 //! switch), next to copying the same files with `cp` in the same run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -13,29 +13,7 @@ use crate::bench::{ms, timed_ok, Figure, Stats};
 fn ok(c: Command, what: &str) -> Result<std::time::Duration> {
     timed_ok(c, what).map(|(d, _)| d)
 }
-use crate::demo::Served;
-
-/// A second release signed with the same throw-away key as `first`, so the first one's installer
-/// trusts it: what `cargo xtask demo` and this benchmark upgrade to.
-pub fn second_release(root: &Path, first: &Served, name: &str, version: &str) -> Result<PathBuf> {
-    let out = vikunja_e2e::scratch_dir(name)?.join("release");
-    let d = crate::dist::Dist {
-        out: out.clone(),
-        key: Some(first.assets.join("keys").join(release::signing::SECRET_NAME)),
-        version: Some(version.into()),
-        channel: "stable".into(),
-        serial: None,
-        expires_days: 180,
-        min_bootstrap_version: "0.1.0".into(),
-        next_keys: None,
-        owner: crate::demo::OWNER.into(),
-        repo: crate::demo::REPO.into(),
-        base_url: "https://github.com".into(),
-        extra_lib: Vec::new(),
-    };
-    crate::dist::run(root, &d)?;
-    Ok(out)
-}
+use crate::serve::Served;
 
 fn installer_cmd(bin: &Path, args: &[&str], root: &Path) -> Command {
     let mut c = Command::new(bin);
@@ -46,7 +24,7 @@ fn installer_cmd(bin: &Path, args: &[&str], root: &Path) -> Command {
 pub fn figures(root: &Path, first: &Served, runs: usize) -> Result<Vec<Figure>> {
     let v1 = first.spec.version.to_string();
     let v2 = "0.2.0";
-    let second = second_release(root, first, "bench-upgrade-release", v2)?;
+    let second = crate::serve::second_release(root, first, "bench-upgrade-release", v2)?;
     let b1 = first.assets.join(names::bundle(&v1, &first.spec.target));
     let b2 = second.join(names::bundle(v2, &first.spec.target));
     let work = vikunja_e2e::scratch_dir("bench-upgrade")?;
