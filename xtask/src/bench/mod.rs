@@ -321,7 +321,7 @@ fn bootstrap_size(root: &Path, s: &Served, glibc: &Path) -> Result<Figure> {
             let total: u64 = parts.iter().map(|(_, n)| n).sum();
             let list: Vec<String> = parts.iter().map(|(p, n)| format!("{p} {n}")).collect();
             notes.push(format!(
-                "Parts, bytes of the sections in the file by origin, from the linker map (`bench_size`; {total} \
+                "Parts, bytes of the sections in the file by origin, from the linker map (`bench::size`; {total} \
                  in all, the rest is ELF and section headers): {}.",
                 list.join(", ")
             ));
