@@ -160,7 +160,7 @@ fn the_reader_expands_each_form_and_reports_what_no_test_kills_at() {
         "env(\"VIKUNJA_INSTALLER_TEST_KILL_AT\", p); for p in [{}] {{}}",
         want.map(|w| format!("{w:?}")).join(", ")
     );
-    assert_eq!(unexercised(&files, &[all.clone()]).unwrap(), Vec::<String>::new());
+    assert_eq!(unexercised(&files, std::slice::from_ref(&all)).unwrap(), Vec::<String>::new());
     // One point fewer: that one is reported.
     let fewer = all.replace("\"written-green\"", "\"something-else\"");
     assert_eq!(unexercised(&files, &[fewer]).unwrap(), ["written-green"]);
