@@ -84,11 +84,11 @@ impl Home {
 }
 
 use crate::fault::kill_point;
-use crate::instance::lock::{flock, FlockError, OperationLock};
+use crate::instance::lock::{FlockError, OperationLock};
 
 fn lock(h: &Home) -> Result<OperationLock> {
     let path = h.dir.join("upgrade.lock");
-    match flock(&path, &format!("PID: {}\n", std::process::id())) {
+    match OperationLock::flock(&path, &format!("PID: {}\n", std::process::id())) {
         Ok((lock, _)) => Ok(lock),
         Err(FlockError::Busy { holder }) => {
             Err(fail(Exit::Locked, format!("another upgrade is running ({holder}); wait for it to finish")))

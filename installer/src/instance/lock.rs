@@ -39,23 +39,54 @@ impl OperationLock {
             std::process::id(),
             manifests::time::format_rfc3339(manifests::time::now_unix())
         );
-        let (lock, previous) = flock(&path, &contents).map_err(|e| match e {
+        let (lock, previous) = OperationLock::flock(&path, &contents).map_err(|e| match e {
             FlockError::Busy { holder } => LockError::Held { instance: l.instance.clone(), holder, path: path.clone() },
             FlockError::Open(source) => LockError::Io { path: path.clone(), source },
             FlockError::Write(source) => LockError::Write { path: path.clone(), source },
         })?;
-        if !previous.is_empty() {
+        if !previous.trim().is_empty() {
             eprintln!(
-                "note: the previous operation on instance {} ({previous}) ended without releasing its lock (killed or crashed); \
+                "note: the previous operation on instance {} ({}) ended without releasing its lock (killed or crashed); \
                  taking the lock over: whatever it left unfinished is finished or undone now",
                 l.instance,
+                previous.lines().collect::<Vec<_>>().join(", ")
             );
         }
         Ok(lock)
     }
+
+    /// The installer's one advisory lock (the instance's operation lock, the installer's own
+    /// upgrade lock): creates the file and its directory, takes the lock without waiting and writes
+    /// `contents` (who holds it). Returns the guard, which empties and releases the file when
+    /// dropped, and what the previous holder left there (empty unless it died holding the lock).
+    pub fn flock(path: &Path, contents: &str) -> Result<(OperationLock, String), FlockError> {
+        let io = FlockError::Open;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.lines().collect::<Vec<_>>().join(", ");
+                return Err(FlockError::Busy { holder });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // A clean exit empties the file (Drop); contents here mean the last holder died with it.
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let write = FlockError::Write;
+        file.set_len(0).map_err(write)?;
+        file.rewind().map_err(write)?;
+        file.write_all(contents.as_bytes()).and_then(|()| file.sync_data()).map_err(write)?;
+        Ok((OperationLock { file }, previous))
+    }
 }
 
-/// What `flock` met instead of the lock.
+/// What `OperationLock::flock` met instead of the lock.
 #[derive(Debug)]
 pub enum FlockError {
     /// Another process holds it; `holder` is what it wrote (lines joined by ", ").
@@ -64,34 +95,6 @@ pub enum FlockError {
     Open(std::io::Error),
     /// The holder's contents cannot be written (a full disk).
     Write(std::io::Error),
-}
-
-/// The installer's one advisory lock (the instance's operation lock, the installer's own upgrade
-/// lock): creates the file and its directory, takes the lock without waiting and writes
-/// `contents` (who holds it). Returns the guard, which empties and releases the file when dropped,
-/// and what the previous holder left there (lines joined by ", "; empty unless it died holding it).
-pub fn flock(path: &Path, contents: &str) -> Result<(OperationLock, String), FlockError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(FlockError::Open)?;
-    }
-    let mut file =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(FlockError::Open)?;
-    let mut found = String::new();
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let _ = file.read_to_string(&mut found);
-            return Err(FlockError::Busy { holder: found.lines().collect::<Vec<_>>().join(", ") });
-        }
-        Err(TryLockError::Error(e)) => return Err(FlockError::Open(e)),
-    }
-    // A clean exit empties the file (Drop); contents here mean the last holder died with it.
-    let _ = file.read_to_string(&mut found);
-    let previous = found.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(", ");
-    file.set_len(0).map_err(FlockError::Write)?;
-    file.rewind().map_err(FlockError::Write)?;
-    file.write_all(contents.as_bytes()).and_then(|()| file.sync_data()).map_err(FlockError::Write)?;
-    Ok((OperationLock { file }, previous))
 }
 
 impl Drop for OperationLock {
