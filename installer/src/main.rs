@@ -22,6 +22,7 @@ mod journal;
 mod layout;
 mod lifecycle;
 mod lock;
+mod logs;
 mod nginx;
 mod ops;
 mod pargz;
@@ -29,13 +30,16 @@ mod probe;
 mod recovery;
 mod render;
 mod restore;
+mod schedule;
 mod secrets;
 mod sockets;
 mod state;
 mod status;
+mod stopstart;
 mod supervisor;
 mod templates;
 mod tls;
+mod uninstall;
 mod units;
 mod upgrade;
 mod vikunja_conf;
@@ -124,6 +128,22 @@ fn main() -> ExitCode {
         Some(cli::Command::Restart(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::restart(&inst))
             .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Logs(x)) => ops::open(&x.root, x.instance.as_deref()).and_then(|inst| {
+            logs::run(
+                &inst,
+                &logs::Options { component: x.component, colour: x.colour, follow: x.follow, lines: x.lines },
+            )
+        }),
+        Some(cli::Command::Stop(x)) => ops::open(&x.root, x.instance.as_deref())
+            .and_then(|inst| stopstart::stop(&inst))
+            .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Start(x)) => ops::open(&x.root, x.instance.as_deref())
+            .and_then(|inst| stopstart::start(&inst))
+            .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Uninstall(u)) => uninstall::instance(&u).map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::SelfCmd(cli::SelfCmd { cmd: cli::SelfCommand::Uninstall(u) })) => {
+            uninstall::itself(&u).map(|()| ExitCode::SUCCESS)
+        }
         Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),
@@ -195,7 +215,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     };
     let healthy = report.iter().all(|c| c.healthy);
     if h.json {
-        let v = serde_json::json!({"instance": d.instance.name, "healthy": healthy, "colour": colour.name(), "version": deployed.version, "components": report});
+        let v = serde_json::json!({"schema": status::JSON_SCHEMA, "instance": d.instance.name, "version": deployed.version, "colour": colour.name(), "healthy": healthy, "url": d.public_url(), "components": report});
         println!("{v}");
     } else {
         health::print_report(&report);

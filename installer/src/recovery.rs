@@ -47,7 +47,7 @@ pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
 /// supervisor that was stopped on purpose removed its pid file and is left stopped, as
 /// `systemctl stop` would leave it.
 pub fn revive(inst: &Instance) -> Result<()> {
-    if inst.init != crate::init::Init::Process {
+    if inst.init != crate::init::Init::Process || crate::stopstart::is_stopped(&inst.layout) {
         return Ok(());
     }
     let Some(d) = crate::state::deployed(&inst.layout) else { return Ok(()) };

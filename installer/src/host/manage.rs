@@ -24,6 +24,9 @@ fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
         cli::Command::Status(s) => (s.instance.as_deref(), &s.root, false),
         cli::Command::Backup(b) => (b.instance.as_deref(), &b.root, false),
         cli::Command::Restore(r) => (r.instance.as_deref(), &r.root, false),
+        cli::Command::Logs(x) => (x.instance.as_deref(), &x.root, false),
+        cli::Command::Stop(x) => (x.instance.as_deref(), &x.root, false),
+        cli::Command::Start(x) => (x.instance.as_deref(), &x.root, false),
         _ => return None,
     })
 }
