@@ -369,6 +369,13 @@ mod tests {
         assert_eq!(cron_to_calendar("*/15 * * * *").unwrap(), "*-*-* *:00,15,30,45:00");
         assert_eq!(cron_to_calendar("0 0 1 */3 *").unwrap(), "*-01,04,07,10-01 00:00:00");
         assert_eq!(cron_to_calendar("0 22-23/1,6 * * *").unwrap(), "*-*-* 06,22,23:00:00");
+        // And systemd reads each the way cron would (its next elapse is checked against cron's
+        // meaning above; here that it is accepted at all).
+        for cron in ["30 2 * * *", "15 1 * * 1-5", "*/15 * * * *", "0 0 1 */3 *", "0 22-23/1,6 * * *"] {
+            let cal = cron_to_calendar(cron).unwrap();
+            let out = std::process::Command::new("systemd-analyze").args(["calendar", &cal]).output().unwrap();
+            assert!(out.status.success(), "{cron} -> {cal}: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
 
     #[test]
