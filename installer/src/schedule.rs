@@ -65,15 +65,17 @@ pub fn shown(l: &Layout, init: Init) -> Shown {
             })
             .unwrap_or_default()
     };
-    let t = show(&timer, "LastTriggerUSec,NextElapseUSecRealtime,TimersCalendar");
-    let s = show(&service, "Result,ExecMainStatus");
+    let t = show(&timer, "NextElapseUSecRealtime");
+    // The service's last start, not the timer's last trigger: a backup started by hand with
+    // `systemctl start` counts as the last run too.
+    let s = show(&service, "Result,ExecMainStartTimestamp");
     let get = |v: &[(String, String)], k: &str| {
         v.iter().find(|(key, _)| key == k).map(|(_, x)| x.clone()).filter(|x| !x.is_empty() && x != "n/a")
     };
     let calendar = std::fs::read_to_string(&timer_path)
         .ok()
         .and_then(|text| text.lines().find_map(|x| x.strip_prefix("OnCalendar=").map(str::to_string)));
-    let last_run = get(&t, "LastTriggerUSec");
+    let last_run = get(&s, "ExecMainStartTimestamp");
     Shown {
         state: "on",
         schedule: calendar,
