@@ -59,7 +59,7 @@ pub fn skip_config(rel: &Path, _is_dir: bool) -> bool {
 
 /// State that describes this machine or an operation in progress, never the deployment: locks,
 /// journals, caches, nginx's temp files and what it last applied, the init mode, Debian's default
-/// site put aside.
+/// site put aside, a `stop`.
 pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
     let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
     matches!(
@@ -74,6 +74,8 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             | "health-cache.json"
             | "init"
             | "nginx-default-site.disabled"
+            // Whether the services run here now (`stop`): a restored instance runs.
+            | "stopped"
     ) || is_temp(rel)
 }
 

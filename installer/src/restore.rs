@@ -434,6 +434,8 @@ fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result
     let now = format_rfc3339(now_unix());
     // What the restored instance can roll back to: nothing (the backup holds no pre-update copy).
     crate::lifecycle::RollbackPoint::clear(l)?;
+    // The restored instance runs and serves: a `stop` from before it no longer holds.
+    crate::stopstart::clear(l)?;
     state::set_active_colour(l, j.target_colour)?;
     state::set_deployed(
         l,

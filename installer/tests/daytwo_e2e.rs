@@ -191,3 +191,51 @@ fn backup_schedule_under_process_init_refuses_and_changes_nothing() {
     let o = installer(&sb, &["status"]);
     assert!(stdout(&o).contains("timers need systemd"), "{}", stdout(&o));
 }
+
+/// `self uninstall` on the host removes the versioned layout `upgrade` made and our command link,
+/// keeps the registry and copied-out backups unless --purge, and never removes a command in
+/// /usr/local/bin that is not ours.
+#[test]
+fn self_uninstall_removes_the_installer_and_keeps_the_registry_unless_purged() {
+    let sb = Sandbox::new("dt-self").unwrap();
+    let r = &sb.root;
+    let bin_dir = r.join("opt/vikunja-pve/versions/0.6.0/bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy("/bin/true", bin_dir.join("vikunja-installer")).unwrap();
+    std::os::unix::fs::symlink("versions/0.6.0", r.join("opt/vikunja-pve/current")).unwrap();
+    std::fs::create_dir_all(r.join("usr/local/bin")).unwrap();
+    let link = r.join("usr/local/bin/vikunja-installer");
+    std::os::unix::fs::symlink("../../../opt/vikunja-pve/current/bin/vikunja-installer", &link).unwrap();
+    let state = r.join("var/lib/vikunja-pve");
+    for d in ["instances", "backups/one"] {
+        std::fs::create_dir_all(state.join(d)).unwrap();
+    }
+    std::fs::write(state.join("backups/one/vikunja-backup-one-2026-11-27-03-00-00.tar.gz"), b"x").unwrap();
+    let run = |args: &[&str]| {
+        let o =
+            Command::new(exe()).args(args).arg("--root").arg(r).stdin(std::process::Stdio::null()).output().unwrap();
+        log(args, &o);
+        o
+    };
+    let o = run(&["self", "uninstall"]);
+    assert_eq!(o.status.code(), Some(2), "without --yes and a terminal: {}", said(&o));
+    assert!(r.join("opt/vikunja-pve").exists() && link.symlink_metadata().is_ok(), "the refusal removed something");
+
+    let o = run(&["self", "uninstall", "--yes"]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(!r.join("opt/vikunja-pve").exists(), "/opt/vikunja-pve is still there");
+    assert!(link.symlink_metadata().is_err(), "the command link is still there");
+    assert!(
+        state.join("backups/one/vikunja-backup-one-2026-11-27-03-00-00.tar.gz").is_file(),
+        "copied-out backup gone"
+    );
+    assert!(state.join("instances").is_dir(), "the registry is gone without --purge");
+
+    // A vikunja-installer in /usr/local/bin that is not a link into our layout stays.
+    std::fs::create_dir_all(r.join("opt/vikunja-pve")).unwrap();
+    std::fs::write(&link, b"#!/bin/sh\n").unwrap();
+    let o = run(&["self", "uninstall", "--yes", "--purge"]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(link.is_file(), "a command that is not ours was removed");
+    assert!(!state.join("instances").exists() && !state.join("backups").exists(), "--purge kept the registry");
+}
