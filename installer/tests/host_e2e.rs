@@ -785,10 +785,12 @@ fn day_two_in_a_container_schedule_backups_logs_stop_start_uninstall() {
          ! ls /etc/systemd/system/vikunja-three-* 2>/dev/null && test ! -e /etc/nginx/conf.d/vikunja-three.conf && echo CLEAN",
     );
     assert!(text(&o).contains("CLEAN"), "after uninstall: {}", text(&o));
+    // The test's download site is signed by the test CA, which `create` put into the container.
     let o = in_ct(
         &node,
         ct,
-        "vikunja-installer install --yes --config /opt/vikunja-three/config/deployment.toml.uninstalled",
+        "SSL_CERT_FILE=/etc/vikunja-pve/ca-bundle.pem vikunja-installer install --yes --config \
+         /opt/vikunja-three/config/deployment.toml.uninstalled",
     );
     assert!(o.status.success(), "install after uninstall: {}", text(&o));
     assert_eq!(version_over_tls(&node, ct, &three), V1);
