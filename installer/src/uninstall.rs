@@ -43,6 +43,21 @@ fn remove_path(p: &Path) -> Result<()> {
 }
 
 pub fn instance(u: &Uninstall) -> Result<()> {
+    // On the Proxmox host an instance lives in its own container: removing it is `destroy`.
+    if let Some(name) = u.instance.as_deref() {
+        let on_host = !crate::layout::installed_instances(&u.root).iter().any(|n| n == name)
+            && crate::host::registry::Registry::open(&u.root).get(name).is_ok_and(|e| e.is_some());
+        if on_host {
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "instance {name} runs in a container made by `create`: remove it with `vikunja-installer destroy \
+                     --instance {name}` (it takes a last backup and keeps the backups on the host), or run \
+                     `uninstall` inside the container; nothing was changed"
+                ),
+            ));
+        }
+    }
     let inst = crate::ops::open(&u.root, u.instance.as_deref())?;
     let l = inst.layout.clone();
     let kept = if u.purge {

@@ -217,6 +217,18 @@ fn self_uninstall_removes_the_installer_and_keeps_the_registry_unless_purged() {
         log(args, &o);
         o
     };
+    std::fs::write(
+        state.join("instances/one.toml"),
+        "name = \"one\"\nnumber = 1\nctid = 101\nnode = \"pve\"\nhostname = \"vikunja-one\"\naddress = \"10.0.0.5\"\n\
+         domain = \"one.example\"\nhttps_port = 443\nstorage = \"local\"\ntemplate = \"debian-12\"\nstate = \"ready\"\n\
+         created_at = \"2026-11-27T00:00:00Z\"\ninstaller_version = \"0.6.0\"\nca_bundle = \"\"\n",
+    )
+    .unwrap();
+    // An instance of the host lives in its container: `uninstall` there points at `destroy`.
+    let o = run(&["uninstall", "--instance", "one", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "uninstall of a container's instance on the host: {}", said(&o));
+    assert!(stderr(&o).contains("destroy --instance one"), "{}", said(&o));
+
     let o = run(&["self", "uninstall"]);
     assert_eq!(o.status.code(), Some(2), "without --yes and a terminal: {}", said(&o));
     assert!(r.join("opt/vikunja-pve").exists() && link.symlink_metadata().is_ok(), "the refusal removed something");
