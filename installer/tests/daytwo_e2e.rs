@@ -45,6 +45,29 @@ fn logs_show_the_serving_backend_and_n_limits_them() {
     assert!(two.status.success(), "logs -n 2: {}", said(&two));
     assert_eq!(lines(&two).len(), 2, "-n 2 printed: {}", stdout(&two));
     assert!(text.ends_with(&stdout(&two)), "-n 2 is not the last two lines");
+    // -f keeps following (and shows new lines: a restart's start lines of the same colour).
+    let mut f = command(&sb, &["logs", "-f", "-n", "1"], &[]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let out = f.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok(), "logs -f printed nothing");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(f.try_wait().unwrap().is_none(), "logs -f ended by itself");
+    // A stop and start of the same colour writes its start lines to the same log file.
+    assert!(installer(&sb, &["stop"]).status.success() && installer(&sb, &["start"]).status.success());
+    let followed: Vec<String> = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(3)).ok()).collect();
+    let _ = f.kill();
+    let _ = f.wait();
+    assert!(
+        followed.iter().any(|l| l.contains(&format!("Vikunja version {V1}"))),
+        "logs -f did not show the new start: {followed:?}"
+    );
     // The other colour never ran: named, not an empty screen.
     let o = installer(&sb, &["logs", "--colour", other(&colour)]);
     assert_eq!(o.status.code(), Some(1), "logs of a colour that never ran: {}", said(&o));
