@@ -25,6 +25,11 @@ pub enum Command {
     Update(Update),
     Rollback(Rollback),
     Restart(Restart),
+    Logs(Logs),
+    Stop(Stop),
+    Start(Start),
+    Uninstall(Uninstall),
+    SelfCmd(SelfCmd),
     Upgrade(Upgrade),
     Backup(Box<Backup>),
     Restore(Box<Restore>),
@@ -107,6 +112,9 @@ pub struct Backup {
     /// write the backup into this directory instead of the instance's backups/
     #[argh(option)]
     pub output: Option<PathBuf>,
+    /// machine-readable output: the file written (path, size, sha256)
+    #[argh(switch)]
+    pub json: bool,
     /// instance name (default: the only one installed)
     #[argh(option)]
     pub instance: Option<String>,
@@ -120,6 +128,41 @@ pub struct Backup {
 pub enum BackupCommand {
     List(BackupList),
     Verify(BackupVerify),
+    Schedule(BackupSchedule),
+}
+
+/// Back up on a schedule with a systemd timer (retention as for `backup`): --daily, --weekly or
+/// --cron "MIN HOUR DOM MON DOW"; --off removes the timer. `status` shows the last and next run.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "schedule")]
+pub struct BackupSchedule {
+    /// every day at 03:00 (with up to 30 min of random delay)
+    #[argh(switch)]
+    pub daily: bool,
+    /// every Sunday at 03:00 (with up to 30 min of random delay)
+    #[argh(switch)]
+    pub weekly: bool,
+    /// a cron expression of five fields, like "30 2 * * 1-5"
+    #[argh(option)]
+    pub cron: Option<String>,
+    /// remove the scheduled backup
+    #[argh(switch)]
+    pub off: bool,
+    /// encrypt with age to a passphrase read from --passphrase-file when the timer runs
+    #[argh(switch)]
+    pub encrypt: bool,
+    /// with --encrypt: the file the passphrase is read from at every run (keep it 0600)
+    #[argh(option)]
+    pub passphrase_file: Option<PathBuf>,
+    /// encrypt with age to this X25519 public key (age1...); repeatable
+    #[argh(option)]
+    pub recipient: Vec<String>,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// List the instance's backups, newest first.
@@ -262,6 +305,108 @@ pub struct Restart {
     /// on the Proxmox host: print the command that would run and change nothing
     #[argh(switch)]
     pub dry_run: bool,
+}
+
+/// Show what a service of the instance wrote: the journal under systemd, its log file under
+/// `--init process`. Default: the serving colour's backend, the last 50 lines.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logs")]
+pub struct Logs {
+    /// backend (default), nginx or mcp
+    #[argh(option, default = "String::from(\"backend\")")]
+    pub component: String,
+    /// blue or green (default: the colour that serves)
+    #[argh(option)]
+    pub colour: Option<String>,
+    /// keep showing new lines until interrupted
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// how many of the last lines to show (default 50)
+    #[argh(option, short = 'n', default = "50")]
+    pub lines: u32,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Stop the instance: both colours and its nginx. It stays stopped (also across `status`, `update`
+/// and `restart`, which refuse) until `start`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+pub struct Stop {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Start a stopped instance: the serving colour and nginx, then the health gate (exit 10 when
+/// unhealthy, and it is stopped again).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "start")]
+pub struct Start {
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// Remove the instance from this machine after a last backup: services, nginx site, scheduled
+/// backup, the service user (when no other instance uses it) and releases. Backups and data are
+/// kept (a later `install` picks them up) unless --purge.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "uninstall")]
+pub struct Uninstall {
+    /// also delete the data, the configuration and every backup of the instance
+    #[argh(switch)]
+    pub purge: bool,
+    /// do not ask for confirmation (required when stdin is not a terminal)
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
+/// The installer itself on the Proxmox host: `self uninstall` removes it.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "self")]
+pub struct SelfCmd {
+    #[argh(subcommand)]
+    pub cmd: SelfCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum SelfCommand {
+    Uninstall(SelfUninstall),
+}
+
+/// Remove vikunja-installer from this host (/opt/vikunja-pve, /usr/local/bin/vikunja-installer).
+/// The instance registry and the backups copied out of containers are kept unless --purge; the
+/// containers themselves are left alone (`destroy` removes one).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "uninstall")]
+pub struct SelfUninstall {
+    /// also delete the instance registry and the copied-out backups
+    #[argh(switch)]
+    pub purge: bool,
+    /// do not ask for confirmation (required when stdin is not a terminal)
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// Go back to the colour and version that served before the last update (restoring the

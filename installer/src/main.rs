@@ -3,6 +3,7 @@
 
 mod about;
 mod cli;
+mod commands;
 mod data;
 mod engine;
 mod error;
@@ -13,7 +14,8 @@ mod render;
 mod service;
 mod ui;
 
-use engine::{backup, bluegreen, install, recovery, restore, upgrade};
+use commands::{logs, uninstall};
+use engine::{backup, bluegreen, install, recovery, restore, stopstart, upgrade};
 // `ops` and `wizard` are the old names of `instance` and `ui`, kept in this file's body so that the
 // branches written against the flat layout merge; rename them once those are in.
 use instance as ops;
@@ -104,6 +106,22 @@ fn main() -> ExitCode {
         Some(cli::Command::Restart(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::restart(&inst))
             .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Logs(x)) => ops::open(&x.root, x.instance.as_deref()).and_then(|inst| {
+            logs::run(
+                &inst,
+                &logs::Options { component: x.component, colour: x.colour, follow: x.follow, lines: x.lines },
+            )
+        }),
+        Some(cli::Command::Stop(x)) => ops::open(&x.root, x.instance.as_deref())
+            .and_then(|inst| stopstart::stop(&inst))
+            .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Start(x)) => ops::open(&x.root, x.instance.as_deref())
+            .and_then(|inst| stopstart::start(&inst))
+            .map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Uninstall(u)) => uninstall::instance(&u).map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::SelfCmd(cli::SelfCmd { cmd: cli::SelfCommand::Uninstall(u) })) => {
+            uninstall::itself(&u).map(|()| ExitCode::SUCCESS)
+        }
         Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),
@@ -175,7 +193,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     };
     let healthy = report.iter().all(|c| c.healthy);
     if h.json {
-        let v = serde_json::json!({"instance": d.instance.name, "healthy": healthy, "colour": colour.name(), "version": deployed.version, "components": report});
+        let v = serde_json::json!({"schema": status::JSON_SCHEMA, "instance": d.instance.name, "version": deployed.version, "colour": colour.name(), "healthy": healthy, "url": d.public_url(), "components": report});
         println!("{v}");
     } else {
         health::print_report(&report);

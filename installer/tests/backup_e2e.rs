@@ -182,7 +182,7 @@ fn assert_serving(sb: &Sandbox, colour: &str, version: &str) {
     let o = installer(sb, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["healthy"], true, "{v}");
-    assert_eq!((v["active_colour"].as_str(), v["version"].as_str()), (Some(colour), Some(version)), "{v}");
+    assert_eq!((v["colour"].as_str(), v["version"].as_str()), (Some(colour), Some(version)), "{v}");
 }
 
 // ---------------------------------------------------------------- archives made by hand

@@ -698,3 +698,99 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
     let log = node.commands();
     assert!(log.iter().any(|c| c == &["pct", "create", "100", "local:vztmpl/x.tar.zst", "--password"]), "{log:?}");
 }
+
+/// A shell script run as root inside container `ct`, as the installer itself runs commands there.
+fn in_ct(node: &Node, ct: &str, script: &str) -> Output {
+    let o = node.tool(&["pct", "exec", ct, "--keep-env", "0", "--", "sh", "-c", script]);
+    show(&format!("pct exec {ct} -- sh -c {script:?}"), &o);
+    o
+}
+
+/// Day two (issue 13) in a real container with systemd as PID 1, driven from the host: a backup
+/// timer that exists, is enabled and whose service makes a backup when started; `logs` from the
+/// journal; `stop` (nginx and both colours inactive, status says stopped) and `start`; `--off`;
+/// and `uninstall` inside, which keeps the backups and data, after which an install serves again.
+#[test]
+fn day_two_in_a_container_schedule_backups_logs_stop_start_uninstall() {
+    if skip_or_fail() {
+        return;
+    }
+    let node = Node::new("host-daytwo");
+    let s = site(&node.dir);
+    let (three, cfg) = instance(&node, &s, "three", 13, "local");
+    let o =
+        one_liner(&node, &s, &format!("create --config {} --yes --root {}", cfg.display(), node.root.display()), &[]);
+    assert!(o.status.success(), "create failed");
+    let ct = "100";
+    assert_eq!(version_over_tls(&node, ct, &three), V1);
+    let backups = "ls /opt/vikunja-three/backups | grep -c '^vikunja-backup-three-' || true";
+    let count = |node: &Node| text(&in_ct(node, ct, backups)).trim().parse::<u32>().unwrap();
+
+    let o = host(&node, &s, &["backup", "schedule", "--daily", "--instance", "three"]);
+    assert!(o.status.success(), "backup schedule --daily");
+    let unit = "/etc/systemd/system/vikunja-three-backup";
+    let o = in_ct(
+        &node,
+        ct,
+        &format!(
+            "systemctl is-enabled vikunja-three-backup.timer && systemctl is-active vikunja-three-backup.timer && \
+             systemd-analyze verify --man=no {unit}.timer {unit}.service && echo VERIFIED"
+        ),
+    );
+    assert!(o.status.success() && text(&o).trim_end().ends_with("VERIFIED"), "the timer: {}", text(&o));
+    assert!(!text(&o).contains(".timer:") && !text(&o).contains(".service:"), "verify complained: {}", text(&o));
+    let before = count(&node);
+    let o = in_ct(&node, ct, "systemctl start vikunja-three-backup.service");
+    assert!(o.status.success(), "systemctl start of the backup service: {}", text(&o));
+    assert_eq!(count(&node), before + 1, "starting the timer's service made no backup");
+    let o = host(&node, &s, &["status", "--instance", "three", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = &v["backup_schedule"];
+    assert_eq!((b["state"].as_str(), b["schedule"].as_str()), (Some("on"), Some("*-*-* 03:00:00")), "{v}");
+    assert!(b["next_run"].is_string() && b["last_run"].is_string(), "last and next run: {v}");
+    assert_eq!(b["last_result"], "success", "{v}");
+
+    let o = host(&node, &s, &["logs", "--instance", "three", "-n", "500"]);
+    assert!(o.status.success() && text(&o).contains(&format!("Vikunja version {V1}")), "logs: {}", text(&o));
+    let o = host(&node, &s, &["logs", "--instance", "three", "-n", "3"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).lines().count() <= 3, "logs -n 3");
+
+    let o = host(&node, &s, &["stop", "--instance", "three"]);
+    assert!(o.status.success(), "stop");
+    let o = in_ct(&node, ct, "systemctl is-active nginx vikunja-three-backend-blue vikunja-three-backend-green");
+    assert_eq!(text(&o).matches("inactive").count(), 3, "after stop: {}", text(&o));
+    let o = host(&node, &s, &["status", "--instance", "three", "--json"]);
+    assert_eq!(o.status.code(), Some(10));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["state"], "stopped");
+    let o = host(&node, &s, &["start", "--instance", "three"]);
+    assert!(o.status.success(), "start");
+    assert_eq!(version_over_tls(&node, ct, &three), V1);
+
+    let o = host(&node, &s, &["backup", "schedule", "--off", "--instance", "three"]);
+    assert!(o.status.success(), "--off");
+    let o = in_ct(&node, ct, &format!("test ! -e {unit}.timer && test ! -e {unit}.service && echo GONE"));
+    assert!(text(&o).contains("GONE"), "--off left the units: {}", text(&o));
+
+    let before = count(&node);
+    let o = in_ct(&node, ct, "vikunja-installer uninstall </dev/null");
+    assert_eq!(o.status.code(), Some(2), "uninstall without --yes and without a terminal");
+    let o = in_ct(&node, ct, "vikunja-installer uninstall --yes");
+    assert!(o.status.success(), "uninstall: {}", text(&o));
+    assert_eq!(count(&node), before + 1, "uninstall took no last backup");
+    let o = in_ct(
+        &node,
+        ct,
+        "test -f /opt/vikunja-three/data/vikunja.db && ! id vikunja 2>/dev/null && \
+         ! ls /etc/systemd/system/vikunja-three-* 2>/dev/null && test ! -e /etc/nginx/conf.d/vikunja-three.conf && echo CLEAN",
+    );
+    assert!(text(&o).contains("CLEAN"), "after uninstall: {}", text(&o));
+    // The test's download site is signed by the test CA, which `create` put into the container.
+    let o = in_ct(
+        &node,
+        ct,
+        "SSL_CERT_FILE=/etc/vikunja-pve/ca-bundle.pem vikunja-installer install --yes --config \
+         /opt/vikunja-three/config/deployment.toml.uninstalled",
+    );
+    assert!(o.status.success(), "install after uninstall: {}", text(&o));
+    assert_eq!(version_over_tls(&node, ct, &three), V1);
+}

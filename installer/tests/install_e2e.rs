@@ -101,7 +101,7 @@ fn installs_from_scratch_serves_over_tls_and_a_second_run_changes_nothing() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["instance"], "t1");
-    assert_eq!(v["active_colour"], "blue");
+    assert_eq!(v["colour"], "blue");
     assert_eq!(v["version"], V);
     assert_eq!(v["healthy"], true);
     let names: Vec<&str> = v["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();

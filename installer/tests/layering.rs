@@ -31,7 +31,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
 
 const FOLDERS: &[&str] = &["commands", "host", "engine", "instance", "service", "data", "render"];
 const LOWER: &[&str] = &["instance", "service", "data", "render"];
-const OPERATIONS: &[&str] = &["install", "bluegreen", "backup", "restore", "upgrade"];
+const OPERATIONS: &[&str] = &["install", "bluegreen", "backup", "restore", "upgrade", "stopstart"];
 const SHARED: &[&str] = &["journal", "lifecycle"];
 
 /// The module path of a source file: `engine/backup.rs` → `engine::backup`, `instance/mod.rs` →

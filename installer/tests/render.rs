@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use render::{
-    builtin, render_nginx_main, render_site, render_unit, render_upstreams, MainSpec, RenderError, ServiceSpec,
-    SiteSpec, Upstreams,
+    builtin, render_backup_timer, render_nginx_main, render_site, render_unit, render_upstreams, BackupTimerSpec,
+    MainSpec, RenderError, ServiceSpec, SiteSpec, Upstreams,
 };
 
 // Not 1: that is nginx's default, and the 413 check must prove the directive took effect.
@@ -128,6 +128,69 @@ fn exposure(unit: &Path) -> f64 {
         .unwrap_or_else(|| panic!("no exposure line in:\n{out}"));
     let after = line.rsplit_once(": ").unwrap().1;
     after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// `backup schedule`'s service and timer, for every kind of schedule it writes (daily, weekly and
+/// converted cron expressions), pass strict verify together, the timer naming the service.
+#[test]
+fn backup_timer_and_service_pass_strict_verify() {
+    let dir = TempDir::new("backup-timer");
+    let bin_dir = dir.0.join("bin dir%i");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let bin = bin_dir.join("vikunja-installer");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    for calendar in [
+        "*-*-* 03:00:00",
+        "Sun *-*-* 03:00:00",
+        "Mon,Tue,Wed,Thu,Fri *-*-* 01:15:00",
+        "*-*-* *:00,15,30,45:00",
+        "*-01,04,07,10-01 00:00:00",
+    ] {
+        let spec = BackupTimerSpec {
+            unit: "vikunja-main-backup".into(),
+            description: "Scheduled backup of Vikunja instance main (100%)".into(),
+            exec: vec![
+                s(&bin).into(),
+                "backup".into(),
+                "--instance".into(),
+                "main".into(),
+                "--passphrase-file".into(),
+                "/root/pass phrase".into(),
+            ],
+            on_calendar: calendar.into(),
+            randomized_delay_s: 1800,
+        };
+        let t = |n| builtin(n).unwrap();
+        let (service, timer) =
+            render_backup_timer(t("systemd/backup.service.tmpl"), t("systemd/backup.timer.tmpl"), &spec).unwrap();
+        let (sp, tp) = (dir.0.join("vikunja-main-backup.service"), dir.0.join("vikunja-main-backup.timer"));
+        std::fs::write(&sp, &service).unwrap();
+        std::fs::write(&tp, &timer).unwrap();
+        assert!(timer.lines().any(|l| l == format!("OnCalendar={calendar}")), "{timer}");
+        assert!(timer.contains("Unit=vikunja-main-backup.service\n") && timer.contains("Persistent=true"), "{timer}");
+        assert!(service.contains("Type=oneshot") && service.contains("\"/root/pass phrase\""), "{service}");
+        for unit in [&sp, &tp] {
+            let (ok, out) = verify_strict(unit);
+            assert!(
+                ok,
+                "verify {} ({calendar}):\n{out}\n--- service ---\n{service}\n--- timer ---\n{timer}",
+                unit.display()
+            );
+        }
+    }
+    // A value that would add a directive is refused, not rendered.
+    let bad = BackupTimerSpec {
+        unit: "vikunja-main-backup".into(),
+        description: "x".into(),
+        exec: vec![s(&bin).into()],
+        on_calendar: "daily\nExecStartPre=/bin/sh".into(),
+        randomized_delay_s: 0,
+    };
+    let t = |n| builtin(n).unwrap();
+    assert!(matches!(
+        render_backup_timer(t("systemd/backup.service.tmpl"), t("systemd/backup.timer.tmpl"), &bad),
+        Err(RenderError::Invalid { .. })
+    ));
 }
 
 #[test]

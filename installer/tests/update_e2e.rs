@@ -123,7 +123,7 @@ fn predownload(sb: &Sandbox, version: &str) -> PathBuf {
     let o = installer_env(sb, &["update", "--version", version], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "started")]);
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "not killed");
     let o = installer(sb, &["status", "--json"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("\"active_colour\":\"blue\""));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"colour\":\"blue\""));
     sb.instance_dir(INSTANCE).join("releases").join(version)
 }
 
@@ -170,7 +170,7 @@ fn update_under_load_loses_no_write_then_rollback_restores_the_old_release() {
     };
     let expected = backup_titles(&backups[0].path());
     let s = status(&sb);
-    assert_eq!((s["active_colour"].as_str(), s["version"].as_str()), (Some("green"), Some(V2)));
+    assert_eq!((s["colour"].as_str(), s["version"].as_str()), (Some("green"), Some(V2)));
     assert_eq!(s["last_operation"]["operation"], "update");
     assert!(std::fs::read_to_string(sb.instance_dir(INSTANCE).join("config/deployment.toml")).unwrap().contains(V2));
     // Updating to what runs changes nothing.

@@ -59,7 +59,7 @@ pub fn skip_config(rel: &Path, _is_dir: bool) -> bool {
 
 /// State that describes this machine or an operation in progress, never the deployment: locks,
 /// journals, caches, nginx's temp files and what it last applied, the init mode, Debian's default
-/// site put aside.
+/// site put aside, a `stop`.
 pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
     let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
     matches!(
@@ -74,6 +74,8 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             | "health-cache.json"
             | "init"
             | "nginx-default-site.disabled"
+            // Whether the services run here now (`stop`): a restored instance runs.
+            | "stopped"
     ) || is_temp(rel)
 }
 
@@ -299,6 +301,23 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Made> {
     Ok(Made { path: dest, manifest, size, removed })
 }
 
+/// `backup --json`: the file written, with the names `status` and `health` use for the rest.
+pub fn made_json(m: &Made, encrypted: bool) -> serde_json::Value {
+    let h = &m.manifest.header;
+    let sha256 = File::open(&m.path).and_then(manifests::hash::sha256_reader).map(|(h, _)| h).unwrap_or_default();
+    serde_json::json!({
+        "schema": crate::service::status::JSON_SCHEMA,
+        "instance": h.instance,
+        "version": h.vikunja_version,
+        "colour": h.colour,
+        "database": h.database,
+        "created": h.created,
+        "encrypted": encrypted,
+        "file": {"path": m.path.to_string_lossy(), "size": m.size, "sha256": sha256},
+        "removed": m.removed.iter().map(|r| r.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+    })
+}
+
 pub fn print_made(m: &Made, seal: Option<&Seal>, elapsed: f64) {
     let h = &m.manifest.header;
     println!(
@@ -477,6 +496,7 @@ pub fn command(b: crate::cli::Backup) -> Result<std::process::ExitCode> {
             let dir = ls.output.unwrap_or_else(|| inst.layout.backups_dir());
             list(&dir, &inst.layout.instance, ls.json)?;
         }
+        Some(BackupCommand::Schedule(s)) => crate::commands::schedule::command(s)?,
         Some(BackupCommand::Verify(v)) => {
             // The instance is only needed to find a bare file name in its backups/.
             let inst = crate::instance::open(&v.root, v.instance.as_deref()).ok();
@@ -520,7 +540,11 @@ pub fn command(b: crate::cli::Backup) -> Result<std::process::ExitCode> {
             let started = Instant::now();
             let o = Options { seal, include_logs: b.include_logs, output: b.output };
             let made = run(&inst, &o)?;
-            print_made(&made, o.seal.as_ref(), started.elapsed().as_secs_f64());
+            if b.json {
+                println!("{}", made_json(&made, o.seal.is_some()));
+            } else {
+                print_made(&made, o.seal.as_ref(), started.elapsed().as_secs_f64());
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -262,6 +262,8 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         ));
     }
     std::fs::write(l.state_dir().join("init"), format!("{}\n", init.name()))?;
+    // Everything runs again and is healthy: a `stop` from before no longer holds.
+    crate::instance::state::clear_stopped(&l)?;
     if previous.is_none() || state::active_colour(&l).is_none() {
         state::set_active_colour(&l, colour)?;
         let ts = format_rfc3339(now_unix());

@@ -105,6 +105,8 @@ pub struct Snapshot {
     pub rollback_dump: bool,
     /// Going back needs that copy (the schema changed since).
     pub rollback_needs_dump: bool,
+    /// Stopped by `stop` and not started since.
+    pub stopped: bool,
 }
 
 impl Snapshot {
@@ -126,6 +128,7 @@ impl Snapshot {
             rollback_release,
             rollback_dump,
             rollback_needs_dump,
+            stopped: crate::instance::state::is_stopped(l),
         }
     }
 }
@@ -160,6 +163,14 @@ pub fn check(op: Op, name: &str, s: &Snapshot) -> Verdict {
             format!("instance {name} has no deployed version yet; run vikunja-installer install first"),
         );
     };
+    if s.stopped && matches!(op, Op::Update | Op::Rollback) {
+        return Verdict::Refuse(
+            Exit::Error,
+            format!(
+                "instance {name} is stopped (`vikunja-installer stop`); nothing was changed. Start it first with                  `vikunja-installer start`"
+            ),
+        );
+    }
     if op != Op::Rollback {
         return Verdict::Go;
     }
@@ -238,6 +249,20 @@ mod tests {
                 matches!(check(op, "a", &s), Verdict::Refuse(Exit::RollbackFailed, m) if m.contains("What to do")),
                 "{op:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_stopped_instance_is_neither_updated_nor_rolled_back_but_backed_up_and_restored() {
+        let s = Snapshot { stopped: true, ..with_point(false, false, true) };
+        for op in [Op::Update, Op::Rollback] {
+            assert!(
+                matches!(check(op, "a", &s), Verdict::Refuse(Exit::Error, m) if m.contains("vikunja-installer start")),
+                "{op:?}"
+            );
+        }
+        for op in [Op::Backup, Op::Restore, Op::Install] {
+            assert_eq!(check(op, "a", &s), Verdict::Go, "{op:?}");
         }
     }
 

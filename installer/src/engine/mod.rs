@@ -8,4 +8,5 @@ pub mod journal;
 pub mod lifecycle;
 pub mod recovery;
 pub mod restore;
+pub mod stopstart;
 pub mod upgrade;

@@ -47,7 +47,7 @@ pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
 /// supervisor that was stopped on purpose removed its pid file and is left stopped, as
 /// `systemctl stop` would leave it.
 pub fn revive(inst: &Instance) -> Result<()> {
-    if inst.init != crate::service::init::Init::Process {
+    if inst.init != crate::service::init::Init::Process || crate::instance::state::is_stopped(&inst.layout) {
         return Ok(());
     }
     let Some(d) = crate::instance::state::deployed(&inst.layout) else { return Ok(()) };

@@ -436,6 +436,8 @@ fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result
     let now = format_rfc3339(now_unix());
     // What the restored instance can roll back to: nothing (the backup holds no pre-update copy).
     crate::engine::lifecycle::RollbackPoint::clear(l)?;
+    // The restored instance runs and serves: a `stop` from before it no longer holds.
+    crate::instance::state::clear_stopped(l)?;
     state::set_active_colour(l, j.target_colour)?;
     state::set_deployed(
         l,

@@ -22,8 +22,17 @@ fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
         cli::Command::Restart(r) => (r.instance.as_deref(), &r.root, r.dry_run),
         cli::Command::Health(h) => (h.instance.as_deref(), &h.root, false),
         cli::Command::Status(s) => (s.instance.as_deref(), &s.root, false),
-        cli::Command::Backup(b) => (b.instance.as_deref(), &b.root, false),
+        // A subcommand's own --instance (`backup schedule --instance NAME`) routes it too.
+        cli::Command::Backup(b) => match &b.cmd {
+            Some(cli::BackupCommand::Schedule(x)) => (x.instance.as_deref(), &x.root, false),
+            Some(cli::BackupCommand::List(x)) => (x.instance.as_deref(), &x.root, false),
+            Some(cli::BackupCommand::Verify(_)) => return None,
+            None => (b.instance.as_deref(), &b.root, false),
+        },
         cli::Command::Restore(r) => (r.instance.as_deref(), &r.root, false),
+        cli::Command::Logs(x) => (x.instance.as_deref(), &x.root, false),
+        cli::Command::Stop(x) => (x.instance.as_deref(), &x.root, false),
+        cli::Command::Start(x) => (x.instance.as_deref(), &x.root, false),
         _ => return None,
     })
 }
@@ -97,8 +106,14 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
         }
         _ => {}
     }
-    let secrets =
-        push_secret_files(&mut r, id, &mut inner, matches!(cmd, cli::Command::Backup(_) | cli::Command::Restore(_)))?;
+    // A schedule's passphrase file is read at every run, so it must be a file in the container
+    // (pushed files are removed after the command).
+    let scheduling = matches!(cmd, cli::Command::Backup(b) if matches!(b.cmd, Some(cli::BackupCommand::Schedule(_))));
+    let secrets = if scheduling {
+        Vec::new()
+    } else {
+        push_secret_files(&mut r, id, &mut inner, matches!(cmd, cli::Command::Backup(_) | cli::Command::Restore(_)))?
+    };
     let mut c = engine_env(e);
     c.push(CT_BIN.into());
     c.extend(inner);

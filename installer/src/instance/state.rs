@@ -121,3 +121,22 @@ pub fn record_operation(l: &Layout, op: &LastOperation) -> io::Result<()> {
         ],
     )
 }
+
+/// `state/stopped`: written by `stop`, so nothing that revives or re-routes a colour (recovery's
+/// revive, `update`, `restart`, `rollback`) starts the instance again behind the admin's back.
+pub fn stopped_flag(l: &Layout) -> std::path::PathBuf {
+    l.state_dir().join("stopped")
+}
+
+/// Whether the admin stopped the instance (`stop`) and has not started it since.
+pub fn is_stopped(l: &Layout) -> bool {
+    stopped_flag(l).is_file()
+}
+
+/// Forgets a stop: after `start`, an `install` or a `restore`, which start everything anyway.
+pub fn clear_stopped(l: &Layout) -> io::Result<()> {
+    match std::fs::remove_file(stopped_flag(l)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -18,6 +18,8 @@ const UNIT_TEMPLATE: &str = "systemd/service.tmpl";
 const SITE_TEMPLATE: &str = "nginx/site.conf.tmpl";
 const UPSTREAM_TEMPLATE: &str = "nginx/upstream.conf.tmpl";
 const MAIN_TEMPLATE: &str = "nginx/nginx.conf.tmpl";
+const BACKUP_SERVICE_TEMPLATE: &str = "systemd/backup.service.tmpl";
+const BACKUP_TIMER_TEMPLATE: &str = "systemd/backup.timer.tmpl";
 
 /// The templates compiled into the binary, used when no bundle directory is available.
 pub fn builtin(name: &str) -> Option<&'static str> {
@@ -26,6 +28,8 @@ pub fn builtin(name: &str) -> Option<&'static str> {
         SITE_TEMPLATE => Some(include_str!("../../templates/nginx/site.conf.tmpl")),
         UPSTREAM_TEMPLATE => Some(include_str!("../../templates/nginx/upstream.conf.tmpl")),
         MAIN_TEMPLATE => Some(include_str!("../../templates/nginx/nginx.conf.tmpl")),
+        BACKUP_SERVICE_TEMPLATE => Some(include_str!("../../templates/systemd/backup.service.tmpl")),
+        BACKUP_TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/backup.timer.tmpl")),
         _ => None,
     }
 }
@@ -110,26 +114,7 @@ pub fn render_unit(template: &str, s: &ServiceSpec) -> Result<String, RenderErro
     let unit = unit_name(t, "unit", &s.unit)?;
     let description = systemd_text(t, "description", &s.description)?;
 
-    let Some(program) = s.exec.first() else {
-        return Err(invalid(t, "exec_start", "is empty: the program path is missing"));
-    };
-    if !program.starts_with('/') {
-        return Err(invalid(t, "exec_start", format!("starts with {program:?}, which is not an absolute path")));
-    }
-    // argv[0] is not subject to $-expansion, so "$$" there would stay literal; refuse instead.
-    if program.contains('$') {
-        return Err(invalid(t, "exec_start", "has a `$` in the program path"));
-    }
-    let mut exec_start = String::new();
-    for (i, arg) in s.exec.iter().enumerate() {
-        if let Some(reason) = control_char(arg) {
-            return Err(invalid(t, "exec_start", format!("argument {i} {reason}")));
-        }
-        if i > 0 {
-            exec_start.push(' ');
-        }
-        exec_start.push_str(&systemd_word(arg, true));
-    }
+    let exec_start = exec_start(t, &s.exec)?;
 
     let working_dir = abs_path(t, "working_dir", &s.working_dir)?;
     let working_dir = systemd_text(t, "working_dir", working_dir)?;
@@ -191,6 +176,80 @@ pub fn render_unit(template: &str, s: &ServiceSpec) -> Result<String, RenderErro
             ("restart_sec", Value::Line(s.restart_sec.to_string())),
         ],
     )
+}
+
+/// An `ExecStart=` command line: the absolute program path, then each argument quoted and escaped
+/// as systemd needs.
+fn exec_start(t: &str, exec: &[String]) -> Result<String, RenderError> {
+    let Some(program) = exec.first() else {
+        return Err(invalid(t, "exec_start", "is empty: the program path is missing"));
+    };
+    if !program.starts_with('/') {
+        return Err(invalid(t, "exec_start", format!("starts with {program:?}, which is not an absolute path")));
+    }
+    // argv[0] is not subject to $-expansion, so "$$" there would stay literal; refuse instead.
+    if program.contains('$') {
+        return Err(invalid(t, "exec_start", "has a `$` in the program path"));
+    }
+    let mut line = String::new();
+    for (i, arg) in exec.iter().enumerate() {
+        if let Some(reason) = control_char(arg) {
+            return Err(invalid(t, "exec_start", format!("argument {i} {reason}")));
+        }
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(&systemd_word(arg, true));
+    }
+    Ok(line)
+}
+
+/// A scheduled backup: a oneshot service running the installer's `backup`, and its timer.
+pub struct BackupTimerSpec {
+    /// Base name of both units without suffix, e.g. "vikunja-main-backup".
+    pub unit: String,
+    pub description: String,
+    /// argv of the backup command, absolute program path first.
+    pub exec: Vec<String>,
+    /// A systemd calendar expression (`OnCalendar=`), e.g. "*-*-* 03:00:00".
+    pub on_calendar: String,
+    pub randomized_delay_s: u32,
+}
+
+/// Renders (service, timer) of a scheduled backup.
+pub fn render_backup_timer(
+    service_template: &str,
+    timer_template: &str,
+    s: &BackupTimerSpec,
+) -> Result<(String, String), RenderError> {
+    let ts = BACKUP_SERVICE_TEMPLATE;
+    let unit = unit_name(ts, "unit", &s.unit)?;
+    let description = systemd_text(ts, "description", &s.description)?;
+    let service = fill(
+        ts,
+        service_template,
+        &[
+            ("unit", Value::Line(unit.to_owned())),
+            ("description", Value::Line(description.clone())),
+            ("exec_start", Value::Line(exec_start(ts, &s.exec)?)),
+        ],
+    )?;
+    let tt = BACKUP_TIMER_TEMPLATE;
+    let calendar = systemd_text(tt, "on_calendar", &s.on_calendar)?;
+    if calendar.trim().is_empty() {
+        return Err(invalid(tt, "on_calendar", "is empty"));
+    }
+    let timer = fill(
+        tt,
+        timer_template,
+        &[
+            ("unit", Value::Line(unit.to_owned())),
+            ("description", Value::Line(description)),
+            ("on_calendar", Value::Line(calendar)),
+            ("randomized_delay_s", Value::Line(s.randomized_delay_s.to_string())),
+        ],
+    )?;
+    Ok((service, timer))
 }
 
 // The site template has no conditionals: these snippets fill its `{{root_location}}` and

@@ -7,6 +7,7 @@ pub mod health;
 pub mod init;
 pub mod nginx;
 pub mod probe;
+pub mod schedule;
 pub mod sockets;
 pub mod status;
 pub mod supervisor;

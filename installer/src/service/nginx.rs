@@ -158,12 +158,51 @@ pub fn render_all(
             };
             files.push((main_file(l), render_nginx_main(&t("nginx/nginx.conf.tmpl")?, &main).map_err(e)?));
         }
-        Init::Systemd => files.push((
-            l.nginx_conf_d(),
-            format!("# vikunja-pve instance {}\ninclude {};\n", d.instance.name, site_file(l).display()),
-        )),
+        Init::Systemd => files.push((l.nginx_conf_d(), conf_d_include(l, d))),
     }
     Ok(files)
+}
+
+/// The system nginx's include of the instance's site (under systemd): `stop` removes it when other
+/// instances share that nginx, `start` puts it back.
+pub fn conf_d_include(l: &Layout, d: &Deployment) -> String {
+    format!("# vikunja-pve instance {}\ninclude {};\n", d.instance.name, site_file(l).display())
+}
+
+/// Stops serving this instance: its own nginx under `--init process`; under systemd the system
+/// nginx, or only this instance's include when other instances are installed on the machine.
+pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
+    let _ = std::fs::remove_file(applied_file(l));
+    match init {
+        Init::Process => {
+            let Some(pid) = process_pid(l) else { return Ok(()) };
+            let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(|e| format!("nginx -s quit: {e}"))?;
+            if !out.status.success() {
+                crate::init::signal(pid, libc::SIGQUIT);
+            }
+            crate::init::wait_gone(pid, Duration::from_secs(15))
+                .map_err(|()| format!("nginx (pid {pid}) did not stop within 15 s"))
+        }
+        Init::Systemd => {
+            let others = crate::layout::installed_instances(&l.root).into_iter().any(|i| i != l.instance);
+            let (verb, what) = if others {
+                let inc = l.nginx_conf_d();
+                std::fs::remove_file(&inc)
+                    .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+                    .map_err(|e| format!("remove {}: {e}", inc.display()))?;
+                ("reload", "systemctl reload nginx")
+            } else {
+                ("stop", "systemctl stop nginx")
+            };
+            let out =
+                Command::new("systemctl").args([verb, "nginx.service"]).output().map_err(|e| format!("{what}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        }
+    }
 }
 
 /// Outside `config/` (0750, not traversable for the workers' user), so uploads and downloads larger

@@ -13,17 +13,26 @@ use crate::instance::state;
 use crate::service::health::{self, Component};
 use crate::service::init::Init;
 
+/// The `schema` of every `--json` output: raised when a field is renamed or removed.
+pub const JSON_SCHEMA: u32 = 1;
+
 #[derive(Debug, Serialize)]
 pub struct Status {
+    pub schema: u32,
     pub instance: String,
     pub container: Option<u32>,
     pub init: &'static str,
-    pub active_colour: Option<String>,
+    /// "serving", "stopped" (by `stop`) or "not installed".
+    pub state: &'static str,
+    /// The serving colour (the same name in `health`, `backup` and the host's `list`).
+    pub colour: Option<String>,
     pub version: Option<String>,
+    pub url: String,
     pub deployed_at: Option<String>,
     pub components: Vec<ComponentStatus>,
     pub resources: Resources,
     pub last_operation: Option<LastOp>,
+    pub backup_schedule: crate::service::schedule::Shown,
     pub healthy: bool,
 }
 
@@ -177,11 +186,18 @@ pub fn gather(l: &Layout, d: &Deployment, init: Init) -> Status {
     let mem = memory_mb();
     let disk = disk_gb(&l.base);
     Status {
+        schema: JSON_SCHEMA,
         instance: d.instance.name.clone(),
         container: (d.container.id != 0).then_some(d.container.id),
         init: init.name(),
-        active_colour: colour.map(|c| c.name().to_string()),
+        state: match (&deployed, crate::instance::state::is_stopped(l)) {
+            (None, _) => "not installed",
+            (Some(_), true) => "stopped",
+            (Some(_), false) => "serving",
+        },
+        colour: colour.map(|c| c.name().to_string()),
         version: deployed.as_ref().map(|x| x.version.clone()),
+        url: d.public_url(),
         deployed_at: deployed.as_ref().map(|x| x.timestamp.clone()),
         components,
         resources: Resources {
@@ -198,6 +214,7 @@ pub fn gather(l: &Layout, d: &Deployment, init: Init) -> Status {
             duration_s: o.duration_ms as f64 / 1000.0,
             result: o.result,
         }),
+        backup_schedule: crate::service::schedule::shown(l, init),
         healthy,
     }
 }
@@ -231,7 +248,10 @@ pub fn render(s: &Status, fancy: bool) -> String {
         s.container.map(|c| c.to_string()).unwrap_or("-".into()),
         s.init
     ));
-    o += &line(&format!("Active Color:   {}", s.active_colour.as_deref().unwrap_or("none (not installed)")));
+    o += &line(&format!("Active Color:   {}", s.colour.as_deref().unwrap_or("none (not installed)")));
+    if s.state == "stopped" {
+        o += &line(&format!("State:          {bad} STOPPED (`vikunja-installer start` starts it)"));
+    }
     o += &line(&format!(
         "Version:        {} ({})",
         s.version.as_deref().unwrap_or("-"),
@@ -283,6 +303,10 @@ pub fn render(s: &Status, fancy: bool) -> String {
             o += &line(&format!("Result:         {mark} {}", op.result));
         }
         None => o += &line("Last Operation: none"),
+    }
+    o += &rule('╠', '═', '╣');
+    for text in crate::service::schedule::lines(&s.backup_schedule) {
+        o += &line(&text);
     }
     o += &rule('╚', '═', '╝');
     o
