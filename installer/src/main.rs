@@ -30,6 +30,7 @@ mod recovery;
 mod render;
 mod restore;
 mod secrets;
+mod settings;
 mod sockets;
 mod state;
 mod status;
