@@ -395,11 +395,20 @@ pub fn restart(inst: &Instance) -> Result<()> {
     switch(inst, None, "restart", Offline::default())
 }
 
+/// The same restart for a caller that already holds the operation lock and has recovered
+/// (`install` rolling out changed settings): the new colour starts with the files on disk now.
+pub fn restart_locked(inst: &Instance) -> Result<()> {
+    switch_locked(inst, None, "restart", Offline::default())
+}
+
 fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) -> Result<()> {
+    let begun = recovery::begin(inst, op)?;
+    switch_locked(&begun.inst, version, op, offline)
+}
+
+fn switch_locked(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) -> Result<()> {
     let restarting = op == "restart";
     let p = Progress::new(false);
-    let begun = recovery::begin(inst, op)?;
-    let inst = &begun.inst;
     if !admit(Op::Update, inst)? {
         return Ok(());
     }

@@ -15,7 +15,9 @@ use crate::init::Init;
 use crate::layout::Layout;
 use crate::sockets::{self, Listen};
 use crate::state::{self, Colour, Deployed, LastOperation};
-use crate::{account, artifact, dbcheck, health, nginx, secrets, templates, tls, units, vikunja_conf};
+use crate::{
+    account, artifact, bluegreen, dbcheck, health, nginx, secrets, settings, templates, tls, units, vikunja_conf,
+};
 
 pub struct Options {
     pub root: PathBuf,
@@ -174,16 +176,36 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         account::chown(&dir, ids)?;
     }
     nginx::prepare_dirs(&l).map_err(|e| anyhow!(e))?;
+    // Settings being applied to a running instance: until the serving colour runs them (or it
+    // is found not running), this marker makes the next install roll them out even when the
+    // files already match (a run killed or failed after writing them).
+    let pending = l.state_dir().join("settings-pending");
+    let was_pending = pending.exists();
+    if previous.is_some() {
+        manifests::atomic::write_atomic(&pending, b"install\n", 0o644)
+            .with_context(|| format!("write {}", pending.display()))?;
+    }
     changed |= step("deployment.toml", write_if_changed(&l.deployment_file(), &d.to_toml(), 0o640)?);
     let secret_new = secrets::ensure_service_secret(&l)?;
     let pw_new = secrets::ensure_db_password(&l, d)?;
-    for f in [l.service_secret_file(), l.db_password_file()] {
+    let copies_new = settings::sync_secret_copies(&l, d)?;
+    let copies = settings::secret_copies(&l, d).into_iter().map(|c| c.dest);
+    for f in [l.service_secret_file(), l.db_password_file()].into_iter().chain(copies) {
         if f.exists() {
             account::chown(&f, ids)?;
         }
     }
-    changed |= step("secrets (0600)", secret_new || pw_new);
-    changed |= step("Vikunja config.yml", write_if_changed(&l.vikunja_config(), &vikunja_conf::render(&l, d), 0o640)?);
+    let secrets_changed = secret_new || pw_new || copies_new;
+    changed |= step("secrets (0600)", secrets_changed);
+    let old_yml = std::fs::read_to_string(l.vikunja_config()).unwrap_or_default();
+    let yml = vikunja_conf::render(&l, d);
+    let config_changed = step("Vikunja config.yml", write_if_changed(&l.vikunja_config(), &yml, 0o640)?);
+    changed |= config_changed;
+    if previous.is_some() {
+        for c in vikunja_conf::changed_keys(&old_yml, &yml) {
+            println!("              {c}");
+        }
+    }
     if let Some(i) = ids {
         std::os::unix::fs::chown(l.vikunja_config(), Some(0), Some(i.gid))?;
         std::os::unix::fs::chown(l.config_dir(), Some(0), Some(i.gid))?;
@@ -202,6 +224,11 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     }
     changed |= step("service units (blue, green)", units_changed);
+    // A serving colour never stops for new settings: the other colour starts with them, passes
+    // the health gate and takes the traffic (the `restart` path), after nginx has its new site.
+    let roll_out = previous.is_some()
+        && (config_changed || units_changed || secrets_changed || was_pending)
+        && Colours { l: &l, d, init }.running(colour)?;
 
     let up = nginx::upstreams(d, colour, false);
     let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
@@ -215,14 +242,16 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let colours = Colours { l: &l, d, init };
     let outcome = (|| -> Result<Vec<health::Component>> {
         let mut started_any = false;
-        colours.free_ports(colour)?;
-        for u in colours.units(colour)? {
-            if units_changed && init.is_active(&l, &u.name) {
-                init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
-            }
-            if !init.is_active(&l, &u.name) {
-                init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
-                started_any = true;
+        if !roll_out {
+            colours.free_ports(colour)?;
+            for u in colours.units(colour)? {
+                if units_changed && init.is_active(&l, &u.name) {
+                    init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
+                }
+                if !init.is_active(&l, &u.name) {
+                    init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
+                    started_any = true;
+                }
             }
         }
         changed |= step(&format!("{} services running", colour.name()), started_any);
@@ -269,6 +298,30 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             &l,
             &Deployed { version: d.vikunja.version.clone(), timestamp: ts, colour, deployment_id: id },
         )?;
+    }
+    let restarted = if roll_out {
+        println!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
+        let inst = crate::ops::Instance { layout: l.clone(), deployment: d.clone(), init };
+        bluegreen::restart_locked(&inst).map_err(|e| match e.downcast_ref::<Failed>() {
+            Some(f) => fail(
+                f.code,
+                format!(
+                    "{}\nThe changed settings were not applied: the previous ones keep serving. Fix deployment.toml \
+                     and run install again (it retries the roll-out).",
+                    f.message
+                ),
+            ),
+            None => e,
+        })?;
+        changed = true;
+        let now = state::active_colour(&l).unwrap_or(colour);
+        format!("{} -> {} (blue-green, Vikunja {} kept)", colour.name(), now.name(), d.vikunja.version)
+    } else {
+        "nothing".to_string()
+    };
+    let _ = std::fs::remove_file(&pending);
+    if previous.is_some() && changed {
+        println!("Restarted: {restarted}");
     }
     if changed {
         state::record_operation(

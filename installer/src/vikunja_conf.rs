@@ -152,6 +152,49 @@ pub fn render(l: &Layout, d: &Deployment) -> String {
     y
 }
 
+/// `section.key: value` for every value line of a config.yml this module wrote (list items
+/// belong to their key).
+fn leaves(yml: &str) -> Vec<(String, String)> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in yml.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
+        let depth = (line.len() - line.trim_start().len()) / 2;
+        let body = line.trim();
+        if let Some(item) = body.strip_prefix("- ") {
+            if let Some(last) = out.last_mut() {
+                last.1.push_str(&format!(" - {item}"));
+            }
+            continue;
+        }
+        let Some((k, v)) = body.split_once(':') else { continue };
+        stack.truncate(depth);
+        stack.push(k.to_string());
+        out.push((stack.join("."), v.trim().to_string()));
+    }
+    // Section headers have no value of their own.
+    out.retain(|(_, v)| !v.is_empty());
+    out
+}
+
+/// What differs between two config.yml texts, one line per key (config.yml holds no secrets).
+pub fn changed_keys(old: &str, new: &str) -> Vec<String> {
+    let (old, new) = (leaves(old), leaves(new));
+    let mut v = Vec::new();
+    for (k, n) in &new {
+        match old.iter().find(|(ok, _)| ok == k) {
+            Some((_, o)) if o == n => {}
+            Some((_, o)) => v.push(format!("{k}: {o} -> {n}")),
+            None => v.push(format!("{k}: (none) -> {n}")),
+        }
+    }
+    for (k, o) in &old {
+        if !new.iter().any(|(nk, _)| nk == k) {
+            v.push(format!("{k}: {o} -> (removed)"));
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +243,20 @@ mod tests {
         }
         assert!(!y.contains("hunter2"), "{y}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn changed_keys_name_each_changed_value_with_its_section() {
+        let old = "# c\nservice:\n  publicurl: \"https://a/\"\n  motd: \"x\"\ncors:\n  origins:\n    - \"a\"\n";
+        let new = "service:\n  publicurl: \"https://b/\"\ncors:\n  origins:\n    - \"a\"\nmailer:\n  port: 25\n";
+        assert_eq!(
+            changed_keys(old, new),
+            [
+                "service.publicurl: \"https://a/\" -> \"https://b/\"",
+                "mailer.port: (none) -> 25",
+                "service.motd: \"x\" -> (removed)"
+            ]
+        );
+        assert!(changed_keys(new, new).is_empty());
     }
 }
