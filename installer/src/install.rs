@@ -211,7 +211,20 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         std::os::unix::fs::chown(l.config_dir(), Some(0), Some(i.gid))?;
     }
     let (cert, cert_new) = tls::ensure(&l, d)?;
-    changed |= step(if cert.self_signed { "self-signed certificate" } else { "certificate" }, cert_new);
+    // nginx reads the certificate only when (re)loaded, and the site file does not change when
+    // the user replaces the certificate at the same path: what nginx last loaded is recorded.
+    let served_cert = l.state_dir().join("served-certificate");
+    let cert_id = [&cert.cert, &cert.key]
+        .iter()
+        .map(|p| std::fs::read(p).map(|b| manifests::hash::sha256_hex(&b)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("read the certificate {} and its key {}", cert.cert.display(), cert.key.display()))?
+        .join(" ");
+    let cert_reload = std::fs::read_to_string(&served_cert).ok().as_deref() != Some(cert_id.as_str());
+    changed |= step(
+        if cert.self_signed { "self-signed certificate" } else { "certificate" },
+        cert_new || (previous.is_some() && cert_reload),
+    );
     let script = render_health_script(&l, d)?;
     changed |=
         step("scripts/health-check.sh", write_if_changed(&l.scripts_dir().join("health-check.sh"), &script, 0o755)?);
@@ -255,8 +268,10 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             }
         }
         changed |= step(&format!("{} services running", colour.name()), started_any);
-        if nginx_changed || !nginx::is_running(&l, init) {
+        if nginx_changed || cert_reload || !nginx::is_running(&l, init) {
             nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
+            manifests::atomic::write_atomic(&served_cert, cert_id.as_bytes(), 0o644)
+                .with_context(|| format!("write {}", served_cert.display()))?;
             changed = true;
         }
         Ok(colours.gate(colour, &d.vikunja.version).1)
@@ -272,7 +287,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     };
     let healthy = report.iter().all(|c| c.healthy);
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let mut duration_ms = started.elapsed().as_millis() as u64;
     if !healthy {
         health::print_report(&report);
         state::record_operation(
@@ -316,9 +331,12 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         changed = true;
         let now = state::active_colour(&l).unwrap_or(colour);
         format!("{} -> {} (blue-green, Vikunja {} kept)", colour.name(), now.name(), d.vikunja.version)
+    } else if nginx_changed || cert_reload {
+        "no Vikunja service (nginx reloaded its site and certificate gracefully)".to_string()
     } else {
         "nothing".to_string()
     };
+    duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
     if previous.is_some() && changed {
         println!("Restarted: {restarted}");

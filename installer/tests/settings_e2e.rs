@@ -167,10 +167,14 @@ impl Drop for Bundle {
 /// `assert_serving` for an instance whose domain is `domain` now (the common one reaches nginx as
 /// vikunja.test, which the new certificate no longer names).
 fn serving_as(sb: &Sandbox, domain: &str, what: &str) -> (String, String) {
+    serving_with(sb, domain, &base(sb).join("config/ssl/cert.pem"), what)
+}
+
+fn serving_with(sb: &Sandbox, domain: &str, cacert: &Path, what: &str) -> (String, String) {
     let v: Vec<String> = serving_violations(sb).into_iter().filter(|x| !x.starts_with("through nginx")).collect();
     assert!(v.is_empty(), "{what}: {}", v.join("; "));
     let dep = deployed(sb);
-    let t = Target::new(domain, sb.ports.https, base(sb).join("config/ssl/cert.pem"));
+    let t = Target::new(domain, sb.ports.https, cacert.to_path_buf());
     let (code, body) = t.request("GET", "/api/v1/info", None);
     assert!(
         code == 200 && body.contains(&format!("\"{}\"", dep.1)),
@@ -249,4 +253,57 @@ fn a_domain_change_rolls_out_blue_green_under_load_and_a_rerun_without_changes_r
     assert!(!stdout(&o).contains("Restarted"), "{}", stdout(&o));
     assert_eq!(pid_file(&sb, &after.0), pids, "a re-run without changes restarted {}", after.0);
     assert_eq!(serving_as(&sb, "tasks.test", "after the re-run"), after);
+}
+
+fn sh(script: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A self-signed certificate for vikunja.test, as an admin's own would be.
+fn own_certificate(cert: &Path, key: &Path, serial: &str) -> String {
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {k} -out {c} -days 30 -subj /CN=vikunja.test -set_serial {serial} \
+         -addext subjectAltName=DNS:vikunja.test,DNS:localhost 2>/dev/null && openssl x509 -noout -fingerprint -sha256 -in {c}",
+        k = key.display(),
+        c = cert.display()
+    ))
+}
+
+fn served_fingerprint(port: u16) -> String {
+    sh(&format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername vikunja.test </dev/null 2>/dev/null | \
+         openssl x509 -noout -fingerprint -sha256"
+    ))
+}
+
+#[test]
+fn a_certificate_replaced_at_the_same_path_is_served_after_a_rerun_without_restarting_vikunja() {
+    let sb = Sandbox::new("set-cert").unwrap();
+    let (cert, key) = (sb.root.join("site.crt"), sb.root.join("site.key"));
+    let first = own_certificate(&cert, &key, "1");
+    let cfg = config_with(
+        &sb,
+        "",
+        &format!("\n[ssl]\ncert_path = \"{}\"\nkey_path = \"{}\"\n", cert.display(), key.display()),
+    );
+    let o = install_with(&sb, &cfg);
+    assert!(o.status.success(), "install: {}", said(&o));
+    let dep = serving_with(&sb, "vikunja.test", &cert, "after the install");
+    assert_eq!(served_fingerprint(sb.ports.https), first);
+    let pids = pid_file(&sb, &dep.0);
+
+    let second = own_certificate(&cert, &key, "2");
+    assert_ne!(first, second);
+    let o = install_with(&sb, &cfg);
+    assert!(o.status.success(), "the re-run with a renewed certificate: {}", said(&o));
+    let out = stdout(&o);
+    assert!(out.contains("changed   certificate") && out.contains("Restarted: no Vikunja service"), "{out}");
+    assert_eq!(served_fingerprint(sb.ports.https), second, "nginx still serves the replaced certificate");
+    assert_eq!(pid_file(&sb, &dep.0), pids, "a new certificate restarted Vikunja");
+    assert_eq!(serving_with(&sb, "vikunja.test", &cert, "after the renewal"), dep);
+
+    let o = install_with(&sb, &cfg);
+    assert!(o.status.success() && stdout(&o).contains("Nothing to change"), "{}", said(&o));
 }
