@@ -185,6 +185,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         manifests::atomic::write_atomic(&pending, b"install\n", 0o644)
             .with_context(|| format!("write {}", pending.display()))?;
     }
+    // What the serving colour was started with (its ports stay until it stops).
+    let serving_d =
+        previous.as_ref().and_then(|_| Deployment::load(&l.deployment_file()).ok()).unwrap_or_else(|| d.clone());
     changed |= step("deployment.toml", write_if_changed(&l.deployment_file(), &d.to_toml(), 0o640)?);
     let secret_new = secrets::ensure_service_secret(&l)?;
     let pw_new = secrets::ensure_db_password(&l, d)?;
@@ -244,7 +247,18 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         && Colours { l: &l, d, init }.running(colour)?;
 
     let up = nginx::upstreams(d, colour, false);
-    let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    let mut files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    if roll_out {
+        // The serving colour still listens where its running process was told to (changed ports
+        // apply to the colour that starts next): traffic stays routed as it is until the switch.
+        if let Ok(routed) = std::fs::read_to_string(nginx::upstream_file(&l)) {
+            for (path, text) in files.iter_mut() {
+                if *path == nginx::upstream_file(&l) {
+                    *text = routed.clone();
+                }
+            }
+        }
+    }
     if init == Init::Systemd {
         nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;
     }
@@ -274,7 +288,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
                 .with_context(|| format!("write {}", served_cert.display()))?;
             changed = true;
         }
-        Ok(colours.gate(colour, &d.vikunja.version).1)
+        // Before a roll-out the serving colour still runs the settings it was started with.
+        let serving = Colours { l: &l, d: if roll_out { &serving_d } else { d }, init };
+        Ok(serving.gate(colour, &d.vikunja.version).1)
     })();
     let report = match outcome {
         Ok(r) => r,
@@ -317,7 +333,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let restarted = if roll_out {
         println!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
         let inst = crate::ops::Instance { layout: l.clone(), deployment: d.clone(), init };
-        bluegreen::restart_locked(&inst).map_err(|e| match e.downcast_ref::<Failed>() {
+        bluegreen::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
             Some(f) => fail(
                 f.code,
                 format!(

@@ -307,3 +307,32 @@ fn a_certificate_replaced_at_the_same_path_is_served_after_a_rerun_without_resta
     let o = install_with(&sb, &cfg);
     assert!(o.status.success() && stdout(&o).contains("Nothing to change"), "{}", said(&o));
 }
+
+#[test]
+fn a_changed_port_of_the_serving_colour_is_rolled_out_without_a_failed_read() {
+    let sb = installed("set-port", V2);
+    let before = assert_serving(&sb, "after the install");
+    let key = format!("backend_{} = {}", before.0, port_of(&sb, &before.0));
+    let new_port = vikunja_e2e::free_port();
+    let cfg = write_config(&sb, INSTANCE, V2, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(&key), "{text}");
+    std::fs::write(&cfg, text.replace(&key, &format!("backend_{} = {new_port}", before.0))).unwrap();
+
+    let t = target(&sb);
+    let load = Load::start(&t, 2, 1);
+    load.warm_up(20);
+    let o = install_with(&sb, &cfg);
+    let r = load.stop();
+    assert!(o.status.success(), "install with a new port: {}", said(&o));
+    let after = assert_serving(&sb, "after the port change");
+    assert_ne!(after.0, before.0, "the change was not rolled out on the other colour");
+    assert!(r.reads_ok > 0 && r.reads_failed.is_empty(), "reads failed during the change: {:?}", r.reads_failed);
+    let titles = t.task_titles().unwrap();
+    let lost: Vec<&String> = r.writes_acked.iter().filter(|w| !titles.contains(w)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The colour that served before starts on its new port next time: a restart moves back to it.
+    let o = installer(&sb, &["restart"]);
+    assert!(o.status.success(), "restart: {}", said(&o));
+    assert_eq!(version_on(new_port).as_deref(), Some(V2), "{} does not answer on its new port", before.0);
+}
