@@ -336,3 +336,37 @@ fn a_changed_port_of_the_serving_colour_is_rolled_out_without_a_failed_read() {
     assert!(o.status.success(), "restart: {}", said(&o));
     assert_eq!(version_on(new_port).as_deref(), Some(V2), "{} does not answer on its new port", before.0);
 }
+
+/// The motd the running Vikunja answers through nginx.
+fn motd(sb: &Sandbox) -> String {
+    let (code, body) = target(sb).request("GET", "/api/v1/info", None);
+    assert_eq!(code, 200, "{body}");
+    body.split("\"motd\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string()
+}
+
+#[test]
+fn settings_that_fail_the_health_gate_leave_the_old_ones_serving_and_the_next_install_retries() {
+    let sb = Sandbox::new("set-retry").unwrap();
+    let cfg = config_with(&sb, "", "\n[vikunja.settings]\n\"service.motd\" = \"one\"\n");
+    assert!(install_with(&sb, &cfg).status.success());
+    let before = assert_serving(&sb, "after the install");
+    assert_eq!(motd(&sb), "one");
+
+    // The next start of the release never becomes healthy (the serving process is unaffected).
+    let release = base(&sb).join("releases").join(V2);
+    set_fault(&release, "never-healthy");
+    let cfg = config_with(&sb, "", "\n[vikunja.settings]\n\"service.motd\" = \"two\"\n");
+    let o = install_with(&sb, &cfg);
+    assert_eq!(o.status.code(), Some(11), "{}", said(&o));
+    assert!(said(&o).contains("The changed settings were not applied: the previous ones keep serving"), "{}", said(&o));
+    assert_eq!(assert_serving(&sb, "after the failed roll-out"), before);
+    assert_eq!(motd(&sb), "one", "the old settings should keep serving");
+
+    // Fixed: the same settings again. The files already hold them, yet the roll-out is retried.
+    std::fs::remove_file(release.join("STANDIN_FAULT")).unwrap();
+    let o = install_with(&sb, &cfg);
+    assert!(o.status.success(), "the retry: {}", said(&o));
+    assert!(stdout(&o).contains("Restarted: "), "{}", stdout(&o));
+    assert_ne!(assert_serving(&sb, "after the retry").0, before.0);
+    assert_eq!(motd(&sb), "two");
+}
