@@ -26,6 +26,11 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("engine::restore", "ui", "asks before replacing live data (should be a callback in its options)"),
     ("engine::bluegreen", "ui", "rollback asks before restoring the database (should be a callback)"),
     ("engine::restore", "engine::backup", "shares `resolve` and the skip lists of what a backup holds"),
+    (
+        "engine::install",
+        "engine::bluegreen",
+        "a settings change rolls out through restart's blue-green path (one path, not two)",
+    ),
     ("host::create", "engine::upgrade", "`install_running` puts the running installer into the versioned layout"),
 ];
 

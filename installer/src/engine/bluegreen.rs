@@ -398,16 +398,32 @@ pub fn restart(inst: &Instance) -> Result<()> {
     switch(inst, None, "restart", Offline::default())
 }
 
+/// The same restart for a caller that already holds the operation lock and has recovered
+/// (`install` rolling out changed settings): the new colour starts with `inst`'s settings, while
+/// `serving` describes the running colour (its ports may differ until it stops).
+pub fn restart_locked(inst: &Instance, serving: &Deployment) -> Result<()> {
+    switch_locked(inst, None, "restart", Offline::default(), Some(serving))
+}
+
 fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) -> Result<()> {
+    let begun = recovery::begin(inst, op)?;
+    switch_locked(&begun.inst, version, op, offline, None)
+}
+
+fn switch_locked(
+    inst: &Instance,
+    version: Option<&str>,
+    op: &str,
+    offline: Offline,
+    serving: Option<&Deployment>,
+) -> Result<()> {
     let restarting = op == "restart";
     let p = Progress::new(false);
-    let begun = recovery::begin(inst, op)?;
-    let inst = &begun.inst;
     if !admit(Op::Update, inst)? {
         return Ok(());
     }
     let (l, d) = (&inst.layout, &inst.deployment);
-    let ctx = Ctx::new(l, d, inst.init);
+    let ctx = Ctx::new(l, serving.unwrap_or(d), inst.init);
     let started = Instant::now();
     let (from, from_version) = detect_active(&ctx, &p)?;
     let fetcher =

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 
+use crate::engine::bluegreen;
 use crate::instance::config::{DbType, Deployment};
 use crate::instance::layout::Layout;
 use crate::instance::state::{self, Colour, Deployed, LastOperation};
-use crate::instance::{account, artifact, secrets, tls, vikunja_conf};
+use crate::instance::{account, artifact, secrets, settings, tls, vikunja_conf};
 use crate::render::templates;
 use crate::service::colour::Colours;
 use crate::service::init::Init;
@@ -24,7 +25,7 @@ pub struct Options {
     pub init: Init,
 }
 
-use crate::error::fail;
+use crate::error::{fail, Failed};
 
 fn step(name: &str, changed: bool) -> bool {
     println!("  {} {name}", if changed { "changed  " } else { "unchanged" });
@@ -175,22 +176,58 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         account::chown(&dir, ids)?;
     }
     nginx::prepare_dirs(&l).map_err(|e| anyhow!(e))?;
+    // Settings being applied to a running instance: until the serving colour runs them (or it
+    // is found not running), this marker makes the next install roll them out even when the
+    // files already match (a run killed or failed after writing them).
+    let pending = l.state_dir().join("settings-pending");
+    let was_pending = pending.exists();
+    if previous.is_some() {
+        manifests::atomic::write_atomic(&pending, b"install\n", 0o644)
+            .with_context(|| format!("write {}", pending.display()))?;
+    }
+    // What the serving colour was started with (its ports stay until it stops).
+    let serving_d =
+        previous.as_ref().and_then(|_| Deployment::load(&l.deployment_file()).ok()).unwrap_or_else(|| d.clone());
     changed |= step("deployment.toml", write_if_changed(&l.deployment_file(), &d.to_toml(), 0o640)?);
     let secret_new = secrets::ensure_service_secret(&l)?;
     let pw_new = secrets::ensure_db_password(&l, d)?;
-    for f in [l.service_secret_file(), l.db_password_file()] {
+    let copies_new = settings::sync_secret_copies(&l, d)?;
+    let copies = settings::secret_copies(&l, d).into_iter().map(|c| c.dest);
+    for f in [l.service_secret_file(), l.db_password_file()].into_iter().chain(copies) {
         if f.exists() {
             account::chown(&f, ids)?;
         }
     }
-    changed |= step("secrets (0600)", secret_new || pw_new);
-    changed |= step("Vikunja config.yml", write_if_changed(&l.vikunja_config(), &vikunja_conf::render(&l, d), 0o640)?);
+    let secrets_changed = secret_new || pw_new || copies_new;
+    changed |= step("secrets (0600)", secrets_changed);
+    let old_yml = std::fs::read_to_string(l.vikunja_config()).unwrap_or_default();
+    let yml = vikunja_conf::render(&l, d);
+    let config_changed = step("Vikunja config.yml", write_if_changed(&l.vikunja_config(), &yml, 0o640)?);
+    changed |= config_changed;
+    if previous.is_some() {
+        for c in vikunja_conf::changed_keys(&old_yml, &yml) {
+            println!("              {c}");
+        }
+    }
     if let Some(i) = ids {
         std::os::unix::fs::chown(l.vikunja_config(), Some(0), Some(i.gid))?;
         std::os::unix::fs::chown(l.config_dir(), Some(0), Some(i.gid))?;
     }
     let (cert, cert_new) = tls::ensure(&l, d)?;
-    changed |= step(if cert.self_signed { "self-signed certificate" } else { "certificate" }, cert_new);
+    // nginx reads the certificate only when (re)loaded, and the site file does not change when
+    // the user replaces the certificate at the same path: what nginx last loaded is recorded.
+    let served_cert = l.state_dir().join("served-certificate");
+    let cert_id = [&cert.cert, &cert.key]
+        .iter()
+        .map(|p| std::fs::read(p).map(|b| manifests::hash::sha256_hex(&b)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("read the certificate {} and its key {}", cert.cert.display(), cert.key.display()))?
+        .join(" ");
+    let cert_reload = std::fs::read_to_string(&served_cert).ok().as_deref() != Some(cert_id.as_str());
+    changed |= step(
+        if cert.self_signed { "self-signed certificate" } else { "certificate" },
+        cert_new || (previous.is_some() && cert_reload),
+    );
     let script = render_health_script(&l, d)?;
     changed |=
         step("scripts/health-check.sh", write_if_changed(&l.scripts_dir().join("health-check.sh"), &script, 0o755)?);
@@ -203,9 +240,25 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     }
     changed |= step("service units (blue, green)", units_changed);
+    // A serving colour never stops for new settings: the other colour starts with them, passes
+    // the health gate and takes the traffic (the `restart` path), after nginx has its new site.
+    let roll_out = previous.is_some()
+        && (config_changed || units_changed || secrets_changed || was_pending)
+        && Colours { l: &l, d, init }.running(colour)?;
 
     let up = nginx::upstreams(d, colour, false);
-    let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    let mut files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    if roll_out {
+        // The serving colour still listens where its running process was told to (changed ports
+        // apply to the colour that starts next): traffic stays routed as it is until the switch.
+        if let Ok(routed) = std::fs::read_to_string(nginx::upstream_file(&l)) {
+            for (path, text) in files.iter_mut() {
+                if *path == nginx::upstream_file(&l) {
+                    *text = routed.clone();
+                }
+            }
+        }
+    }
     if init == Init::Systemd {
         nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;
     }
@@ -216,22 +269,28 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let colours = Colours { l: &l, d, init };
     let outcome = (|| -> Result<Vec<health::Component>> {
         let mut started_any = false;
-        colours.free_ports(colour)?;
-        for u in colours.units(colour)? {
-            if units_changed && init.is_active(&l, &u.name) {
-                init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
-            }
-            if !init.is_active(&l, &u.name) {
-                init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
-                started_any = true;
+        if !roll_out {
+            colours.free_ports(colour)?;
+            for u in colours.units(colour)? {
+                if units_changed && init.is_active(&l, &u.name) {
+                    init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
+                }
+                if !init.is_active(&l, &u.name) {
+                    init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
+                    started_any = true;
+                }
             }
         }
         changed |= step(&format!("{} services running", colour.name()), started_any);
-        if nginx_changed || !nginx::is_running(&l, init) {
+        if nginx_changed || cert_reload || !nginx::is_running(&l, init) {
             nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
+            manifests::atomic::write_atomic(&served_cert, cert_id.as_bytes(), 0o644)
+                .with_context(|| format!("write {}", served_cert.display()))?;
             changed = true;
         }
-        Ok(colours.gate(colour, &d.vikunja.version).1)
+        // Before a roll-out the serving colour still runs the settings it was started with.
+        let serving = Colours { l: &l, d: if roll_out { &serving_d } else { d }, init };
+        Ok(serving.gate(colour, &d.vikunja.version).1)
     })();
     let report = match outcome {
         Ok(r) => r,
@@ -244,7 +303,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     };
     let healthy = report.iter().all(|c| c.healthy);
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let mut duration_ms = started.elapsed().as_millis() as u64;
     if !healthy {
         health::print_report(&report);
         state::record_operation(
@@ -272,6 +331,33 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             &l,
             &Deployed { version: d.vikunja.version.clone(), timestamp: ts, colour, deployment_id: id },
         )?;
+    }
+    let restarted = if roll_out {
+        println!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
+        let inst = crate::ops::Instance { layout: l.clone(), deployment: d.clone(), init };
+        bluegreen::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
+            Some(f) => fail(
+                f.code,
+                format!(
+                    "{}\nThe changed settings were not applied: the previous ones keep serving. Fix deployment.toml \
+                     and run install again (it retries the roll-out).",
+                    f.message
+                ),
+            ),
+            None => e,
+        })?;
+        changed = true;
+        let now = state::active_colour(&l).unwrap_or(colour);
+        format!("{} -> {} (blue-green, Vikunja {} kept)", colour.name(), now.name(), d.vikunja.version)
+    } else if nginx_changed || cert_reload {
+        "no Vikunja service (nginx reloaded its site and certificate gracefully)".to_string()
+    } else {
+        "nothing".to_string()
+    };
+    duration_ms = started.elapsed().as_millis() as u64;
+    let _ = std::fs::remove_file(&pending);
+    if previous.is_some() && changed {
+        println!("Restarted: {restarted}");
     }
     if changed {
         state::record_operation(

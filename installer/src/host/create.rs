@@ -931,7 +931,11 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
         ("cert", &mut inner.ssl.cert_path, "0644"),
         ("key", &mut inner.ssl.key_path, "0600"),
         ("db-password", &mut inner.database.password_file, "0600"),
+        ("mail-password", &mut inner.mail.password_file, "0600"),
     ];
+    for o in inner.auth.openid.iter_mut() {
+        files.push(("openid-secret", &mut o.client_secret_file, "0600"));
+    }
     for (what, path, perms) in files.iter_mut() {
         if let Some(p) = path.as_ref() {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| what.to_string());
@@ -941,6 +945,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
         }
     }
     drop(files);
+    push_setting_files(r, id, &mut inner.vikunja.settings)?;
     let cfg = work.path.join("deployment.toml");
     std::fs::write(&cfg, inner.to_toml()).with_context(|| format!("write {}", cfg.display()))?;
     let ct_cfg = format!("{CT_ETC}/{}.toml", d.instance.name);
@@ -952,6 +957,25 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
     let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
     r.change_streamed(&pct_exec(id, &c))
         .map_err(|e| anyhow!(e).context("the deployment engine failed inside the container"))?;
+    Ok(())
+}
+
+/// The secret files `[vikunja.settings]` names (`<key>.file`) go into the container like the
+/// others, and the settings then name the copies.
+fn push_setting_files(r: &mut Runner, id: u32, t: &mut toml::Table) -> Result<()> {
+    for (k, v) in t.iter_mut() {
+        match v {
+            toml::Value::Table(sub) => push_setting_files(r, id, sub)?,
+            toml::Value::String(p) if k == "file" || k.ends_with(".file") => {
+                let src = PathBuf::from(&*p);
+                let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let dst = format!("{CT_ETC}/files/setting-{}-{name}", k.replace('.', "-"));
+                r.change(&push(id, &src, &dst, "0600")).map_err(|e| anyhow!(e))?;
+                *p = dst;
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

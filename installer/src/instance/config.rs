@@ -24,6 +24,8 @@ pub struct Deployment {
     pub files: Files,
     pub health: Health,
     pub retention: Retention,
+    pub mail: Mail,
+    pub auth: Auth,
     pub metadata: Metadata,
 }
 
@@ -81,6 +83,53 @@ pub struct VikunjaSource {
     /// Whether anyone who reaches the site may create an account (Vikunja's
     /// `service.enableregistration`); without it the admin creates users.
     pub registration: bool,
+    /// Vikunja's `service.timezone`, a tz database name like Europe/Berlin; empty: the
+    /// container's (/etc/timezone or the /etc/localtime link).
+    pub timezone: String,
+    /// Any other `config.yml` key, passed through (dotted keys or nested tables); keys the
+    /// installer owns are refused, secrets only as `<key>.file`. See `crate::instance::settings`.
+    pub settings: toml::Table,
+}
+
+/// Vikunja's mailer (`mailer.*`); no host: Vikunja sends no mail.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// File holding the SMTP password (owner-only); copied to `config/.mail-password`.
+    pub password_file: Option<PathBuf>,
+    /// The sender address (`mailer.fromemail`).
+    pub from: String,
+    /// "starttls": upgrade when the server offers it (Vikunja's default); "tls": TLS from the
+    /// first byte, usually port 465 (`mailer.forcessl`).
+    pub tls: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// OpenID Connect providers (`[[auth.openid]]`, Vikunja's `auth.openid.providers`).
+    pub openid: Vec<OpenId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenId {
+    /// Shown on the login page.
+    pub name: String,
+    /// The provider key, which ends the redirect URL (`<public url>auth/openid/<key>`); empty:
+    /// the name's letters and digits, lowercased.
+    pub key: String,
+    /// The provider's issuer URL (its `/.well-known/openid-configuration` must answer).
+    pub auth_url: String,
+    pub client_id: String,
+    /// File holding the client secret (owner-only); copied into the config directory.
+    pub client_secret_file: Option<PathBuf>,
+    /// Empty: Vikunja's default, "openid email profile".
+    pub scope: String,
+    pub logout_url: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -241,6 +290,8 @@ defaults! {
         artifact: None,
         sha256: None,
         registration: true,
+        timezone: String::new(),
+        settings: toml::Table::new(),
     },
     Database => Database {
         kind: DbType::Sqlite,
@@ -271,6 +322,14 @@ defaults! {
     Files => Files { max_size_mb: 20 },
     Health => Health { interval_s: 5, timeout_s: 60 },
     Retention => Retention { backups: 7, releases: 3 },
+    Mail => Mail {
+        host: String::new(),
+        port: 587,
+        user: String::new(),
+        password_file: None,
+        from: String::new(),
+        tls: "starttls".into(),
+    },
 }
 
 impl Deployment {
@@ -289,6 +348,8 @@ impl Deployment {
             files: Files::default(),
             health: Health::default(),
             retention: Retention::default(),
+            mail: Mail::default(),
+            auth: Auth::default(),
             metadata: Metadata::default(),
         }
     }
@@ -483,6 +544,7 @@ impl Deployment {
         if d.retention.releases < 2 {
             bad("retention.releases", &d.retention.releases, "2 or more (the active and the previous release)");
         }
+        crate::instance::settings::validate(d, &mut bad);
         if errs.is_empty() {
             Ok(())
         } else {
@@ -528,7 +590,7 @@ fn is_cidr(s: &str) -> bool {
     })
 }
 
-fn is_email(s: &str) -> bool {
+pub fn is_email(s: &str) -> bool {
     s.split_once('@')
         .is_some_and(|(user, host)| !user.is_empty() && !user.contains(char::is_whitespace) && is_hostname(host))
 }

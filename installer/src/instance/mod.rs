@@ -7,6 +7,7 @@ pub mod config;
 pub mod layout;
 pub mod lock;
 pub mod secrets;
+pub mod settings;
 pub mod state;
 pub mod tls;
 pub mod vikunja_conf;

@@ -68,11 +68,14 @@ impl Colours<'_> {
         Ok(())
     }
 
-    /// Stops the colour's units; the backend drains in-flight requests on SIGINT.
+    /// Stops the colour's units, whatever the deployment enables now (settings rolled out without
+    /// the MCP server must not leave the old colour's running); the backend drains in-flight
+    /// requests on SIGINT.
     pub fn stop(&self, c: Colour) -> Result<()> {
-        for u in self.units(c)? {
-            if self.init.is_active(self.l, &u.name) {
-                self.init.stop(self.l, &u.name).map_err(|e| anyhow!(e))?;
+        for comp in ["backend", "mcp"] {
+            let unit = self.l.unit_name(comp, c.name());
+            if self.init.is_active(self.l, &unit) {
+                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
             }
         }
         Ok(())
@@ -91,12 +94,7 @@ impl Colours<'_> {
     /// Every unit of both colours, whatever the deployment enables now.
     pub fn stop_all(&self) -> Result<()> {
         for c in [Colour::Blue, Colour::Green] {
-            for comp in ["backend", "mcp"] {
-                let unit = self.l.unit_name(comp, c.name());
-                if self.init.is_active(self.l, &unit) {
-                    self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
-                }
-            }
+            self.stop(c)?;
         }
         Ok(())
     }
