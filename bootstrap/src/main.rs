@@ -71,7 +71,9 @@ fn main() -> ExitCode {
         Some(b) => obtain::offline(cx, b, cli.signature.clone()),
         None => obtain::Source::from_env(cli.base_url.as_deref()).and_then(|src| {
             let ua = format!("vikunja-bootstrap/{}", build_info::version());
-            let fetcher = Fetcher::new(&ua, Some(&signals::CANCEL))?;
+            let fetcher = Fetcher::new(&ua, Some(&signals::CANCEL))?.offline(
+                "copy the release's bundle and its .minisig here and run `vikunja-bootstrap --bundle FILE -- ARGS`",
+            );
             obtain::online(cx, &src, &fetcher)
         }),
     };

@@ -277,6 +277,10 @@ pub struct Update {
     /// instance name (default: the only one installed); on the Proxmox host, runs in its container
     #[argh(option)]
     pub instance: Option<String>,
+    /// on the Proxmox host: every instance, one after another, each health-checked; stops at the
+    /// first failure
+    #[argh(switch)]
+    pub all: bool,
     /// on the Proxmox host: print the commands that would run (snapshot, update) and change nothing
     #[argh(switch)]
     pub dry_run: bool,

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
     let routed = cli.cmd.as_ref().and_then(|c| host::manage::route(c, &args));
     let result = match cli.cmd {
         _ if routed.is_some() => routed.unwrap_or_else(|| Ok(ExitCode::SUCCESS)),
+        Some(cli::Command::Update(u)) if u.all => host::fleet::update_all(&u, &args),
         Some(cli::Command::Update(u)) if u.dry_run => {
             Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
         }

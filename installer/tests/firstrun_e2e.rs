@@ -252,6 +252,18 @@ fn without_any_terminal_create_needs_yes_or_a_config_and_variables_set_the_answe
     let apt = text(&o).lines().find(|l| l.contains("apt-get install")).unwrap_or_default().to_string();
     assert!(apt.contains("--keep-env 0 -- env http_proxy=http://proxy.lan:3128 sh -c"), "{apt}");
     assert!(o.status.success());
+    // pve-container before 5.0.9 has no --keep-env: the environment is cleared inside instead.
+    let old = h.run(
+        &["create", "--dry-run", "--root", &root],
+        &[("VIKUNJA_YES", "1"), ("PVE_DOUBLE_PVE_CONTAINER", "5.0.8"), ("http_proxy", "http://proxy.lan:3128")],
+    );
+    assert!(old.status.success(), "{}", text(&old));
+    let apt = text(&old).lines().find(|l| l.contains("apt-get install")).unwrap_or_default().to_string();
+    assert!(
+        apt.contains("pct exec 100 -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin env http_proxy=http://proxy.lan:3128 sh -c"),
+        "{apt}"
+    );
+    assert!(!text(&old).contains("--keep-env"), "{}", text(&old));
     assert!(
         text(&o).contains("--memory 3072")
             && text(&o).contains("--cores 3 ")
@@ -382,6 +394,15 @@ fn the_health_script_passes_shellcheck_and_judges_the_database_and_https_like_he
         o
     };
     assert!(installer(&["install", "--init", "process", "--config", cfg.to_str().unwrap()]).status.success());
+    // Inside a container (no Proxmox tools), a mistyped instance says which ones exist.
+    let o = installer(&["status", "--instance", "typo"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no instance named typo under")
+            && text(&o).contains("use --instance hc, or leave --instance out"),
+        "{}",
+        text(&o)
+    );
     let script = sb.instance_dir("hc").join("scripts/health-check.sh");
     match Command::new("shellcheck").arg(&script).output() {
         Ok(o) => assert!(o.status.success(), "shellcheck:\n{}", text(&o)),

@@ -234,10 +234,14 @@ fn one_liner(node: &Node, s: &Site, args: &str, env: &[(&str, &str)]) -> Output 
 }
 
 fn host(node: &Node, s: &Site, args: &[&str]) -> Output {
+    host_env(node, s, args, &[])
+}
+
+fn host_env(node: &Node, s: &Site, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(&s.installer);
     c.args(args).arg("--root").arg(&node.root);
     node.env(&mut c);
-    c.env("SSL_CERT_FILE", &s.ca.ca_pem);
+    c.env("SSL_CERT_FILE", &s.ca.ca_pem).envs(env.iter().copied());
     let o = c.output().unwrap();
     show(&format!("vikunja-installer {}", args.join(" ")), &o);
     o
@@ -268,7 +272,9 @@ fn version_over_tls(node: &Node, ctid: &str, i: &Inst) -> String {
 fn list(node: &Node, s: &Site) -> Vec<serde_json::Value> {
     let o = host(node, s, &["list", "--json"]);
     assert!(o.status.success());
-    serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap().as_array().unwrap().clone()
+    let v = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap();
+    assert_eq!(v["schema"], 1, "{v}");
+    v["instances"].as_array().unwrap().clone()
 }
 
 /// Checks every logged command line against the contract.
@@ -292,7 +298,10 @@ fn assert_contract(cmds: &[Vec<String>]) {
                 assert!(w.windows(2).any(|p| p[0] == "--rootfs" && p[1].contains(':')), "{line}");
             }
             ("pct", Some("exec")) => {
-                assert_eq!(&c[3..6], ["--keep-env", "0", "--"], "exec without a clean environment: {line}");
+                // --keep-env 0 where pct has it (pve-container >= 5.0.9), `env -i` inside where not.
+                let clean = c[3..6] == ["--keep-env", "0", "--"]
+                    || (c[3] == "--" && c[4..6] == ["env", "-i"] && c[6].starts_with("PATH="));
+                assert!(clean, "exec without a clean environment: {line}");
             }
             ("pct", Some("push")) => {
                 assert!(c.len() >= 5 && c[4].starts_with('/'), "{line}");
@@ -313,6 +322,7 @@ fn assert_contract(cmds: &[Vec<String>]) {
                 )
             }
             ("pveversion", None) => {}
+            ("pveversion", Some("-v")) => assert_eq!(c.len(), 2, "{line}"),
             _ => panic!("unexpected: {line}"),
         }
     }
@@ -447,6 +457,44 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
         (st["version"].as_str(), st["healthy"].as_bool(), st["init"].as_str()),
         (Some(V1), Some(true), Some("systemd"))
     );
+
+    // `list` asks each container: version, colour, health and URL, in the shared field names.
+    let l = list(&node, &s);
+    let fields = |j: &serde_json::Value| {
+        (j["instance"].as_str().map(str::to_string), j["version"].as_str().map(str::to_string), j["healthy"].as_bool())
+    };
+    assert_eq!(fields(&l[0]), (Some("one".into()), Some(V1.into()), Some(true)), "{l:?}");
+    assert_eq!(fields(&l[1]), (Some("two".into()), Some(V2.into()), Some(true)), "{l:?}");
+    assert!(["blue", "green"].contains(&l[0]["colour"].as_str().unwrap_or("")), "{l:?}");
+    assert_eq!(l[0]["url"], format!("https://{}:{}/", one.domain, one.ports.https));
+    let o = host(&node, &s, &["list"]);
+    assert!(text(&o).contains(V1) && text(&o).contains("healthy") && text(&o).contains(&one.domain), "{}", text(&o));
+
+    // pve-container before 5.0.9: its pct has no --keep-env (the double refuses it, as pct does),
+    // and routed commands still run, with the environment cleared inside instead.
+    let before = node.commands().len();
+    let o = host_env(&node, &s, &["status", "--instance", "one"], &[("PVE_DOUBLE_PVE_CONTAINER", "5.0.8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let execs: Vec<Vec<String>> =
+        node.commands()[before..].iter().filter(|c| c.get(1).is_some_and(|s| s == "exec")).cloned().collect();
+    assert!(!execs.is_empty() && execs.iter().all(|c| c[3..6] == ["--", "env", "-i"]), "{execs:?}");
+
+    // update --all: a version below the floor is refused at the first instance, before any
+    // snapshot, and the rest is named as not attempted.
+    let snapshots = |id: &str| text(&node.tool(&["pct", "listsnapshot", id])).matches("vikunja-pre-update-").count();
+    let snaps_before = snapshots("101");
+    let o = host(&node, &s, &["update", "--all", "--version", "v2.2.0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("no service.secret") && t.contains("every switch would log everyone out"), "{t}");
+    assert!(t.contains("update --all stopped at instance one (CT 101)") && t.contains("not attempted: two"), "{t}");
+    assert_eq!(snapshots("101"), snaps_before, "a refused version took a snapshot");
+    // Then for real: one is updated (blue-green, health-gated), two is already there.
+    let o = host(&node, &s, &["update", "--all", "--version", V2]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("every instance updated and healthy (one, two)"), "{}", text(&o));
+    assert!(text(&o).contains("1 of 2: instance one") && text(&o).contains("2 of 2: instance two"), "{}", text(&o));
+    assert_eq!(version_over_tls(&node, "101", &one), V2);
     // An installer in the container older than the host's is brought to the host's version the
     // next time the host manages the instance.
     let fake = "mkdir -p /opt/vikunja-pve/versions/0.0.1/bin && \
@@ -606,6 +654,28 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
         screen.contains("First user (registration is closed)") && screen.contains("pct exec 100 -- runuser -u vikunja")
     );
     assert!(screen.contains(&format!("/opt/vikunja-first/releases/{V1}/")) && screen.contains(" user create -u admin"));
+    // That command, run as printed (a password chosen), creates the user (the stand-in keeps
+    // Vikunja's `user create` contract); a second time the name is taken.
+    let line = screen.lines().map(str::trim).find(|l| l.contains(" user create -u admin ")).unwrap();
+    let line = line.replace("CHOOSE-A-PASSWORD", "first admin password");
+    // The admin's own pct lines (portable to every pve-container, so without --keep-env) are not
+    // the installer's, whose contract is checked at the end.
+    let admin_from = node.commands().len();
+    let user = || {
+        let mut c = Command::new("sh");
+        c.args(["-c", &line]);
+        node.env(&mut c);
+        let o = c.output().unwrap();
+        show(&line, &o);
+        o
+    };
+    let o = user();
+    assert!(o.status.success() && text(&o).contains("User was created successfully."), "{}", text(&o));
+    assert!(!text(&o).contains("service.secret is not set"), "the printed line passes the secret: {}", text(&o));
+    let o = user();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("A user with this username already exists."), "{}", text(&o));
+    let admin = admin_from..node.commands().len();
     assert!(screen.contains("vikunja-installer status --instance first"), "{screen}");
     assert!(screen.contains("vikunja-installer update --instance first") && screen.contains("backup --instance first"));
     let printed = screen
@@ -648,7 +718,9 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
     assert!(o.status.success(), "{}", text(&o));
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((st["version"].as_str(), st["healthy"].as_bool()), (Some(V1), Some(true)));
-    assert_contract(&node.commands());
+    let installer_cmds: Vec<Vec<String>> =
+        node.commands().into_iter().enumerate().filter(|(i, _)| !admin.contains(i)).map(|(_, c)| c).collect();
+    assert_contract(&installer_cmds);
 }
 
 #[test]

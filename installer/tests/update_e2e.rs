@@ -23,9 +23,11 @@ fn site() -> &'static DownloadSite {
         // The download site's JSON listing, for `update` without --version.
         let listing =
             format!("[{{\"name\":\"{V1}/\",\"type\":\"directory\"}},{{\"name\":\"{V2}/\",\"type\":\"directory\"}}]");
-        std::fs::write(s.server.www.join("vikunja.json"), listing).unwrap();
+        // The documented place, `/vikunja/.json` (not `/vikunja.json`).
+        let at = s.server.www.join("vikunja/.json");
+        std::fs::write(&at, listing).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(s.server.www.join("vikunja.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o644)).unwrap();
         s
     })
 }
@@ -338,6 +340,22 @@ fn a_full_disk_while_unpacking_changes_nothing_and_says_what_to_do() {
 fn a_release_that_never_becomes_healthy_is_rolled_back_with_exit_11() {
     let sb = installed("bg-unhealthy");
     let t = target(&sb);
+    // Below the floor: refused with the reason before anything changes, in update and install.
+    let last = state_file(&sb, "last-operation");
+    let o = installer(&sb, &["update", "--version", "v2.2.0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("v2.3.0 or newer") && err.contains("no service.secret") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(state_file(&sb, "last-operation"), last);
+    let cfg = sb.root.join("old.toml");
+    std::fs::write(&cfg, sb.config(INSTANCE, "v2.2.0", &site().base(), "")).unwrap();
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("every switch would log everyone out"), "{o:?}");
+    assert_serving(&sb, "blue", V1);
     set_fault(&predownload(&sb, V2), "never-healthy");
     let before = migrations(&sb);
     let load = Load::start(&t, 1, 1);

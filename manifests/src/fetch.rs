@@ -20,8 +20,8 @@ pub enum FetchError {
     PlainHttpRedirect { from: String, to: String },
     #[error("{url}: server answered HTTP {code}{hint}")]
     Status { url: String, code: u16, hint: &'static str },
-    #[error("{url}: {source}; check the network, the proxy settings (HTTPS_PROXY, NO_PROXY) and the CA bundle (SSL_CERT_FILE); on an air-gapped host use --bundle FILE")]
-    Network { url: String, source: ureq::Error },
+    #[error("{url}: {source}; check the network, the proxy settings (HTTPS_PROXY, NO_PROXY) and the CA bundle (SSL_CERT_FILE){}", offline_hint(offline))]
+    Network { url: String, source: ureq::Error, offline: &'static str },
     #[error("{url}: larger than the {limit} byte limit; refusing it")]
     TooLarge { url: String, limit: u64 },
     #[error("SSL_CERT_FILE={path}: {why}")]
@@ -30,6 +30,17 @@ pub enum FetchError {
     Write { url: String, source: io::Error },
     #[error("interrupted")]
     Interrupted,
+}
+
+/// What a program offers without network, in the words of its own options (each caller names its
+/// own: the bootstrap's `--bundle`, `update --artifact`, ...), so no message suggests one that
+/// does not exist where it is shown.
+fn offline_hint(offline: &str) -> String {
+    if offline.is_empty() {
+        String::new()
+    } else {
+        format!("; with no network: {offline}")
+    }
 }
 
 impl FetchError {
@@ -66,6 +77,7 @@ pub struct Fetcher {
     backoff: Duration,
     progress: bool,
     cancel: Option<&'static AtomicBool>,
+    offline: &'static str,
 }
 
 fn roots_from_env() -> Result<RootCerts, FetchError> {
@@ -113,7 +125,14 @@ impl Fetcher {
             backoff: Duration::from_millis(500),
             progress: io::stderr().is_terminal(),
             cancel,
+            offline: "",
         })
+    }
+
+    /// How to do without the network what this fetcher is for, appended to network errors.
+    pub fn offline(mut self, hint: &'static str) -> Fetcher {
+        self.offline = hint;
+        self
     }
 
     fn check_url(url: &str) -> Result<(), FetchError> {
@@ -150,7 +169,7 @@ impl Fetcher {
             },
             // ureq names the URL it refused: after a redirect that is the target, not `url`.
             ureq::Error::RequireHttpsOnly(to) => FetchError::PlainHttpRedirect { from: url.to_string(), to },
-            source => FetchError::Network { url: url.to_string(), source },
+            source => FetchError::Network { url: url.to_string(), source, offline: self.offline },
         })
     }
 
@@ -160,11 +179,11 @@ impl Fetcher {
             let mut resp = self.get(url)?;
             let mut out = Vec::new();
             // `take` rather than ureq's own limit: going over must read as TooLarge, not as a network error.
-            resp.body_mut()
-                .as_reader()
-                .take(limit + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| FetchError::Network { url: url.to_string(), source: ureq::Error::Io(e) })?;
+            resp.body_mut().as_reader().take(limit + 1).read_to_end(&mut out).map_err(|e| FetchError::Network {
+                url: url.to_string(),
+                source: ureq::Error::Io(e),
+                offline: self.offline,
+            })?;
             if out.len() as u64 > limit {
                 return Err(FetchError::TooLarge { url: url.to_string(), limit });
             }
@@ -197,7 +216,13 @@ impl Fetcher {
                     Ok(0) => break,
                     Ok(k) => k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(FetchError::Network { url: url.to_string(), source: ureq::Error::Io(e) }),
+                    Err(e) => {
+                        return Err(FetchError::Network {
+                            url: url.to_string(),
+                            source: ureq::Error::Io(e),
+                            offline: self.offline,
+                        })
+                    }
                 };
                 n += k as u64;
                 if n > limit {
@@ -225,4 +250,27 @@ fn draw_progress(label: &str, n: u64, total: Option<u64>) {
         _ => eprint!("\r  {label}  {:.1} MiB", mib(n)),
     }
     let _ = io::stderr().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused connection names the way to do without the network that the caller offers, and
+    /// only that: a fetcher given none suggests none.
+    #[test]
+    fn a_network_failure_suggests_the_callers_offline_option() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("https://127.0.0.1:{port}/x");
+        let mut plain = Fetcher::new("test", None).unwrap();
+        plain.retries = 0;
+        let e = plain.get_small(&url, 10).unwrap_err();
+        assert!(matches!(e, FetchError::Network { .. }), "{e}");
+        assert!(!e.to_string().contains("with no network"), "{e}");
+        let mut f = Fetcher::new("test", None).unwrap().offline("run `tool update --artifact ZIP`");
+        f.retries = 0;
+        let e = f.get_small(&url, 10).unwrap_err();
+        assert!(e.to_string().ends_with("; with no network: run `tool update --artifact ZIP`"), "{e}");
+        assert_eq!(e.exit(), Exit::Download);
+    }
 }

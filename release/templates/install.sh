@@ -21,6 +21,9 @@ say() {
     printf 'vikunja-install: %s\n' "$*" >&2
 }
 
+# What to do with no network: the bootstrap's own air-gapped mode (its --bundle option).
+OFFLINE="with no network, copy the release's vikunja-bootstrap, bundle and bundle .minisig here and run: vikunja-bootstrap --bundle FILE -- ARGS"
+
 die() {
     # $1: exit code (2 usage, 3 verification, 4 prerequisite, 6 download); rest: message
     code=$1
@@ -66,7 +69,7 @@ fetch_once() {
     if command -v curl >/dev/null 2>&1; then
         meta=$(curl --proto '=https' --tlsv1.2 --fail --silent --show-error --retry 3 \
             --output "$2" --write-out '%{http_code} %{redirect_url}' "$1") ||
-            die 6 "download of $1 failed (see the message above); check the network and the version"
+            die 6 "download of $1 failed (see the message above); check the network and the version; $OFFLINE"
         case "$meta" in
             3??\ ?*) printf '%s\n' "${meta#* }" ;;
             3*) die 6 "$1 answered a redirect without a target" ;;
@@ -77,7 +80,7 @@ fetch_once() {
         status=$(sed -n 's/^  HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$2.log" | tail -n 1)
         location=$(sed -n 's/^  Location: *//p' "$2.log" | tail -n 1 | tr -d '\r')
         case "$status" in
-            2??) [ "$rc" -eq 0 ] || { cat "$2.log" >&2; die 6 "download of $1 failed; check the network and the version"; } ;;
+            2??) [ "$rc" -eq 0 ] || { cat "$2.log" >&2; die 6 "download of $1 failed; check the network and the version; $OFFLINE"; } ;;
             3??)
                 case "$location" in
                     *://*) printf '%s\n' "$location" ;;
@@ -87,7 +90,7 @@ fetch_once() {
                 ;;
             *)
                 cat "$2.log" >&2
-                die 6 "download of $1 failed (HTTP ${status:-no answer}); check the network and the version"
+                die 6 "download of $1 failed (HTTP ${status:-no answer}); check the network and the version; $OFFLINE"
                 ;;
         esac
         rm -f "$2.log"

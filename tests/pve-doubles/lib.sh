@@ -10,6 +10,9 @@
 #   PVE_DOUBLE_PVEAM_UPDATE_FAIL=1   `pveam update` fails (and still exits 0, like the real one)
 #   PVE_DOUBLE_BRIDGES               the node's bridges, space-separated (default vmbr0)
 #   PVE_DOUBLE_RACE_VMID=N           another "admin" takes CT id N just before our `pct create N`
+#   PVE_DOUBLE_PVE_CONTAINER=X.Y.Z   the pve-container version `pveversion -v` reports (default
+#                                    5.3.0); below 5.0.9 `pct exec` has no --keep-env (usage error,
+#                                    exit 255) and keeps the caller's environment, as before 069553d
 #   MIRROR, SECURITY_MIRROR          Debian mirrors for building the image
 #
 # Every invocation is appended to $PVE_DOUBLE_DIR/commands.log: one line per command, the tool
@@ -31,6 +34,14 @@ CONFDIR=$D/etc/pve/nodes/$NODE/lxc
 STORAGE_CFG=$D/storage.cfg
 IMAGE=$CACHE/images/debian-12/rootfs
 mkdir -p "$LXCPATH" "$CONFDIR" "$CACHE"
+PVE_CONTAINER=${PVE_DOUBLE_PVE_CONTAINER:-5.3.0}
+
+# Whether the pve-container version ($PVE_CONTAINER, like 5.0.9 or 4.4-6) is at least 5.0.9.
+has_keep_env() {
+    local IFS=.- a b c
+    read -r a b c _ <<<"$PVE_CONTAINER"
+    [ "${a:-0}" -gt 5 ] || { [ "${a:-0}" -eq 5 ] && { [ "${b:-0}" -gt 0 ] || [ "${c:-0}" -ge 9 ]; }; }
+}
 
 log_command() {
     local line=$1 a

@@ -13,6 +13,7 @@ pub mod load;
 pub mod nginx;
 pub mod postgres;
 pub mod proxy;
+pub mod pty;
 pub mod sandbox;
 mod skip;
 

@@ -872,6 +872,11 @@ fn install_sh_follows_https_redirects_and_refuses_plain_http_ones_with_curl_and_
         // Control: through an https -> https redirect, as github.com sends downloads to its CDN.
         let r = run(&env, &format!("{base}/hop"));
         assert_eq!(field(about_json(&r), "release_version"), V2, "{tool}");
+        // No network (nothing answers): exit 6, and the way without one is the bootstrap's --bundle.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let r = run(&env, &format!("https://127.0.0.1:{closed}"));
+        assert_eq!(r.code, 6, "{tool}: {}", r.stderr);
+        assert!(r.stderr.contains("run: vikunja-bootstrap --bundle FILE -- ARGS"), "{tool}: {}", r.stderr);
         // Attack: a mirror that redirects to plain http.
         let r = run(&env, &format!("{base}/downgrade"));
         assert_eq!(r.code, 3, "{tool}: {}", r.stderr);

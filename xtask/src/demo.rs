@@ -248,7 +248,15 @@ pub fn run_containers(root: &Path) -> Result<()> {
     };
     let h = host_root.display();
     let result = (|| -> Result<()> {
-        run(&s.one_liner(&format!("create --config {} --yes --root {h}", cfg.display())))?;
+        let line = s.one_liner(&format!("create --config {} --root {h}", cfg.display()));
+        let screen = first_run_on_a_terminal(&line, |c| {
+            c.envs(s.env(&state)).envs(doubles_env.clone());
+        })?;
+        if let Some(user) = screen.lines().map(str::trim).find(|l| l.contains(" user create -u admin ")) {
+            let user = user.replace("CHOOSE-A-PASSWORD", "demo-password-1");
+            println!("\n== the first user, with the command the last screen gave (registration is closed):");
+            run(&user)?;
+        }
         run(&s.one_liner(&format!("list --root {h}")))?;
         run(&s.one_liner(&format!("status --instance demo --root {h}")))?;
         run(&s.one_liner(&format!("destroy --instance demo --yes --root {h}")))
@@ -257,4 +265,43 @@ pub fn run_containers(root: &Path) -> Result<()> {
         let _ = Command::new("lxc-stop").arg("-P").arg(pve.join("lxc")).arg("-n").arg(e.file_name()).arg("-k").output();
     }
     result
+}
+
+/// What the admin types at each question of the wizard, by the question's start; Enter (the
+/// default) for every other one.
+const ANSWERS: &[(&str, &str)] = &[
+    ("Settings: 1) Default  2) Advanced", "2"),
+    ("CPU cores", "1"),
+    ("Memory (MiB)", "1536"),
+    ("Open registration", "no"),
+    ("Create the container and install Vikunja now?", "y"),
+];
+
+/// Runs `line` (the one-liner with no `--yes`) on a pseudo-terminal, as an admin does: the
+/// installer's stdin is the pipe from curl, so it asks on the terminal. Every question, the answer
+/// typed (echoed by the terminal) and the installer's output appear as they come, up to the last
+/// screen, which is returned.
+fn first_run_on_a_terminal(line: &str, env: impl FnOnce(&mut Command)) -> Result<String> {
+    use std::time::Duration;
+    println!("\n== the first run, as an admin meets it on the Proxmox host's terminal (questions asked on the");
+    println!("   terminal while stdin is the pipe; the answers typed are echoed by the terminal):\n\n$ {line}");
+    // `trap : INT`: like the admin's interactive shell, the shell on the terminal outlives a Ctrl-C.
+    let mut t = vikunja_e2e::pty::Pty::start_live(&format!("trap : INT; {line}"), env).map_err(anyhow::Error::msg)?;
+    let mut confirmed = false;
+    // The bootstrap verifies the release before the first question; building the container after
+    // the confirmation takes minutes.
+    while let Some(q) = t.next_prompt(Duration::from_secs(900)).map_err(anyhow::Error::msg)? {
+        let q = q.trim_start();
+        let a = ANSWERS.iter().find(|(start, _)| q.starts_with(start)).map(|(_, a)| *a).unwrap_or("");
+        if confirmed {
+            bail!("the installer asked again after the confirmation: {q}");
+        }
+        confirmed = q.starts_with("Create the container and install Vikunja now?");
+        t.send(&format!("{a}\r"));
+    }
+    let (code, screen) = t.try_finish_within(Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    if code != Some(0) || !confirmed {
+        bail!("the first run on the terminal ended with {code:?} (confirmed: {confirmed})");
+    }
+    Ok(screen)
 }

@@ -330,7 +330,9 @@ fn operation_id(instance: &str) -> String {
 /// The newest release listed at `{download_base}.json` (the download site's JSON listing): every
 /// string in it that is a version counts.
 fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result<String> {
-    let url = format!("{}.json", d.vikunja.download_base.trim_end_matches('/'));
+    // The dl site's documented listing is `/vikunja/.json` (`/vikunja.json` works only through a
+    // detail of its worker): shared/reference/vikunja.md, corrections.
+    let url = format!("{}/.json", d.vikunja.download_base.trim_end_matches('/'));
     let body = fetcher.get_small(&url, 4 << 20).map_err(|e| {
         fail(e.exit(), format!("finding the newest Vikunja release failed: {e}; name one with --version vX.Y.Z"))
     })?;
@@ -381,7 +383,20 @@ pub fn update(inst: &Instance, version: Option<&str>, artifact: Option<&Path>, s
             "--artifact needs --version: name the release the zip holds (e.g. --version v2.5.0); nothing was changed",
         ));
     }
+    if let Some(v) = version {
+        refuse_unsupported(v)?;
+    }
     switch(inst, version, "update", Offline { artifact, sha256 })
+}
+
+/// The version floor, checked before anything changes (see `config::supported_vikunja`).
+fn refuse_unsupported(version: &str) -> Result<()> {
+    crate::config::supported_vikunja(version).map_err(|why| {
+        fail(
+            Exit::Usage,
+            format!("cannot update to Vikunja {version}: this installer needs {why}; nothing was changed"),
+        )
+    })
 }
 
 /// A release zip given by hand (no download), with its checksum if known.
@@ -428,12 +443,16 @@ fn switch_locked(
     let (from, from_version) = detect_active(&ctx, &p)?;
     let fetcher =
         manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
-            .map_err(|e| fail(e.exit(), e.to_string()))?;
+            .map_err(|e| fail(e.exit(), e.to_string()))?
+            .offline("copy the release zip here and run `vikunja-installer update --artifact ZIP --version vX.Y.Z`");
     let to_version = match version {
         _ if restarting => from_version.clone(),
         Some(v) => v.to_string(),
         None => newest_version(d, &fetcher)?,
     };
+    if !restarting {
+        refuse_unsupported(&to_version)?;
+    }
     let mut target = target_deployment(d, &to_version);
     if let Some(zip) = offline.artifact {
         target.vikunja.artifact = Some(std::fs::canonicalize(zip).unwrap_or_else(|_| zip.to_path_buf()));

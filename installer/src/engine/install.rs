@@ -143,7 +143,11 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     // Verified into releases/<version>/ through a temp dir: a bad checksum leaves no release behind.
     let fetcher =
         manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
-            .map_err(|e| fail(e.exit(), e.to_string()))?;
+            .map_err(|e| fail(e.exit(), e.to_string()))?
+            .offline(
+                "copy the release zip here, set vikunja.artifact = \"/path/to/the.zip\" in deployment.toml \
+                 (the wizard's \"Offline Vikunja zip\") and run install again",
+            );
     std::fs::create_dir_all(l.releases_dir()).with_context(|| format!("create {}", l.releases_dir().display()))?;
     let release_changed = match artifact::ensure_release(&l, d, Some(&fetcher)) {
         Ok(c) => c,

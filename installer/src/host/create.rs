@@ -358,8 +358,30 @@ pub fn pct_create(d: &Deployment, id: u32, template: &str) -> Vec<String> {
     a
 }
 
+/// `pct exec` with a clean environment: `--keep-env 0` from pve-container 5.0.9 on; before it the
+/// option does not exist (a usage error) and the host's environment is kept, so `env -i` clears it
+/// inside (shared/reference/proxmox-cli.md, corrections).
 pub fn pct_exec(id: u32, cmd: &[&str]) -> Vec<String> {
-    let mut a = strings(&["pct", "exec", &id.to_string(), "--keep-env", "0", "--"]);
+    static KEEP_ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let keep_env = *KEEP_ENV.get_or_init(|| {
+        std::process::Command::new("pveversion")
+            .arg("-v")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success() && pve::has_keep_env(&String::from_utf8_lossy(&o.stdout)))
+    });
+    pct_exec_with(id, cmd, keep_env)
+}
+
+pub const CLEAN_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn pct_exec_with(id: u32, cmd: &[&str], keep_env: bool) -> Vec<String> {
+    let mut a = strings(&["pct", "exec", &id.to_string()]);
+    if keep_env {
+        a.extend(strings(&["--keep-env", "0", "--"]));
+    } else {
+        a.extend(strings(&["--", "env", "-i", CLEAN_PATH]));
+    }
     a.extend(cmd.iter().map(|s| s.to_string()));
     a
 }
@@ -733,9 +755,12 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
         let bin = crate::instance::artifact::binary_path(&l, &d.vikunja.version);
         s.push_str(&format!(
             "\nFirst user (registration is closed): create it in the container as the service user:\n  \
-             pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={}{} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
+             pct exec {} -- runuser -u vikunja -- env VIKUNJA_SERVICE_ROOTPATH={} VIKUNJA_SERVICE_SECRET_FILE={}{} {} user create -u admin -e admin@{} -p 'CHOOSE-A-PASSWORD'\n",
             e.ctid,
             l.config_dir().display(),
+            // The service's own secret, as its unit passes it: without it Vikunja warns that it
+            // made up a random one.
+            l.service_secret_file().display(),
             if d.database.kind == crate::instance::config::DbType::Sqlite {
                 String::new()
             } else {

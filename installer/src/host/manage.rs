@@ -17,6 +17,8 @@ use crate::cli;
 /// Where a routed command runs: (instance, host root, dry run). None: not a command we route.
 fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
     Some(match cmd {
+        // `update --all` walks the registry itself (super::fleet).
+        cli::Command::Update(u) if u.all => return None,
         cli::Command::Update(u) => (u.instance.as_deref(), &u.root, u.dry_run),
         cli::Command::Rollback(r) => (r.instance.as_deref(), &r.root, r.dry_run),
         cli::Command::Restart(r) => (r.instance.as_deref(), &r.root, r.dry_run),
@@ -56,7 +58,7 @@ pub fn route(cmd: &cli::Command, args: &[String]) -> Option<Result<ExitCode>> {
         }
         Err(e) => return Some(Err(anyhow!(e))),
     };
-    Some(routed(cmd, args, root, &entry, dry_run))
+    Some(routed(cmd, args, root, &entry, dry_run).map(ExitCode::from))
 }
 
 /// The arguments for the installer inside: the host's `--root` and `--dry-run` stay outside.
@@ -74,11 +76,18 @@ fn inner_args(args: &[String]) -> Vec<String> {
     out
 }
 
-fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: bool) -> Result<ExitCode> {
+/// Runs `cmd` inside the container of `e`; the command's exit code.
+pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: bool) -> Result<u8> {
     let reg = Registry::open(root);
     let mut r = Runner::new(dry_run);
     let id = e.ctid;
     let mut inner = inner_args(args);
+    // The version floor is checked here too, so a refused version takes no snapshot either.
+    if let cli::Command::Update(cli::Update { version: Some(v), .. }) = cmd {
+        crate::config::supported_vikunja(v).map_err(|why| {
+            fail(Exit::Usage, format!("cannot update to Vikunja {v}: this installer needs {why}; nothing was changed"))
+        })?;
+    }
     if dry_run {
         println!("Dry run: these commands would run, in order:");
     }
@@ -125,7 +134,7 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
             println!("  {}", pve::shell_line(&copy_out_command(e)));
         }
         println!("Dry run: nothing was changed.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     // The command's own exit code passes through pct exec (10 unhealthy, 11 rolled back, …).
     let status =
@@ -143,7 +152,7 @@ fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: 
             }
         }
     }
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 /// Passphrase and identity files named on the host go into the container (0600, removed after
@@ -378,38 +387,39 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
     let reg = Registry::open(&l.root);
     let all = reg.all()?;
     let r = Runner::new(false);
-    let live = |id: u32| -> String {
-        if !on_path("pct") {
-            return "?".into();
-        }
-        match r.query(&["pct", "status", &id.to_string()]) {
-            Ok(o) => pve::parse_status(&o).unwrap_or("unknown").to_string(),
-            Err(_) => "missing".into(),
-        }
-    };
+    let rows: Vec<serde_json::Value> = all.iter().map(|e| super::fleet::row(&r, e)).collect();
     if l.json {
-        let v: Vec<serde_json::Value> = all
-            .iter()
-            .map(|e| {
-                let mut j = serde_json::to_value(e).unwrap_or_default();
-                j["container_status"] = serde_json::Value::String(live(e.ctid));
-                j
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
+        // The field names are those of `status`, `health` and `backup` (schema 1): instance,
+        // version, colour, healthy, url; the registry's own fields come along.
+        println!("{}", serde_json::json!({"schema": 1, "instances": rows}));
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
         println!("No instances yet: vikunja-installer create makes one.");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:>6} {:<9} {:<9} {:<16} URL", "INSTANCE", "CT", "STATE", "CT STATUS", "ADDRESS");
-    for e in &all {
-        let url = match e.https_port {
-            443 => format!("https://{}/", e.domain),
-            p => format!("https://{}:{p}/", e.domain),
+    println!(
+        "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} URL",
+        "INSTANCE", "CT", "CT STATUS", "VERSION", "COLOUR", "HEALTH", "ADDRESS"
+    );
+    for (e, j) in all.iter().zip(&rows) {
+        let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
+        let health = match j["healthy"].as_bool() {
+            Some(true) => "healthy",
+            Some(false) if j["version"].is_string() => "UNHEALTHY",
+            _ => "unknown",
         };
-        println!("{:<16} {:>6} {:<9} {:<9} {:<16} {url}", e.name, e.ctid, e.state, live(e.ctid), e.address);
+        println!(
+            "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} {}",
+            e.name,
+            e.ctid,
+            s("container_status"),
+            s("version"),
+            s("colour"),
+            health,
+            e.address,
+            s("url")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 //! - `manage`: `list`, `destroy`, and the commands routed into containers.
 
 pub mod create;
+pub mod fleet;
 pub mod manage;
 pub mod pve;
 pub mod registry;

@@ -146,6 +146,14 @@ pub fn parse_pveversion(out: &str) -> Option<String> {
     Some(v.to_string())
 }
 
+/// `pveversion -v`: whether its `pve-container: X.Y.Z` line (older ones read like `4.4-6`) is
+/// 5.0.9 or newer, the first with `pct exec --keep-env`. No such line reads as older.
+pub fn has_keep_env(verbose: &str) -> bool {
+    let Some(v) = verbose.lines().find_map(|l| l.trim().strip_prefix("pve-container:")) else { return false };
+    let n: Vec<u64> = v.trim().split(['.', '-']).map_while(|p| p.parse().ok()).collect();
+    n.as_slice() >= [5, 0, 9].as_slice()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Storage {
     pub name: String,
@@ -285,6 +293,13 @@ mod tests {
         let v = "pve-manager/8.4.11/14a32011146091ed (running kernel: 6.8.12-13-pve)\n";
         assert_eq!(parse_pveversion(v).as_deref(), Some("8.4.11"));
         assert_eq!(parse_pveversion("bash: pveversion: not found"), None);
+        let verbose = |c: &str| format!("proxmox-ve: 8.4.0 (running kernel: 6.8.12-13-pve)\npve-container: {c}\n");
+        for (c, has) in
+            [("5.0.9", true), ("5.3.0", true), ("6.1.10", true), ("5.0.10", true), ("5.0.8", false), ("4.4-6", false)]
+        {
+            assert_eq!(has_keep_env(&verbose(c)), has, "{c}");
+        }
+        assert!(!has_keep_env("pve-manager: 8.4.11\n"), "unknown reads as older");
         let st = "Name             Type     Status     Total (KiB)      Used (KiB) Available (KiB)        %\n\
                   local             dir     active        98497780        12345678        81085672   12.53%\n\
                   local-lvm     lvmthin     active       365760512        32425139       333335373    8.87%\n\

@@ -423,6 +423,8 @@ impl Deployment {
         }
         if !is_vikunja_version(&d.vikunja.version) {
             bad("vikunja.version", &d.vikunja.version, "a Vikunja release like v2.5.0");
+        } else if let Err(why) = supported_vikunja(&d.vikunja.version) {
+            bad("vikunja.version", &d.vikunja.version, &why);
         }
         if !d.vikunja.download_base.starts_with("https://") {
             bad("vikunja.download_base", &d.vikunja.download_base, "an https:// URL (plain http is refused)");
@@ -595,6 +597,22 @@ pub fn is_email(s: &str) -> bool {
         .is_some_and(|(user, host)| !user.is_empty() && !user.contains(char::is_whitespace) && is_hostname(host))
 }
 
+/// The oldest Vikunja this installer deploys (shared/reference/vikunja.md, corrections).
+pub const MIN_VIKUNJA: &str = "v2.3.0";
+
+/// Refuses releases below `MIN_VIKUNJA`, with the reason: blue-green needs one secret shared by
+/// both colours, and before v2.3.0 there is no `service.secret` to share.
+pub fn supported_vikunja(version: &str) -> Result<(), String> {
+    let parse = |v: &str| manifests::Version::parse(v.trim_start_matches('v')).ok();
+    match (parse(version), parse(MIN_VIKUNJA)) {
+        (Some(v), Some(m)) if (v.major, v.minor, v.patch) < (m.major, m.minor, m.patch) => Err(format!(
+            "{MIN_VIKUNJA} or newer: Vikunja {version} has no service.secret (added in {MIN_VIKUNJA}), so each colour \
+             would sign logins with its own random secret and every switch would log everyone out"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn is_vikunja_version(s: &str) -> bool {
     s.strip_prefix('v').is_some_and(|v| manifests::Version::parse(v).is_ok())
 }
@@ -619,6 +637,21 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vikunja_below_v2_3_0_is_refused_with_the_reason() {
+        for ok in ["v2.3.0", "v2.3.0-rc1", "v2.5.0", "v3.0.0"] {
+            assert_eq!(supported_vikunja(ok), Ok(()), "{ok}");
+        }
+        for old in ["v2.2.9", "v1.0.0", "v0.24.6"] {
+            let why = supported_vikunja(old).unwrap_err();
+            assert!(why.contains("no service.secret") && why.contains("log everyone out"), "{why}");
+        }
+        let mut d = Deployment::default();
+        d.vikunja.version = "v0.24.6".into();
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("vikunja.version = \"v0.24.6\": allowed: v2.3.0 or newer"), "{e}");
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip() {

@@ -27,7 +27,21 @@ pub struct Instance {
 
 pub fn open(root: &std::path::Path, name: Option<&str>) -> Result<Instance> {
     let name = match name {
-        Some(n) => n.to_string(),
+        Some(n) if Layout::new(root, n).deployment_file().is_file() => n.to_string(),
+        // A typo must not read as a broken install (a missing deployment.toml): say what exists.
+        Some(n) => {
+            let all = installed_instances(root);
+            let what = match all.as_slice() {
+                [] => "no instance is installed here; `vikunja-installer install` makes one".to_string(),
+                [one] => format!("the one installed here is {one}: use --instance {one}, or leave --instance out"),
+                many => format!("installed here: {}; choose one with --instance NAME", many.join(", ")),
+            };
+            return Err(Failed {
+                code: manifests::Exit::Usage,
+                message: format!("no instance named {n} under {}: {what}", root.display()),
+            }
+            .into());
+        }
         None => {
             let all = installed_instances(root);
             match all.as_slice() {

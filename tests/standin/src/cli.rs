@@ -26,6 +26,7 @@ Available Commands:
   healthcheck Preform a healthcheck on the Vikunja api server
   migrate     Run all database migrations which didn't already run.
   restore     Restores all vikunja data from a vikunja dump.
+  user        Manage users locally through the cli.
   version     Print the version number of Vikunja
   web         Starts the rest api web server
 ";
@@ -43,6 +44,7 @@ pub fn run(args: Vec<String>) -> i32 {
         "migrate" => migrate(rest),
         "dump" => dump_cmd(rest),
         "restore" => restore_cmd(rest),
+        "user" => user_cmd(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
@@ -293,6 +295,80 @@ fn restore_cmd(args: &[String]) -> Result<i32, String> {
         logger::error(&e);
     }
     Ok(0)
+}
+
+/// `vikunja user create -u NAME -e EMAIL -p PASSWORD` and `vikunja user list` (`pkg/cmd/user.go`:
+/// FullInit first, so migrations run; a taken username fails with Vikunja's message, exit 1). The
+/// stand-in keeps users in a table of its own: it has no login, only the record that one exists.
+fn user_cmd(args: &[String]) -> Result<i32, String> {
+    let spec = [
+        ("username", Some('u'), true),
+        ("email", Some('e'), true),
+        ("password", Some('p'), true),
+        ("avatar-provider", Some('a'), true),
+    ];
+    let p = parse(args, &spec)?;
+    let table = |init: &Init| {
+        let serial = if init.db.with(|c| Ok(c.is_sqlite()))? { "INTEGER PRIMARY KEY" } else { "BIGSERIAL PRIMARY KEY" };
+        init.db.with(|c| {
+            c.batch(&format!(
+                "CREATE TABLE IF NOT EXISTS users (id {serial}, username TEXT NOT NULL UNIQUE, email TEXT NOT NULL, password TEXT NOT NULL)"
+            ))
+        })
+    };
+    match p.positional.first().map(String::as_str) {
+        Some("create") => {
+            let mut missing: Vec<&str> =
+                ["username", "email"].into_iter().filter(|f| !p.flags.contains_key(f)).collect();
+            // Vikunja asks for the password on the terminal when -p is missing; the stand-in has none to ask on.
+            if !p.flags.contains_key("password") {
+                missing.push("password");
+            }
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
+                return Err(format!("required flag(s) {} not set", list.join(", ")));
+            }
+            let init = full_init();
+            table(&init).unwrap_or_else(|e| logger::fatal(&format!("Error creating new user: {e}")));
+            let user = p.flags["username"].clone();
+            let taken = init
+                .db
+                .with(|c| c.query("SELECT id FROM users WHERE username = $1", &[db::Param::Text(user.clone())]))
+                .unwrap_or_else(|e| logger::fatal(&format!("Error creating new user: {e}")));
+            if !taken.rows.is_empty() {
+                logger::fatal("Error creating new user: A user with this username already exists.");
+            }
+            init.db
+                .tx(|c| {
+                    c.exec(
+                        "INSERT INTO users (username, email, password) VALUES ($1, $2, $3)",
+                        &[
+                            db::Param::Text(user.clone()),
+                            db::Param::Text(p.flags["email"].clone()),
+                            db::Param::Text("(not kept by the stand-in)".into()),
+                        ],
+                    )
+                })
+                .unwrap_or_else(|e| logger::fatal(&format!("Error creating new user: {e}")));
+            println!("\nUser was created successfully.");
+            Ok(0)
+        }
+        Some("list") => {
+            let init = full_init();
+            table(&init).unwrap_or_else(|e| logger::fatal(&format!("Error getting users: {e}")));
+            let rows = init
+                .db
+                .with(|c| c.query("SELECT id, username, email FROM users ORDER BY id", &[]))
+                .unwrap_or_else(|e| logger::fatal(&format!("Error getting users: {e}")));
+            println!("ID\tUsername\tEmail");
+            for r in &rows.rows {
+                println!("{}\t{}\t{}", r[0].text(), r[1].text(), r[2].text());
+            }
+            Ok(0)
+        }
+        Some(other) => Err(format!("unknown command \"{other}\" for \"vikunja user\"")),
+        None => Err("vikunja user needs a command: create or list".into()),
+    }
 }
 
 #[cfg(test)]

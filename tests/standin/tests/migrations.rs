@@ -167,3 +167,23 @@ fn slow_start_fault_delays_listening() {
     assert!(t0.elapsed() >= Duration::from_millis(1500), "{:?}", t0.elapsed());
     srv.stop();
 }
+
+/// `user create` as the installer's last screen prints it: the user is recorded, a second one of
+/// the same name is refused as Vikunja refuses it, and a missing flag is a usage error.
+#[test]
+fn user_create_records_the_user_and_refuses_a_taken_name() {
+    let sb = Sandbox::new("user");
+    let bin = sb.release("v2.5.0");
+    let create = ["user", "create", "-u", "admin", "-e", "admin@vikunja.test", "-p", "secret words"];
+    let out = run(&bin, &sb.root(), &create, &[URL], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("User was created successfully."), "{}", text(&out));
+    let out = run(&bin, &sb.root(), &["user", "list"], &[URL], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1\tadmin\tadmin@vikunja.test"), "{}", text(&out));
+    let out = run(&bin, &sb.root(), &create, &[URL], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("A user with this username already exists."), "{}", text(&out));
+    let out = run(&bin, &sb.root(), &["user", "create", "-u", "x"], &[URL], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("required flag(s) \"email\", \"password\" not set"), "{}", text(&out));
+}
