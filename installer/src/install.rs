@@ -203,7 +203,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     }
     changed |= step("service units (blue, green)", units_changed);
 
-    let up = nginx::upstreams(d, colour, false);
+    let up = nginx::upstreams(d, colour);
     let files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
     if init == Init::Systemd {
         nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;

@@ -14,6 +14,7 @@ mod crypt;
 mod dbbackup;
 mod dbcheck;
 mod error;
+mod freeze;
 mod health;
 mod host;
 mod init;

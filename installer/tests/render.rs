@@ -216,6 +216,7 @@ fn site_spec(root: &Path) -> SiteSpec {
         key: root.join("tls/key.pem"),
         max_body_mb: MAX_BODY_MB,
         upstream_include: root.join("upstream.conf"),
+        freeze_flag: root.join("writes-frozen"),
         static_frontend: None,
         mcp: false,
         access_log: root.join("access.log"),
@@ -289,7 +290,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 
     let e = render_upstreams(
         "{{mcp_upstream}} {{backend_port}}",
-        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None, write_freeze: false },
+        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None },
     )
     .unwrap_err();
     assert!(matches!(e, RenderError::Syntax { line: 1, .. }), "a block must stand alone on its line: {e:?}");
@@ -328,12 +329,13 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 fn upstream_names_are_per_instance() {
     let up = render_upstreams(
         builtin("nginx/upstream.conf.tmpl").unwrap(),
-        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459), write_freeze: false },
+        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459) },
     )
     .unwrap();
     assert!(up.contains("upstream vikunja_team_2_backend {\n    server 127.0.0.1:8091;"), "{up}");
     assert!(up.contains("upstream vikunja_team_2_mcp {\n    server 127.0.0.1:3459;\n    keepalive 16;"), "{up}");
-    assert_eq!(up.matches("keepalive").count(), 2, "{up}");
+    // The backend keeps no idle connections: the write freeze waits for its connections to close.
+    assert_eq!(up.matches("keepalive ").count(), 1, "{up}");
 
     let root = Path::new("/opt/vikunja-team-2");
     let site = render_site(
@@ -470,8 +472,10 @@ fn write_nginx(c: Setup) -> Nginx {
         instance: "main".into(),
         backend_port: c.backend_port,
         mcp_port: c.mcp_port,
-        write_freeze: c.write_freeze,
     };
+    if c.write_freeze {
+        std::fs::write(&site.freeze_flag, "").unwrap();
+    }
     let main = MainSpec {
         prefix: prefix.clone(),
         temp_dir: prefix.clone(),
@@ -746,4 +750,14 @@ fn a_write_freeze_answers_writes_503_with_retry_after_and_keeps_reads() {
     // Outside /api/ nothing is frozen (the frontend's assets, health).
     let (ok, out) = curl(&["-X", "POST", &https(&n, "/other")]);
     assert!(ok && out.starts_with("backend POST /other"), "{out}");
+    // Lifting the freeze is removing the flag: the same nginx, not reloaded, takes writes again,
+    // and freezes them again as soon as the flag is back.
+    std::fs::remove_file(&n.site.freeze_flag).unwrap();
+    for http in ["--http1.1", "--http2"] {
+        let (ok, out) = curl(&[http, "-X", "PUT", "--data", "{}", &https(&n, "/api/v1/projects/1/tasks")]);
+        assert!(ok && out.starts_with("backend PUT /api/v1/projects/1/tasks"), "{http} after the flag went: {out}");
+    }
+    std::fs::write(&n.site.freeze_flag, "").unwrap();
+    let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &https(&n, "/api/v1/x")]);
+    assert!(ok && out == "503", "the flag is back: {out}");
 }

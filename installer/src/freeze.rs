@@ -1,0 +1,153 @@
+//! The write freeze, without an nginx reload. The site always holds the check (templates
+//! nginx/site.conf.tmpl): while `state/writes-frozen` exists, nginx answers every method but GET
+//! and HEAD under `/api/` with 503 and `Retry-After`. Freezing creates the file, lifting removes
+//! it; writes are frozen exactly while it exists.
+//!
+//! A freeze returns only once no write that got past the check is still running, so a database
+//! dump taken next holds every acknowledged write and no write reaches the database after it:
+//! 1. nginx tests the flag (rewrite phase) and connects to the backend in one turn of a worker's
+//!    event loop: the API location is unbuffered (`proxy_request_buffering off`), so
+//!    `ngx_http_read_client_request_body` calls the upstream at once (HTTP/1.1, and HTTP/2 with
+//!    the body still arriving) or from an event posted to the same turn (HTTP/2 with the whole
+//!    body in hand); nothing between the two phases waits (no auth_request, limit_req, cache).
+//!    A worker seen blocked in `epoll_wait` after the flag was created has ended the turn it was
+//!    in, so every request that found no flag has its backend connection by then.
+//! 2. Then every connection to the serving colour's backend port is noted, and the freeze waits
+//!    until they are all closed. The upstream keeps no idle connections (no `keepalive`), and the
+//!    backend closes its side only when the request's handler has returned, also when the client
+//!    went away mid-request: closed means the write is committed or never will be.
+//! A request that outlasts `DRAIN` fails the freeze (the caller undoes its operation, which lifts
+//! the freeze); nothing is dumped meanwhile.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::init::Init;
+use crate::layout::Layout;
+
+/// In `state/`, which the nginx workers can traverse (their temp directory is below it), so the
+/// `-f` test sees the file; a flag they could not see would leave writes open.
+pub fn flag(l: &Layout) -> PathBuf {
+    l.state_dir().join("writes-frozen")
+}
+
+pub fn is_frozen(l: &Layout) -> bool {
+    flag(l).exists()
+}
+
+/// Longest wait for the requests running when the freeze began.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Freezes writes and waits until every request that got past the check has finished (see the
+/// module's comment). `backend_port` is the port nginx routes `/api/` to now.
+pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
+    let path = flag(l);
+    manifests::atomic::write_atomic(&path, b"writes to /api/ are answered 503 while this file exists\n", 0o644)
+        .map_err(|e| format!("freeze writes: write {}: {e}", path.display()))?;
+    crate::journal::kill_point("freeze-flag-written");
+    let deadline = Instant::now() + DRAIN;
+    for pid in crate::nginx::workers(l, init) {
+        wait_turned(pid, deadline)?;
+    }
+    let open = crate::sockets::connections(backend_port);
+    loop {
+        let now = crate::sockets::connections(backend_port);
+        let left: Vec<_> = open.iter().filter(|c| now.contains(c)).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} request(s) to the backend on port {backend_port} still ran {} s after writes were frozen \
+                 (a slow upload?); waiting longer would stretch the freeze. Run the command again when they \
+                 have finished",
+                left.len(),
+                DRAIN.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Lifts the freeze. Idempotent.
+pub fn thaw(l: &Layout) -> Result<(), String> {
+    match std::fs::remove_file(flag(l)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("lift the write freeze: remove {}: {e}", flag(l).display())),
+    }
+}
+
+/// Waits until nginx worker `pid` is seen blocked in `epoll_wait` (or has exited): it has then
+/// finished the event-loop turn it was in.
+fn wait_turned(pid: i32, deadline: Instant) -> Result<(), String> {
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                if !crate::sockets::alive(pid) {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "freeze writes: cannot read /proc/{pid}/syscall of nginx worker {pid} ({e}), so it cannot be \
+                     proven that no write is still on its way; run the installer as root"
+                ));
+            }
+            Ok(s) if in_epoll_wait(&s) => return Ok(()),
+            Ok(_) if !crate::sockets::alive(pid) => return Ok(()),
+            Ok(_) => {}
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "nginx worker {pid} was not idle once in {} s after writes were frozen; run the command again",
+                DRAIN.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// `/proc/PID/syscall` of a task blocked in a system call starts with its number; "running" or
+/// "-1 …" otherwise.
+fn in_epoll_wait(syscall: &str) -> bool {
+    let nr: Option<i64> = syscall.split_whitespace().next().and_then(|n| n.parse().ok());
+    // epoll_wait, epoll_pwait, epoll_pwait2 (generic numbers on aarch64: epoll_pwait 22).
+    #[cfg(target_arch = "x86_64")]
+    const EPOLL: &[i64] = &[232, 281, 441];
+    #[cfg(target_arch = "aarch64")]
+    const EPOLL: &[i64] = &[22, 441];
+    nr.is_some_and(|n| EPOLL.contains(&n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_task_blocked_in_epoll_wait_counts() {
+        assert!(in_epoll_wait("232 0x8 0x55d0 0x200 0xea60 0x0 0x0 0x7ffd 0x7f12\n"));
+        assert!(!in_epoll_wait("running\n"));
+        assert!(!in_epoll_wait("-1 0x7ffd 0x7f12\n"));
+        assert!(!in_epoll_wait("0 0x3 0x55d0 0x400 0x0 0x0 0x0 0x7ffd 0x7f12\n"), "read(2) is not the event loop");
+    }
+
+    #[test]
+    fn a_thread_blocked_in_epoll_wait_is_seen_there() {
+        // SAFETY: epoll_create1 takes a flag and returns a descriptor or -1; nothing is borrowed.
+        let ep = unsafe { libc::epoll_create1(0) };
+        assert!(ep >= 0);
+        let t = std::thread::spawn(move || {
+            let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 1];
+            // SAFETY: `ev` outlives the call and holds exactly the one event passed as maxevents.
+            unsafe { libc::epoll_wait(ep, ev.as_mut_ptr(), 1, 300) }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let seen = std::fs::read_dir("/proc/self/task").unwrap().flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| in_epoll_wait(&s))
+        });
+        t.join().unwrap();
+        // SAFETY: `ep` is our own descriptor, closed once.
+        unsafe { libc::close(ep) };
+        assert!(seen, "no thread of this process was seen in epoll_wait");
+    }
+}
