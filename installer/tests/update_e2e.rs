@@ -487,3 +487,82 @@ fn a_rollback_killed_after_the_switch_is_finished_with_the_schema_restored() {
     assert_serving(&sb, "blue", V1);
     assert_eq!(migrations(&sb), before, "schema not restored by the recovery");
 }
+
+/// The write freeze without a reload: a write still uploading when the update freezes writes is
+/// let through to the end, acknowledged, and in the pre-update dump (so no write reached the
+/// database after it); a write sent while frozen is answered 503 and never stored.
+#[test]
+fn a_write_in_flight_when_writes_freeze_is_in_the_dump_and_one_sent_while_frozen_gets_503() {
+    let sb = installed("bg-inflight");
+    let t = target(&sb);
+    let title = "slow-upload-in-flight";
+    // About 24 KiB at 8 KiB/s: three seconds on the wire, streamed to the backend as it arrives.
+    let body = sb.root.join("slow-body.json");
+    std::fs::write(&body, format!("{{\"title\":\"{title}\"{}}}", " ".repeat(24 * 1024))).unwrap();
+    let upload = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "30", "--limit-rate", "8k", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg("--cacert")
+        .arg(&t.cacert)
+        .args(["--resolve", &t.resolve, "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("{}/api/v1/projects/1/tasks", t.base))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let update = {
+        let root = sb.root.clone();
+        let ca = site().ca.ca_pem.clone();
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
+                .args(["update", "--version", V2, "--root"])
+                .arg(root)
+                .env("SSL_CERT_FILE", ca)
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let flag = sb.instance_dir(INSTANCE).join("state/writes-frozen");
+    let (mut frozen, mut acked) = (0, Vec::new());
+    for i in 0.. {
+        if update.is_finished() {
+            break;
+        }
+        let was_frozen = flag.exists();
+        let probe = format!("probe-{i}");
+        let (code, answer) = t.create_task(&probe);
+        match code {
+            503 => {
+                assert!(answer.contains("being updated"), "{answer}");
+                frozen += 1;
+            }
+            200..=299 => {
+                assert!(!(was_frozen && flag.exists()), "a write was stored while frozen: {answer}");
+                acked.push(probe);
+            }
+            _ => panic!("a write during the update was answered {code}: {answer}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = update.join().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!("update:\n{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "update failed");
+    let up = upload.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&up.stdout), "201", "the slow upload was not acknowledged");
+    assert!(frozen > 0, "no write met the freeze, which lasts as long as the upload");
+    let dump = out
+        .lines()
+        .find_map(|l| l.split_once("database backed up to ").map(|(_, p)| PathBuf::from(p.trim())))
+        .expect("no backup line");
+    let c = rusqlite::Connection::open(&dump).unwrap();
+    let in_dump: Vec<String> =
+        c.prepare("SELECT title FROM tasks").unwrap().query_map([], |r| r.get(0)).unwrap().flatten().collect();
+    assert!(in_dump.iter().any(|x| x == title), "the in-flight write is not in the dump {}", dump.display());
+    assert!(!in_dump.iter().any(|x| x.starts_with("probe-") && !acked.contains(x)), "a frozen write was stored");
+    acked.push(title.to_string());
+    assert_all_present(&t, &acked);
+    assert_serving(&sb, "green", V2);
+}
