@@ -460,6 +460,7 @@ fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) ->
         ctx.route(from, true)?;
         let frozen_at = Instant::now();
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
         j.migrations_before = dbbackup::migrations(l, d);
         dbbackup::backup(l, d, &backup).map_err(|e| anyhow!(e))?;
         j.advance(l, Step::BackedUp)?;
@@ -474,6 +475,7 @@ fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) ->
             if r.0 { "passed" } else { "FAILED" },
             frozen_at.elapsed().as_secs_f64()
         ));
+        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);
@@ -597,6 +599,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         j.advance(l, Step::Frozen)?;
         ctx.route(from, true)?;
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
         dbbackup::backup(l, d, &safety).map_err(|e| anyhow!(e))?;
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("current database backed up to {}", safety.display()));
@@ -623,6 +626,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
             r = ctx_to.colours.gate(to, &target_version);
             p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         }
+        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);

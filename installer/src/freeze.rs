@@ -142,9 +142,10 @@ mod tests {
             unsafe { libc::epoll_wait(ep, ev.as_mut_ptr(), 1, 300) }
         });
         std::thread::sleep(Duration::from_millis(100));
-        let seen = std::fs::read_dir("/proc/self/task").unwrap().flatten().any(|t| {
-            std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| in_epoll_wait(&s))
-        });
+        let seen = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| in_epoll_wait(&s)));
         t.join().unwrap();
         // SAFETY: `ep` is our own descriptor, closed once.
         unsafe { libc::close(ep) };

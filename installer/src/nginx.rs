@@ -46,6 +46,27 @@ pub fn check(l: &Layout, init: Init) -> Result<(), String> {
     }
 }
 
+/// `nginx -t` of the configuration on disk, started now and judged by [`checked`]: an update runs
+/// it while the database is backed up and the new colour starts, so a configuration that the
+/// switch's reload would refuse fails the update before the switch, at no cost in time.
+pub fn spawn_check(l: &Layout, init: Init) -> Result<std::process::Child, String> {
+    nginx_cmd(l, init)
+        .arg("-t")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run nginx -t: {e}; install nginx"))
+}
+
+pub fn checked(child: std::process::Child) -> Result<(), String> {
+    let out = child.wait_with_output().map_err(|e| format!("nginx -t: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 /// Replaces files atomically, runs `nginx -t`, and restores the old contents if the check fails.
 /// Returns whether anything changed.
 pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> Result<bool, String> {
@@ -114,7 +135,8 @@ pub fn upstreams(d: &Deployment, colour: Colour) -> Upstreams {
 pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), String> {
     let t = |n| crate::templates::load(n);
     let up = render_upstreams(&t("nginx/upstream.conf.tmpl")?, &upstreams(d, colour)).map_err(|e| e.to_string())?;
-    let site = render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, &cert_paths(l, d))).map_err(|e| e.to_string())?;
+    let site =
+        render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, &cert_paths(l, d))).map_err(|e| e.to_string())?;
     replace_checked(l, init, &[(upstream_file(l), up.clone()), (site_file(l), site.clone())])?;
     crate::journal::kill_point(&format!("upstream-written-{}", colour.name()));
     // The files alone cannot tell whether nginx runs them: a run killed between writing them and

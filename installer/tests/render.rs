@@ -468,11 +468,7 @@ fn write_nginx(c: Setup) -> Nginx {
         mcp: c.mcp,
         ..site_spec(&prefix)
     };
-    let upstreams = Upstreams {
-        instance: "main".into(),
-        backend_port: c.backend_port,
-        mcp_port: c.mcp_port,
-    };
+    let upstreams = Upstreams { instance: "main".into(), backend_port: c.backend_port, mcp_port: c.mcp_port };
     if c.write_freeze {
         std::fs::write(&site.freeze_flag, "").unwrap();
     }

@@ -406,9 +406,10 @@ fn a_second_operation_exits_5_naming_the_holder() {
 fn a_failing_nginx_check_stops_the_update_and_blue_keeps_serving() {
     let sb = installed("bg-nginx");
     let t = target(&sb);
-    // A broken site file on disk: the running nginx still serves the configuration it loaded,
-    // but every `nginx -t` now fails.
-    let site_file = sb.instance_dir(INSTANCE).join("config/nginx/site.conf");
+    // A broken nginx.conf on disk (an update renders the site and upstream files again, not this
+    // one): the running nginx still serves the configuration it loaded, but every `nginx -t` now
+    // fails: the update checks it while green starts, and stops before the switch.
+    let site_file = sb.instance_dir(INSTANCE).join("config/nginx/nginx.conf");
     let good = std::fs::read_to_string(&site_file).unwrap();
     std::fs::write(&site_file, format!("{good}\nthis_is_not_a_directive;\n")).unwrap();
     let o = installer(&sb, &["update", "--version", V2]);
@@ -424,9 +425,13 @@ fn a_failing_nginx_check_stops_the_update_and_blue_keeps_serving() {
 /// traffic was switched, and undoes it before that; no acknowledged write is lost either way.
 #[test]
 fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
-    for (step, colour, version) in
-        [("frozen", "blue", V1), ("backed-up", "blue", V1), ("starting", "blue", V1), ("switched", "green", V2)]
-    {
+    for (step, colour, version) in [
+        ("frozen", "blue", V1),
+        ("freeze-flag-written", "blue", V1),
+        ("backed-up", "blue", V1),
+        ("starting", "blue", V1),
+        ("switched", "green", V2),
+    ] {
         let sb = installed(&format!("bg-kill-{step}"));
         let t = target(&sb);
         let before = migrations(&sb);
@@ -435,6 +440,8 @@ fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
         let o = installer_env(&sb, &["update", "--version", V2], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", step)]);
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "{step}: not killed");
         assert!(sb.instance_dir(INSTANCE).join("state/journal").exists(), "{step}: no journal");
+        let flag = sb.instance_dir(INSTANCE).join("state/writes-frozen");
+        assert_eq!(flag.exists(), step != "frozen", "{step}: writes frozen or not");
         let o = installer(&sb, &["status", "--json"]);
         let out = String::from_utf8_lossy(&o.stderr);
         let said = if colour == "green" { "finishing it" } else { "undoing it" };
