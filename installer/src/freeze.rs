@@ -19,6 +19,8 @@
 //! A request that outlasts `DRAIN` fails the freeze (the caller undoes its operation, which lifts
 //! the freeze); nothing is dumped meanwhile.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -42,8 +44,17 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// module's comment). `backend_port` is the port nginx routes `/api/` to now.
 pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
     let path = flag(l);
-    manifests::atomic::write_atomic(&path, b"writes to /api/ are answered 503 while this file exists\n", 0o644)
-        .map_err(|e| format!("freeze writes: write {}: {e}", path.display()))?;
+    // Its presence is the whole state, and creating a name is atomic. Not synced: the journal
+    // (synced) is the durable record, and after a crash recovery lifts or sets the freeze again
+    // before anything else runs.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"writes to /api/ are answered 503 while this file exists\n"))
+        .map_err(|e| format!("freeze writes: create {}: {e}", path.display()))?;
     crate::journal::kill_point("freeze-flag-written");
     let deadline = Instant::now() + DRAIN;
     for pid in crate::nginx::workers(l, init) {
