@@ -16,6 +16,7 @@
 //!    until they are all closed. The upstream keeps no idle connections (no `keepalive`), and the
 //!    backend closes its side only when the request's handler has returned, also when the client
 //!    went away mid-request: closed means the write is committed or never will be.
+//!
 //! A request that outlasts `DRAIN` fails the freeze (the caller undoes its operation, which lifts
 //! the freeze); nothing is dumped meanwhile.
 
