@@ -351,6 +351,12 @@ fn upstream_names_are_per_instance() {
     )
     .unwrap();
     assert!(site.contains("proxy_pass http://vikunja_team_2_backend;"), "{site}");
+    // The write freeze relies on both: the API is proxied unbuffered (the flag test and the backend
+    // connect in one event-loop turn), and the flag is tested afresh on every write.
+    let api = site.split("location /api/ {").nth(1).and_then(|r| r.split("\n    }").next()).unwrap_or_default();
+    assert!(api.contains("proxy_request_buffering off;") && api.contains("open_file_cache off;"), "{api}");
+    assert!(api.contains("if (-f $vikunja_team_2_freeze_flag)"), "{api}");
+    assert!(site.contains("default /opt/vikunja-team-2/writes-frozen;"), "{site}");
     assert!(site.contains("proxy_pass http://vikunja_team_2_mcp;"), "{site}");
     assert!(site.contains("    listen 80;\n") && site.contains("    listen 443 ssl http2;\n"), "{site}");
     assert!(site.contains("return 301 https://$host$request_uri;"), "port 443 needs no suffix: {site}");
