@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use crate::init::Init;
 use crate::layout::Layout;
 
-/// In `state/`, which the nginx workers can traverse (their temp directory is below it), so the
-/// `-f` test sees the file; a flag they could not see would leave writes open.
+/// In `state/` (0755 under a 0755 base, `layout.rs`), so the nginx workers' `-f` test can see the
+/// file; one they could not see would leave writes open, which [`freeze`] checks and refuses.
 pub fn flag(l: &Layout) -> PathBuf {
     l.state_dir().join("writes-frozen")
 }
@@ -58,7 +58,11 @@ pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
         .map_err(|e| format!("freeze writes: create {}: {e}", path.display()))?;
     crate::journal::kill_point("freeze-flag-written");
     let deadline = Instant::now() + DRAIN;
-    for pid in crate::nginx::workers(l, init) {
+    let workers = crate::nginx::workers(l, init);
+    if let Some(w) = workers.first() {
+        visible_to(&path, *w)?;
+    }
+    for pid in workers {
         wait_turned(pid, deadline)?;
     }
     let open = crate::sockets::connections(backend_port);
@@ -79,6 +83,44 @@ pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
+}
+
+/// nginx's `-f` is false when it may not look (EACCES), which would leave writes open: every
+/// directory above the flag must be searchable for the worker's user (by its uid and primary gid
+/// from /proc; a supplementary group alone is not trusted).
+fn visible_to(flag: &std::path::Path, worker: i32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap_or_default();
+    let id = |key: &str| -> Option<u32> {
+        status.lines().find_map(|x| x.strip_prefix(key)?.split_whitespace().nth(1)?.parse().ok())
+    };
+    let (Some(uid), Some(gid)) = (id("Uid:"), id("Gid:")) else {
+        return Ok(()); // the worker is gone: nothing to look
+    };
+    for dir in flag.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("freeze writes: {}: {e}", dir.display()))?;
+        if !searchable(m.mode(), m.uid(), m.gid(), uid, gid) {
+            return Err(format!(
+                "freeze writes: nginx's workers (uid {uid}) cannot look into {} (mode {:o}), so they would not see                  {} and writes would stay open; make it searchable for them (chmod o+x {})",
+                dir.display(),
+                m.mode() & 0o7777,
+                flag.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn searchable(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> bool {
+    uid == 0
+        || if uid == owner {
+            mode & 0o100 != 0
+        } else if gid == group {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        }
 }
 
 /// Lifts the freeze. Idempotent.
@@ -141,6 +183,15 @@ mod tests {
         assert!(!in_epoll_wait("running\n"));
         assert!(!in_epoll_wait("-1 0x7ffd 0x7f12\n"));
         assert!(!in_epoll_wait("0 0x3 0x55d0 0x400 0x0 0x0 0x0 0x7ffd 0x7f12\n"), "read(2) is not the event loop");
+    }
+
+    #[test]
+    fn a_directory_is_searchable_by_the_class_the_worker_falls_in() {
+        assert!(searchable(0o755, 0, 0, 33, 33));
+        assert!(!searchable(0o750, 0, 0, 33, 33), "others without x");
+        assert!(searchable(0o750, 0, 33, 33, 33), "group x");
+        assert!(!searchable(0o075, 33, 0, 33, 33), "the owner's bits decide for the owner");
+        assert!(searchable(0o700, 5, 5, 0, 0), "root");
     }
 
     #[test]
