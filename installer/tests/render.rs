@@ -282,6 +282,7 @@ fn site_spec(root: &Path) -> SiteSpec {
         key: root.join("tls/key.pem"),
         max_body_mb: MAX_BODY_MB,
         upstream_include: root.join("upstream.conf"),
+        freeze_flag: root.join("writes-frozen"),
         static_frontend: None,
         mcp: false,
         access_log: root.join("access.log"),
@@ -355,7 +356,7 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 
     let e = render_upstreams(
         "{{mcp_upstream}} {{backend_port}}",
-        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None, write_freeze: false },
+        &Upstreams { instance: "main".into(), backend_port: 8080, mcp_port: None },
     )
     .unwrap_err();
     assert!(matches!(e, RenderError::Syntax { line: 1, .. }), "a block must stand alone on its line: {e:?}");
@@ -394,12 +395,13 @@ fn rendering_refuses_missing_values_and_unsafe_characters() {
 fn upstream_names_are_per_instance() {
     let up = render_upstreams(
         builtin("nginx/upstream.conf.tmpl").unwrap(),
-        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459), write_freeze: false },
+        &Upstreams { instance: "team-2".into(), backend_port: 8091, mcp_port: Some(3459) },
     )
     .unwrap();
     assert!(up.contains("upstream vikunja_team_2_backend {\n    server 127.0.0.1:8091;"), "{up}");
     assert!(up.contains("upstream vikunja_team_2_mcp {\n    server 127.0.0.1:3459;\n    keepalive 16;"), "{up}");
-    assert_eq!(up.matches("keepalive").count(), 2, "{up}");
+    // The backend keeps no idle connections: the write freeze waits for its connections to close.
+    assert_eq!(up.matches("keepalive ").count(), 1, "{up}");
 
     let root = Path::new("/opt/vikunja-team-2");
     let site = render_site(
@@ -415,6 +417,12 @@ fn upstream_names_are_per_instance() {
     )
     .unwrap();
     assert!(site.contains("proxy_pass http://vikunja_team_2_backend;"), "{site}");
+    // The write freeze relies on both: the API is proxied unbuffered (the flag test and the backend
+    // connect in one event-loop turn), and the flag is tested afresh on every write.
+    let api = site.split("location /api/ {").nth(1).and_then(|r| r.split("\n    }").next()).unwrap_or_default();
+    assert!(api.contains("proxy_request_buffering off;") && api.contains("open_file_cache off;"), "{api}");
+    assert!(api.contains("if (-f $vikunja_team_2_freeze_flag)"), "{api}");
+    assert!(site.contains("default /opt/vikunja-team-2/writes-frozen;"), "{site}");
     assert!(site.contains("proxy_pass http://vikunja_team_2_mcp;"), "{site}");
     assert!(site.contains("    listen 80;\n") && site.contains("    listen 443 ssl http2;\n"), "{site}");
     assert!(site.contains("return 301 https://$host$request_uri;"), "port 443 needs no suffix: {site}");
@@ -532,12 +540,10 @@ fn write_nginx(c: Setup) -> Nginx {
         mcp: c.mcp,
         ..site_spec(&prefix)
     };
-    let upstreams = Upstreams {
-        instance: "main".into(),
-        backend_port: c.backend_port,
-        mcp_port: c.mcp_port,
-        write_freeze: c.write_freeze,
-    };
+    let upstreams = Upstreams { instance: "main".into(), backend_port: c.backend_port, mcp_port: c.mcp_port };
+    if c.write_freeze {
+        std::fs::write(&site.freeze_flag, "").unwrap();
+    }
     let main = MainSpec {
         prefix: prefix.clone(),
         temp_dir: prefix.clone(),
@@ -812,4 +818,14 @@ fn a_write_freeze_answers_writes_503_with_retry_after_and_keeps_reads() {
     // Outside /api/ nothing is frozen (the frontend's assets, health).
     let (ok, out) = curl(&["-X", "POST", &https(&n, "/other")]);
     assert!(ok && out.starts_with("backend POST /other"), "{out}");
+    // Lifting the freeze is removing the flag: the same nginx, not reloaded, takes writes again,
+    // and freezes them again as soon as the flag is back.
+    std::fs::remove_file(&n.site.freeze_flag).unwrap();
+    for http in ["--http1.1", "--http2"] {
+        let (ok, out) = curl(&[http, "-X", "PUT", "--data", "{}", &https(&n, "/api/v1/projects/1/tasks")]);
+        assert!(ok && out.starts_with("backend PUT /api/v1/projects/1/tasks"), "{http} after the flag went: {out}");
+    }
+    std::fs::write(&n.site.freeze_flag, "").unwrap();
+    let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &https(&n, "/api/v1/x")]);
+    assert!(ok && out == "503", "the flag is back: {out}");
 }

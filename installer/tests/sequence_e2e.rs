@@ -37,6 +37,7 @@ const CI_STEPS: usize = 60;
 const KILL_UPDATE: &[&str] = &[
     "started",
     "frozen",
+    "freeze-flag-written",
     "backed-up",
     "starting",
     "switched",

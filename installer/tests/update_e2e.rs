@@ -98,7 +98,8 @@ fn assert_serving(sb: &Sandbox, colour: &str, version: &str) {
     );
     assert!(!sb.instance_dir(INSTANCE).join("state/journal").exists(), "journal left behind");
     let up = std::fs::read_to_string(sb.instance_dir(INSTANCE).join("config/nginx/upstream.conf")).unwrap();
-    assert!(up.contains(&format!("server 127.0.0.1:{port};")) && up.contains("default 0;"), "{up}");
+    assert!(up.contains(&format!("server 127.0.0.1:{port};")), "{up}");
+    assert!(!sb.instance_dir(INSTANCE).join("state/writes-frozen").exists(), "writes still frozen");
     let t = target(sb);
     let (code, body) = t.request("GET", "/api/v1/info", None);
     assert!(code == 200 && body.contains(version), "through nginx: {code} {body}");
@@ -422,9 +423,10 @@ fn a_second_operation_exits_5_naming_the_holder() {
 fn a_failing_nginx_check_stops_the_update_and_blue_keeps_serving() {
     let sb = installed("bg-nginx");
     let t = target(&sb);
-    // A broken site file on disk: the running nginx still serves the configuration it loaded,
-    // but every `nginx -t` now fails.
-    let site_file = sb.instance_dir(INSTANCE).join("config/nginx/site.conf");
+    // A broken nginx.conf on disk (an update renders the site and upstream files again, not this
+    // one): the running nginx still serves the configuration it loaded, but every `nginx -t` now
+    // fails: the update checks it while green starts, and stops before the switch.
+    let site_file = sb.instance_dir(INSTANCE).join("config/nginx/nginx.conf");
     let good = std::fs::read_to_string(&site_file).unwrap();
     std::fs::write(&site_file, format!("{good}\nthis_is_not_a_directive;\n")).unwrap();
     let o = installer(&sb, &["update", "--version", V2]);
@@ -440,9 +442,13 @@ fn a_failing_nginx_check_stops_the_update_and_blue_keeps_serving() {
 /// traffic was switched, and undoes it before that; no acknowledged write is lost either way.
 #[test]
 fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
-    for (step, colour, version) in
-        [("frozen", "blue", V1), ("backed-up", "blue", V1), ("starting", "blue", V1), ("switched", "green", V2)]
-    {
+    for (step, colour, version) in [
+        ("frozen", "blue", V1),
+        ("freeze-flag-written", "blue", V1),
+        ("backed-up", "blue", V1),
+        ("starting", "blue", V1),
+        ("switched", "green", V2),
+    ] {
         let sb = installed(&format!("bg-kill-{step}"));
         let t = target(&sb);
         let before = migrations(&sb);
@@ -451,6 +457,8 @@ fn sigkill_at_every_step_is_finished_or_undone_by_the_next_command() {
         let o = installer_env(&sb, &["update", "--version", V2], &[("VIKUNJA_INSTALLER_TEST_KILL_AT", step)]);
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "{step}: not killed");
         assert!(sb.instance_dir(INSTANCE).join("state/journal").exists(), "{step}: no journal");
+        let flag = sb.instance_dir(INSTANCE).join("state/writes-frozen");
+        assert_eq!(flag.exists(), step != "frozen", "{step}: writes frozen or not");
         let o = installer(&sb, &["status", "--json"]);
         let out = String::from_utf8_lossy(&o.stderr);
         let said = if colour == "green" { "finishing it" } else { "undoing it" };
@@ -502,4 +510,83 @@ fn a_rollback_killed_after_the_switch_is_finished_with_the_schema_restored() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("finishing it"));
     assert_serving(&sb, "blue", V1);
     assert_eq!(migrations(&sb), before, "schema not restored by the recovery");
+}
+
+/// The write freeze without a reload: a write still uploading when the update freezes writes is
+/// let through to the end, acknowledged, and in the pre-update dump (so no write reached the
+/// database after it); a write sent while frozen is answered 503 and never stored.
+#[test]
+fn a_write_in_flight_when_writes_freeze_is_in_the_dump_and_one_sent_while_frozen_gets_503() {
+    let sb = installed("bg-inflight");
+    let t = target(&sb);
+    let title = "slow-upload-in-flight";
+    // About 24 KiB at 8 KiB/s: three seconds on the wire, streamed to the backend as it arrives.
+    let body = sb.root.join("slow-body.json");
+    std::fs::write(&body, format!("{{\"title\":\"{title}\"{}}}", " ".repeat(24 * 1024))).unwrap();
+    let upload = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "30", "--limit-rate", "8k", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg("--cacert")
+        .arg(&t.cacert)
+        .args(["--resolve", &t.resolve, "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("{}/api/v1/projects/1/tasks", t.base))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let update = {
+        let root = sb.root.clone();
+        let ca = site().ca.ca_pem.clone();
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
+                .args(["update", "--version", V2, "--root"])
+                .arg(root)
+                .env("SSL_CERT_FILE", ca)
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let flag = sb.instance_dir(INSTANCE).join("state/writes-frozen");
+    let (mut frozen, mut acked) = (0, Vec::new());
+    for i in 0.. {
+        if update.is_finished() {
+            break;
+        }
+        let was_frozen = flag.exists();
+        let probe = format!("probe-{i}");
+        let (code, answer) = t.create_task(&probe);
+        match code {
+            503 => {
+                assert!(answer.contains("being updated"), "{answer}");
+                frozen += 1;
+            }
+            200..=299 => {
+                assert!(!(was_frozen && flag.exists()), "a write was stored while frozen: {answer}");
+                acked.push(probe);
+            }
+            _ => panic!("a write during the update was answered {code}: {answer}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = update.join().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!("update:\n{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "update failed");
+    let up = upload.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&up.stdout), "201", "the slow upload was not acknowledged");
+    assert!(frozen > 0, "no write met the freeze, which lasts as long as the upload");
+    let dump = out
+        .lines()
+        .find_map(|l| l.split_once("database backed up to ").map(|(_, p)| PathBuf::from(p.trim())))
+        .expect("no backup line");
+    let c = rusqlite::Connection::open(&dump).unwrap();
+    let in_dump: Vec<String> =
+        c.prepare("SELECT title FROM tasks").unwrap().query_map([], |r| r.get(0)).unwrap().flatten().collect();
+    assert!(in_dump.iter().any(|x| x == title), "the in-flight write is not in the dump {}", dump.display());
+    assert!(!in_dump.iter().any(|x| x.starts_with("probe-") && !acked.contains(x)), "a frozen write was stored");
+    acked.push(title.to_string());
+    assert_all_present(&t, &acked);
+    assert_serving(&sb, "green", V2);
 }

@@ -71,6 +71,8 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             | "rollback-point"
             | "nginx-temp"
             | "nginx-applied-upstream.conf"
+            // The write freeze's flag: a restore swapping it away would lift the freeze it runs under.
+            | "writes-frozen"
             | "health-cache.json"
             | "init"
             | "nginx-default-site.disabled"

@@ -498,6 +498,7 @@ fn switch_locked(
         ctx.route(from, true)?;
         let frozen_at = Instant::now();
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
         j.migrations_before = dbbackup::migrations(l, d);
         dbbackup::backup(l, d, &backup).map_err(|e| anyhow!(e))?;
         j.advance(l, Step::BackedUp)?;
@@ -512,6 +513,7 @@ fn switch_locked(
             if r.0 { "passed" } else { "FAILED" },
             frozen_at.elapsed().as_secs_f64()
         ));
+        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);
@@ -635,6 +637,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         j.advance(l, Step::Frozen)?;
         ctx.route(from, true)?;
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
+        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
         dbbackup::backup(l, d, &safety).map_err(|e| anyhow!(e))?;
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("current database backed up to {}", safety.display()));
@@ -661,6 +664,7 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
             r = ctx_to.colours.gate(to, &target_version);
             p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         }
+        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);

@@ -250,7 +250,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         && (config_changed || units_changed || secrets_changed || was_pending)
         && Colours { l: &l, d, init }.running(colour)?;
 
-    let up = nginx::upstreams(d, colour, false);
+    let up = nginx::upstreams(d, colour);
     let mut files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
     if roll_out {
         // The serving colour still listens where its running process was told to (changed ports

@@ -31,7 +31,7 @@ pub fn begin(inst: &Instance, op: &str) -> Result<Begun> {
 /// For commands that only read (status, health, backup list): recovers unless another operation
 /// runs now (then it is left alone and the command just reports).
 pub fn recover_if_interrupted(inst: &Instance) -> Result<()> {
-    if !matches!(journal::pending(&inst.layout), Ok(Some(_))) {
+    if !matches!(journal::pending(&inst.layout), Ok(Some(_))) && !crate::service::freeze::is_frozen(&inst.layout) {
         return Ok(());
     }
     let _lock = match OperationLock::acquire(&inst.layout, "recover") {
@@ -72,6 +72,12 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
     // At most one journal exists; a legacy file beside the current one is handled in turn.
     for _ in 0..=journal::LEGACY.len() {
         let Some((op, path)) = journal::pending(l).map_err(|e| stuck(l, "operation", &e.into()))? else {
+            // Writes are frozen only while an operation is pending; each one lifts its freeze
+            // before it removes its journal, so a flag alone is left over (and nothing to keep).
+            if crate::service::freeze::is_frozen(l) {
+                crate::service::freeze::thaw(l).map_err(|e| stuck(l, "write freeze", &anyhow::anyhow!(e)))?;
+                eprintln!("writes were still frozen with no operation pending: the freeze was lifted");
+            }
             return Ok(());
         };
         let result = match op.as_str() {

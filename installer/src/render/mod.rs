@@ -76,6 +76,10 @@ pub struct SiteSpec {
     pub max_body_mb: u32,
     /// The file [`render_upstreams`] output goes to.
     pub upstream_include: PathBuf,
+    /// While this file exists, the site answers every method but GET and HEAD under `/api/` with
+    /// 503 and `Retry-After` (the write freeze, `freeze.rs`). The nginx workers must be able to
+    /// stat it: every directory above it must be traversable for them.
+    pub freeze_flag: PathBuf,
     /// Serve `/` from this directory (Vikunja before 0.23); `None` proxies `/` to the backend,
     /// which embeds the frontend.
     pub static_frontend: Option<PathBuf>,
@@ -89,9 +93,6 @@ pub struct Upstreams {
     pub instance: String,
     pub backend_port: u16,
     pub mcp_port: Option<u16>,
-    /// Writes frozen: the site answers non-GET/HEAD requests under `/api/` with 503 and
-    /// `Retry-After` while reads keep flowing (during an update's backup and migration).
-    pub write_freeze: bool,
 }
 
 /// A whole nginx.conf for a private prefix (no systemd in the container, CI, the demo): pid, temp
@@ -322,6 +323,7 @@ pub fn render_site(template: &str, s: &SiteSpec) -> Result<String, RenderError> 
         ("key", Value::Line(nginx_path(t, "key", &s.key)?.to_owned())),
         ("max_body_mb", Value::Line(s.max_body_mb.to_string())),
         ("upstream_include", Value::Line(nginx_path(t, "upstream_include", &s.upstream_include)?.to_owned())),
+        ("freeze_flag", Value::Line(nginx_path(t, "freeze_flag", &s.freeze_flag)?.to_owned())),
         ("access_log", Value::Line(nginx_path(t, "access_log", &s.access_log)?.to_owned())),
         ("error_log", Value::Line(nginx_path(t, "error_log", &s.error_log)?.to_owned())),
     ];
@@ -345,7 +347,6 @@ pub fn render_upstreams(template: &str, u: &Upstreams) -> Result<String, RenderE
         ("instance", Value::Line(u.instance.clone())),
         ("upstream_id", Value::Line(upstream_id(t, &u.instance)?)),
         ("backend_port", Value::Line(port(t, "backend_port", u.backend_port)?)),
-        ("write_freeze", Value::Line(if u.write_freeze { "1" } else { "0" }.into())),
     ];
     let mcp_upstream = match u.mcp_port {
         Some(p) => {

@@ -3,6 +3,7 @@
 
 pub mod colour;
 pub mod dbcheck;
+pub mod freeze;
 pub mod health;
 pub mod init;
 pub mod nginx;

@@ -46,6 +46,27 @@ pub fn check(l: &Layout, init: Init) -> Result<(), String> {
     }
 }
 
+/// `nginx -t` of the configuration on disk, started now and judged by [`checked`]: an update runs
+/// it while the database is backed up and the new colour starts, so a configuration that the
+/// switch's reload would refuse fails the update before the switch, at no cost in time.
+pub fn spawn_check(l: &Layout, init: Init) -> Result<std::process::Child, String> {
+    nginx_cmd(l, init)
+        .arg("-t")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run nginx -t: {e}; install nginx"))
+}
+
+pub fn checked(child: std::process::Child) -> Result<(), String> {
+    let out = child.wait_with_output().map_err(|e| format!("nginx -t: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 /// Replaces files atomically, runs `nginx -t`, and restores the old contents if the check fails.
 /// Returns whether anything changed.
 pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> Result<bool, String> {
@@ -88,6 +109,7 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
         key: cert.key.clone(),
         max_body_mb: d.files.max_size_mb,
         upstream_include: upstream_file(l),
+        freeze_flag: crate::service::freeze::flag(l),
         static_frontend: d.components.frontend_dir.clone(),
         mcp: d.components.mcp,
         access_log: l.logs_dir().join("nginx/access.log"),
@@ -95,33 +117,48 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
     }
 }
 
-/// The upstream file's contents: which colour gets traffic, and whether writes are frozen.
-pub fn upstreams(d: &Deployment, colour: Colour, write_freeze: bool) -> Upstreams {
+/// The upstream file's contents: which colour gets traffic.
+pub fn upstreams(d: &Deployment, colour: Colour) -> Upstreams {
     Upstreams {
         instance: d.instance.name.clone(),
         backend_port: crate::service::units::backend_port(d, colour),
         mcp_port: d.components.mcp.then_some(crate::service::units::mcp_port(d, colour)),
-        write_freeze,
     }
 }
 
-/// Points traffic at `colour` (and freezes or lifts the freeze on writes) by replacing only the
-/// upstream file: atomically, checked with `nginx -t`, then a graceful reload. A failing check
-/// leaves the previous file and the running nginx untouched.
+/// Points traffic at `colour`, then freezes writes or lifts the freeze (`freeze.rs`: a flag file,
+/// no reload). The upstream and site files are rendered again, replaced atomically and checked
+/// with `nginx -t`; nginx reloads only when what it runs differs from them, so a freeze or a lift
+/// on the colour already served costs no reload (an instance whose site predates the flag check
+/// gets it with one reload here, before its first freeze). A failing check leaves the previous
+/// files and the running nginx untouched.
 pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), String> {
-    let text = render_upstreams(
-        &crate::render::templates::load("nginx/upstream.conf.tmpl")?,
-        &upstreams(d, colour, write_freeze),
-    )
-    .map_err(|e| e.to_string())?;
-    replace_checked(l, init, &[(upstream_file(l), text.clone())])?;
+    let t = |n| crate::render::templates::load(n);
+    let up = render_upstreams(&t("nginx/upstream.conf.tmpl")?, &upstreams(d, colour)).map_err(|e| e.to_string())?;
+    let site =
+        render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, &cert_paths(l, d))).map_err(|e| e.to_string())?;
+    replace_checked(l, init, &[(upstream_file(l), up.clone()), (site_file(l), site.clone())])?;
     crate::fault::kill_point(&format!("upstream-written-{}", colour.name()));
-    // The file alone cannot tell whether nginx runs it: a run killed between writing the file and
+    // The files alone cannot tell whether nginx runs them: a run killed between writing them and
     // reloading left nginx on the old rules. What the last successful reload applied is recorded.
-    if is_running(l, init) && std::fs::read_to_string(applied_file(l)).is_ok_and(|a| a == text) {
-        return Ok(());
+    let applied = std::fs::read_to_string(applied_file(l)).ok();
+    if !is_running(l, init) || applied.as_deref() != Some(applied_text(&up, &site).as_str()) {
+        start_or_reload(l, init)?;
     }
-    start_or_reload(l, init)
+    if write_freeze {
+        crate::service::freeze::freeze(l, init, crate::service::units::backend_port(d, colour))
+    } else {
+        crate::service::freeze::thaw(l)
+    }
+}
+
+/// The certificate files the site names: the configured ones, or the self-signed pair `install`
+/// made (`tls::ensure`, which this does not call: an update must not renew a certificate).
+fn cert_paths(l: &Layout, d: &Deployment) -> CertPaths {
+    match (&d.ssl.cert_path, &d.ssl.key_path) {
+        (Some(cert), Some(key)) => CertPaths { cert: cert.clone(), key: key.clone(), self_signed: false },
+        _ => CertPaths { cert: l.ssl_dir().join("cert.pem"), key: l.ssl_dir().join("key.pem"), self_signed: true },
+    }
 }
 
 /// What the upstream file currently routes to: (backend port, writes frozen).
@@ -129,8 +166,7 @@ pub fn routed(l: &Layout) -> Option<(u16, bool)> {
     let text = std::fs::read_to_string(upstream_file(l)).ok()?;
     let port =
         text.lines().find_map(|x| x.trim().strip_prefix("server 127.0.0.1:")?.strip_suffix(';')?.parse().ok())?;
-    let frozen = text.lines().any(|x| x.trim() == "default 1;");
-    Some((port, frozen))
+    Some((port, crate::service::freeze::is_frozen(l)))
 }
 
 /// The complete set of nginx files for this instance.
@@ -178,13 +214,13 @@ pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
             let Some(pid) = process_pid(l) else { return Ok(()) };
             let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(|e| format!("nginx -s quit: {e}"))?;
             if !out.status.success() {
-                crate::init::signal(pid, libc::SIGQUIT);
+                crate::service::init::signal(pid, libc::SIGQUIT);
             }
-            crate::init::wait_gone(pid, Duration::from_secs(15))
+            crate::service::init::wait_gone(pid, Duration::from_secs(15))
                 .map_err(|()| format!("nginx (pid {pid}) did not stop within 15 s"))
         }
         Init::Systemd => {
-            let others = crate::layout::installed_instances(&l.root).into_iter().any(|i| i != l.instance);
+            let others = crate::instance::layout::installed_instances(&l.root).into_iter().any(|i| i != l.instance);
             let (verb, what) = if others {
                 let inc = l.nginx_conf_d();
                 std::fs::remove_file(&inc)
@@ -281,17 +317,21 @@ pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
     Ok(())
 }
 
-/// A copy of the upstream file as the running nginx last loaded it.
+/// A copy of the upstream and site files as the running nginx last loaded them.
 fn applied_file(l: &Layout) -> PathBuf {
     l.state_dir().join("nginx-applied-upstream.conf")
 }
 
+fn applied_text(upstream: &str, site: &str) -> String {
+    format!("{upstream}\n{site}")
+}
+
 fn record_applied(l: &Layout) {
-    match std::fs::read(upstream_file(l)) {
-        Ok(b) => {
-            let _ = manifests::atomic::write_atomic(&applied_file(l), &b, 0o644);
+    match (std::fs::read_to_string(upstream_file(l)), std::fs::read_to_string(site_file(l))) {
+        (Ok(up), Ok(site)) => {
+            let _ = manifests::atomic::write_atomic(&applied_file(l), applied_text(&up, &site).as_bytes(), 0o644);
         }
-        Err(_) => {
+        _ => {
             let _ = std::fs::remove_file(applied_file(l));
         }
     }
@@ -342,6 +382,12 @@ fn master_pid(l: &Layout, init: Init) -> Option<i32> {
         Init::Process => process_pid(l),
         Init::Systemd => crate::service::init::main_pid_of("nginx.service"),
     }
+}
+
+/// The running nginx's worker processes (under systemd also its cache helpers, which run the same
+/// event loop); none when nginx does not run.
+pub fn workers(l: &Layout, init: Init) -> Vec<i32> {
+    master_pid(l, init).map(children).unwrap_or_default()
 }
 
 /// Live (not zombie) child processes of `pid`: nginx's workers.

@@ -88,6 +88,33 @@ pub fn holders(port: u16) -> Listen {
     }
 }
 
+/// The TCP connections with `port` at either end, from one table's text: (local, remote) as the
+/// table writes them. Listening sockets and closed ones (TIME_WAIT, CLOSE) are left out; a
+/// connection half-closed by one side (FIN_WAIT, CLOSE_WAIT, LAST_ACK) still counts, because its
+/// server side is only closed once the request's handler has returned.
+fn connections_in(table: &str, port: u16) -> Vec<(String, String)> {
+    let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (*f.get(1)?, *f.get(2)?, *f.get(3)?);
+            let ends = port_of(local) == Some(port) || port_of(remote) == Some(port);
+            (ends && !matches!(state, "0A" | "06" | "07")).then(|| (local.to_string(), remote.to_string()))
+        })
+        .collect()
+}
+
+/// Every open TCP connection of this machine's network namespace to or from `port`.
+pub fn connections(port: u16) -> Vec<(String, String)> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| connections_in(&t, port))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Listen {
     /// Nothing listens.
@@ -141,6 +168,38 @@ mod tests {
         assert_eq!(listening_in(TABLE, 8080), vec![4242]);
         assert_eq!(listening_in(TABLE, 80), vec![77]);
         assert!(listening_in(TABLE, 443).is_empty());
+    }
+
+    #[test]
+    fn connections_count_either_end_but_not_listeners_or_closed_ones() {
+        let t = format!(
+            "{TABLE}   3: 0100007F:D3C5 0100007F:1F90 06 00000000:00000000 00:00000000 00000000     0        0 0 1\n\
+   4: 0100007F:D3C6 0100007F:1F90 08 00000000:00000000 00:00000000 00000000     0        0 99 1\n"
+        );
+        let c = connections_in(&t, 8080);
+        assert_eq!(
+            c,
+            vec![
+                ("0100007F:1F90".to_string(), "0100007F:D3C4".to_string()),
+                ("0100007F:D3C6".to_string(), "0100007F:1F90".to_string())
+            ]
+        );
+        assert!(connections_in(&t, 80).is_empty());
+    }
+
+    #[test]
+    fn a_live_connection_is_seen_until_both_ends_are_closed() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(connections(port).is_empty());
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(connections(port).len(), 2, "client and server side");
+        drop(c);
+        // The server side is in CLOSE_WAIT until it closes too: still a request being handled.
+        assert!(!connections(port).is_empty());
+        drop(s);
+        assert!(connections(port).is_empty());
     }
 
     #[test]

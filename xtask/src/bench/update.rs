@@ -56,14 +56,16 @@ impl Op {
         })
     }
 
-    /// From the freeze reload to the switch reload, both as the installer reports them done.
+    /// From the freeze (the flag written, writes in flight finished) to the switch reload, both as
+    /// the installer reports them done.
     fn freeze(&self) -> Result<Duration> {
         Ok(self.at("traffic switched to")?.saturating_sub(self.at("writes frozen")?))
     }
 
-    /// The nginx reloads it made: each routing change prints one of these lines once it is done.
+    /// The nginx reloads it made: each change of colour prints one of these lines once it is done
+    /// (freezing and lifting the freeze are a flag file, no reload).
     fn reloads(&self) -> u64 {
-        const ROUTES: [&str; 4] = ["writes frozen", "reads switched", "traffic switched", "writes resumed"];
+        const ROUTES: [&str; 2] = ["reads switched", "traffic switched"];
         self.lines.iter().filter(|(_, m)| ROUTES.iter().any(|r| m.starts_with(r))).count() as u64
     }
 
@@ -780,11 +782,19 @@ const UPDATE_STEPS: [(Option<&str>, &str); 9] = [
         "process start to the first line: recovery check, lock, state, config, TLS roots for the fetcher",
     ),
     (Some("release "), "release found verified in releases/"),
-    (Some("writes frozen"), "journal, freeze: upstream file, `nginx -t`, reload, old workers finished"),
+    (
+        Some("writes frozen"),
+        "journal, freeze: files rendered and compared, flag file, every nginx worker seen idle, writes in flight \
+         finished",
+    ),
     (Some("database backed up"), "SQLite backup of the database"),
     (Some("green started"), "journal, starting green under its supervisor"),
     (Some("health gate: passed"), "health gate: Vikunja's start, polled"),
-    (Some("traffic switched"), "journal, switch: upstream file, `nginx -t`, reload, old workers finished"),
+    (
+        Some("traffic switched"),
+        "journal, `nginx -t` started at the freeze collected, switch: upstream file, `nginx -t`, reload, old \
+         workers finished, flag removed",
+    ),
     (Some("blue drained"), "draining and stopping blue"),
     (None, "state files, journal closed, exit"),
 ];
@@ -874,7 +884,8 @@ fn update_overhead(
             ),
             format!(
                 "Reference: `nginx -t -q` + `nginx -s reload` on the instance's nginx by hand, twice (freeze and \
-                 switch, the two configuration changes any checked blue-green switch makes): 2 × median {}.",
+                 switch, the two configuration changes a blue-green switch by hand makes; ours freezes with a flag \
+                 file and reloads once): 2 × median {}.",
                 ms(reload.median)
             ),
             format!(
@@ -884,12 +895,12 @@ fn update_overhead(
                 ms(downloaded)
             ),
             format!("Ratio of medians (overhead / reference): {ratio:.2}."),
-            "A floor under the two reload steps: the installer waits after each reload until the old nginx \
-             workers are gone (so no old worker still forwards a write past the freeze or to the colour being \
-             stopped), and nginx's master sleeps 100 ms after starting the new workers before it tells the old \
-             ones to quit (`ngx_msleep(100)`, \"allow new processes to start\", in ngx_master_process_cycle). \
-             So at least 200 ms of any update is nginx's own waiting; the goal of 250 ms leaves about 50 ms for \
-             everything else."
+            "A floor under the switch: the installer waits after its one reload until the old nginx workers are \
+             gone (so no old worker still forwards a request to the colour about to be stopped), and nginx's \
+             master sleeps 100 ms after starting the new workers before it tells the old ones to quit \
+             (`ngx_msleep(100)`, \"allow new processes to start\", in ngx_master_process_cycle). The freeze needs \
+             no reload: the site always tests the flag file state/writes-frozen, and the freeze waits only for \
+             the writes already on their way (installer/src/freeze.rs)."
                 .into(),
             format!(
                 "On a shared machine the absolute figure follows its load (see the header); in units of the same \
