@@ -154,7 +154,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn cmd_install(i: cli::Install) -> Result<ExitCode> {
-    let init = init::Init::choose(&i.init, &i.root).map_err(usage)?;
+    let init = init::Init::choose(&i.init, &i.root).map_err(|e| usage(e.to_string()))?;
     let d = match &i.config {
         Some(path) => config::Deployment::load(path).map_err(|e| usage(e.to_string()))?,
         None => {

@@ -7,6 +7,31 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::instance::layout::Layout;
 
+/// Why a unit could not be installed, started or stopped. The texts are the ones the installer
+/// always printed. No variant has a `source`: the text already contains the cause, and `main`
+/// prints an error's chain (`{:#}`), which would repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("--init {0}: expected systemd, process or auto")]
+    UnknownChoice(String),
+    #[error("{unit} (supervisor pid {pid}) did not stop within {secs} s")]
+    StopTimeout { unit: String, pid: i32, secs: u64 },
+    #[error("{action} {}: {err}", path.display())]
+    Io { action: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("run systemctl: {0}")]
+    RunSystemctl(std::io::Error),
+    #[error("systemctl {args} failed: {stderr}")]
+    Systemctl { args: String, stderr: String },
+    #[error("find own executable: {0}")]
+    OwnExe(std::io::Error),
+    #[error("{0}")]
+    DupLog(std::io::Error),
+    #[error("start the supervisor for {unit}: {err}")]
+    Spawn { unit: String, err: std::io::Error },
+    #[error("{unit} did not start; see {}", log.display())]
+    NotStarted { unit: String, log: PathBuf },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
     Systemd,
@@ -15,7 +40,7 @@ pub enum Init {
 
 impl Init {
     /// `auto`: systemd when it runs as PID 1 and we manage the real root; otherwise processes.
-    pub fn choose(choice: &str, root: &Path) -> Result<Init, String> {
+    pub fn choose(choice: &str, root: &Path) -> Result<Init, InitError> {
         match choice {
             "systemd" => Ok(Init::Systemd),
             "process" => Ok(Init::Process),
@@ -24,7 +49,7 @@ impl Init {
             } else {
                 Init::Process
             }),
-            other => Err(format!("--init {other}: expected systemd, process or auto")),
+            other => Err(InitError::UnknownChoice(other.to_string())),
         }
     }
 
@@ -36,7 +61,7 @@ impl Init {
     }
 
     /// Puts a rendered unit in place; returns whether it changed.
-    pub fn install_unit(self, l: &Layout, unit: &str, text: &str) -> Result<bool, String> {
+    pub fn install_unit(self, l: &Layout, unit: &str, text: &str) -> Result<bool, InitError> {
         let own = crate::service::units::unit_file(l, unit);
         let mut changed = write_if_changed(&own, text)?;
         if self == Init::Systemd {
@@ -48,14 +73,14 @@ impl Init {
         Ok(changed)
     }
 
-    pub fn start(self, l: &Layout, unit: &str) -> Result<(), String> {
+    pub fn start(self, l: &Layout, unit: &str) -> Result<(), InitError> {
         match self {
             Init::Systemd => systemctl(&["enable", "--now", &format!("{unit}.service")]),
             Init::Process => start_process(l, unit),
         }
     }
 
-    pub fn stop(self, l: &Layout, unit: &str) -> Result<(), String> {
+    pub fn stop(self, l: &Layout, unit: &str) -> Result<(), InitError> {
         match self {
             Init::Systemd => systemctl(&["disable", "--now", &format!("{unit}.service")]),
             Init::Process => stop_process(l, unit),
@@ -75,7 +100,7 @@ impl Init {
     /// Stops a unit at once, without the drain of `stop`: for a colour that never took traffic
     /// (an update or rollback being undone), where waiting out a slow start only prolongs the
     /// write freeze.
-    pub fn kill(self, l: &Layout, unit: &str) -> Result<(), String> {
+    pub fn kill(self, l: &Layout, unit: &str) -> Result<(), InitError> {
         match self {
             Init::Systemd => {
                 let _ = systemctl(&["kill", "--signal=SIGKILL", &format!("{unit}.service")]);
@@ -90,8 +115,11 @@ impl Init {
                 if let Some(c) = child {
                     signal(c, libc::SIGKILL);
                 }
-                wait_gone(sup, Duration::from_secs(10))
-                    .map_err(|()| format!("{unit} (supervisor pid {sup}) did not stop within 10 s"))
+                wait_gone(sup, Duration::from_secs(10)).map_err(|()| InitError::StopTimeout {
+                    unit: unit.to_string(),
+                    pid: sup,
+                    secs: 10,
+                })
             }
         }
     }
@@ -151,24 +179,30 @@ pub fn main_pid_of(service: &str) -> Option<i32> {
     systemctl_show(service, "MainPID")?.parse().ok().filter(|p: &i32| *p > 0)
 }
 
-fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {
+fn write_if_changed(path: &Path, text: &str) -> Result<bool, InitError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|err| InitError::Io { action: "create", path: dir.to_path_buf(), err })?;
     }
-    manifests::atomic::write_atomic(path, text.as_bytes(), 0o644)
-        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    manifests::atomic::write_atomic(path, text.as_bytes(), 0o644).map_err(|err| InitError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        err,
+    })?;
     Ok(true)
 }
 
-fn systemctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("systemctl").args(args).output().map_err(|e| format!("run systemctl: {e}"))?;
+fn systemctl(args: &[&str]) -> Result<(), InitError> {
+    let out = Command::new("systemctl").args(args).output().map_err(InitError::RunSystemctl)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("systemctl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(InitError::Systemctl {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -203,19 +237,19 @@ pub fn child_pid(l: &Layout, unit: &str) -> Option<i32> {
     std::fs::read_to_string(pid_file(l, unit)).ok()?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
+fn start_process(l: &Layout, unit: &str) -> Result<(), InitError> {
     use std::os::unix::process::CommandExt;
     if supervisor_pid(l, unit).is_some() {
         return Ok(());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+    let exe = std::env::current_exe().map_err(InitError::OwnExe)?;
     let log_path = log_file(l, unit);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
-    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|err| InitError::Io {
+        action: "open",
+        path: log_path.clone(),
+        err,
+    })?;
+    let err = log.try_clone().map_err(InitError::DupLog)?;
     let pid = pid_file(l, unit);
     let _ = std::fs::remove_file(&pid);
     Command::new(exe)
@@ -232,7 +266,7 @@ fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
         // Its own process group: a Ctrl-C at the terminal that ran the installer must not stop services.
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("start the supervisor for {unit}: {e}"))?;
+        .map_err(|err| InitError::Spawn { unit: unit.to_string(), err })?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if child_pid(l, unit).is_some() {
@@ -240,14 +274,17 @@ fn start_process(l: &Layout, unit: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(format!("{unit} did not start; see {}", log_path.display()))
+    Err(InitError::NotStarted { unit: unit.to_string(), log: log_path })
 }
 
-fn stop_process(l: &Layout, unit: &str) -> Result<(), String> {
+fn stop_process(l: &Layout, unit: &str) -> Result<(), InitError> {
     let Some(pid) = supervisor_pid(l, unit) else { return Ok(()) };
     signal(pid, libc::SIGTERM);
-    wait_gone(pid, Duration::from_secs(30))
-        .map_err(|()| format!("{unit} (supervisor pid {pid}) did not stop within 30 s"))
+    wait_gone(pid, Duration::from_secs(30)).map_err(|()| InitError::StopTimeout {
+        unit: unit.to_string(),
+        pid,
+        secs: 30,
+    })
 }
 
 pub fn signal(pid: i32, sig: i32) {

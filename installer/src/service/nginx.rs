@@ -15,6 +15,45 @@ use crate::instance::tls::CertPaths;
 use crate::render::{render_nginx_main, render_site, render_upstreams, MainSpec, SiteSpec, Upstreams};
 use crate::service::init::Init;
 
+/// Why nginx could not be configured, started, reloaded or stopped. The texts are the ones the
+/// installer always printed. No variant has a `source`: the text already contains the cause, and
+/// `main` prints an error's chain (`{:#}`), which would repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum NginxError {
+    #[error("run nginx -t: {0}; install nginx")]
+    Missing(std::io::Error),
+    #[error("{what}: {err}")]
+    Run { what: String, err: std::io::Error },
+    #[error("{what} failed: {stderr}")]
+    Failed { what: String, stderr: String },
+    #[error("{action} {}: {err}", path.display())]
+    Io { action: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("move {} aside: {err}", path.display())]
+    MoveAside { path: PathBuf, err: std::io::Error },
+    #[error("{0}\nthe previous nginx configuration was kept and is still serving")]
+    Rejected(Box<NginxError>),
+    #[error("nginx (pid {0}) did not stop within 15 s")]
+    StopTimeout(i32),
+    #[error("nginx did not apply the new configuration within {secs} s; see {}", log.display())]
+    NotApplied { secs: u64, log: PathBuf },
+    /// A template that could not be read (`templates::load`'s text).
+    #[error("{0}")]
+    Template(String),
+    #[error("{0}")]
+    Render(crate::render::RenderError),
+    /// Setting or lifting the write freeze (`freeze`'s text).
+    #[error("{0}")]
+    Freeze(String),
+}
+
+fn failed(what: &str, stderr: &[u8]) -> NginxError {
+    NginxError::Failed { what: what.to_string(), stderr: String::from_utf8_lossy(stderr).trim().to_string() }
+}
+
+fn run_err(what: &str) -> impl FnOnce(std::io::Error) -> NginxError + '_ {
+    move |err| NginxError::Run { what: what.to_string(), err }
+}
+
 pub fn site_file(l: &Layout) -> PathBuf {
     l.nginx_dir().join("site.conf")
 }
@@ -37,39 +76,39 @@ fn nginx_cmd(l: &Layout, init: Init) -> Command {
     c
 }
 
-pub fn check(l: &Layout, init: Init) -> Result<(), String> {
-    let out = nginx_cmd(l, init).arg("-t").output().map_err(|e| format!("run nginx -t: {e}; install nginx"))?;
+pub fn check(l: &Layout, init: Init) -> Result<(), NginxError> {
+    let out = nginx_cmd(l, init).arg("-t").output().map_err(NginxError::Missing)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(failed("nginx -t", &out.stderr))
     }
 }
 
 /// `nginx -t` of the configuration on disk, started now and judged by [`checked`]: an update runs
 /// it while the database is backed up and the new colour starts, so a configuration that the
 /// switch's reload would refuse fails the update before the switch, at no cost in time.
-pub fn spawn_check(l: &Layout, init: Init) -> Result<std::process::Child, String> {
+pub fn spawn_check(l: &Layout, init: Init) -> Result<std::process::Child, NginxError> {
     nginx_cmd(l, init)
         .arg("-t")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("run nginx -t: {e}; install nginx"))
+        .map_err(NginxError::Missing)
 }
 
-pub fn checked(child: std::process::Child) -> Result<(), String> {
-    let out = child.wait_with_output().map_err(|e| format!("nginx -t: {e}"))?;
+pub fn checked(child: std::process::Child) -> Result<(), NginxError> {
+    let out = child.wait_with_output().map_err(run_err("nginx -t"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(failed("nginx -t", &out.stderr))
     }
 }
 
 /// Replaces files atomically, runs `nginx -t`, and restores the old contents if the check fails.
 /// Returns whether anything changed.
-pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> Result<bool, String> {
+pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> Result<bool, NginxError> {
     let mut old: Vec<(PathBuf, Option<String>)> = Vec::new();
     for (path, text) in files {
         let prev = std::fs::read_to_string(path).ok();
@@ -77,10 +116,17 @@ pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> R
             continue;
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|err| NginxError::Io {
+                action: "create",
+                path: dir.to_path_buf(),
+                err,
+            })?;
         }
-        manifests::atomic::write_atomic(path, text.as_bytes(), 0o644)
-            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        manifests::atomic::write_atomic(path, text.as_bytes(), 0o644).map_err(|err| NginxError::Io {
+            action: "write",
+            path: path.clone(),
+            err,
+        })?;
         old.push((path.clone(), prev));
     }
     if old.is_empty() {
@@ -93,7 +139,7 @@ pub fn replace_checked(l: &Layout, init: Init, files: &[(PathBuf, String)]) -> R
                 None => std::fs::remove_file(path),
             };
         }
-        return Err(format!("{e}\nthe previous nginx configuration was kept and is still serving"));
+        return Err(NginxError::Rejected(Box::new(e)));
     }
     Ok(true)
 }
@@ -132,11 +178,11 @@ pub fn upstreams(d: &Deployment, colour: Colour) -> Upstreams {
 /// on the colour already served costs no reload (an instance whose site predates the flag check
 /// gets it with one reload here, before its first freeze). A failing check leaves the previous
 /// files and the running nginx untouched.
-pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), String> {
-    let t = |n| crate::render::templates::load(n);
-    let up = render_upstreams(&t("nginx/upstream.conf.tmpl")?, &upstreams(d, colour)).map_err(|e| e.to_string())?;
+pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freeze: bool) -> Result<(), NginxError> {
+    let t = |n| crate::render::templates::load(n).map_err(NginxError::Template);
+    let up = render_upstreams(&t("nginx/upstream.conf.tmpl")?, &upstreams(d, colour)).map_err(NginxError::Render)?;
     let site =
-        render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, &cert_paths(l, d))).map_err(|e| e.to_string())?;
+        render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, &cert_paths(l, d))).map_err(NginxError::Render)?;
     replace_checked(l, init, &[(upstream_file(l), up.clone()), (site_file(l), site.clone())])?;
     crate::fault::kill_point(&format!("upstream-written-{}", colour.name()));
     // The files alone cannot tell whether nginx runs them: a run killed between writing them and
@@ -150,6 +196,7 @@ pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freez
     } else {
         crate::service::freeze::thaw(l)
     }
+    .map_err(NginxError::Freeze)
 }
 
 /// The certificate files the site names: the configured ones, or the self-signed pair `install`
@@ -176,9 +223,9 @@ pub fn render_all(
     init: Init,
     cert: &CertPaths,
     up: &Upstreams,
-) -> Result<Vec<(PathBuf, String)>, String> {
-    let t = |n| crate::render::templates::load(n);
-    let e = |e: crate::render::RenderError| e.to_string();
+) -> Result<Vec<(PathBuf, String)>, NginxError> {
+    let t = |n| crate::render::templates::load(n).map_err(NginxError::Template);
+    let e = NginxError::Render;
     let mut files = vec![
         (upstream_file(l), render_upstreams(&t("nginx/upstream.conf.tmpl")?, up).map_err(e)?),
         (site_file(l), render_site(&t("nginx/site.conf.tmpl")?, &site_spec(l, d, cert)).map_err(e)?),
@@ -207,17 +254,16 @@ pub fn conf_d_include(l: &Layout, d: &Deployment) -> String {
 
 /// Stops serving this instance: its own nginx under `--init process`; under systemd the system
 /// nginx, or only this instance's include when other instances are installed on the machine.
-pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
+pub fn stop(l: &Layout, init: Init) -> Result<(), NginxError> {
     let _ = std::fs::remove_file(applied_file(l));
     match init {
         Init::Process => {
             let Some(pid) = process_pid(l) else { return Ok(()) };
-            let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(|e| format!("nginx -s quit: {e}"))?;
+            let out = nginx_cmd(l, init).args(["-s", "quit"]).output().map_err(run_err("nginx -s quit"))?;
             if !out.status.success() {
                 crate::service::init::signal(pid, libc::SIGQUIT);
             }
-            crate::service::init::wait_gone(pid, Duration::from_secs(15))
-                .map_err(|()| format!("nginx (pid {pid}) did not stop within 15 s"))
+            crate::service::init::wait_gone(pid, Duration::from_secs(15)).map_err(|()| NginxError::StopTimeout(pid))
         }
         Init::Systemd => {
             let others = crate::instance::layout::installed_instances(&l.root).into_iter().any(|i| i != l.instance);
@@ -225,17 +271,16 @@ pub fn stop(l: &Layout, init: Init) -> Result<(), String> {
                 let inc = l.nginx_conf_d();
                 std::fs::remove_file(&inc)
                     .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-                    .map_err(|e| format!("remove {}: {e}", inc.display()))?;
+                    .map_err(|err| NginxError::Io { action: "remove", path: inc.clone(), err })?;
                 ("reload", "systemctl reload nginx")
             } else {
                 ("stop", "systemctl stop nginx")
             };
-            let out =
-                Command::new("systemctl").args([verb, "nginx.service"]).output().map_err(|e| format!("{what}: {e}"))?;
+            let out = Command::new("systemctl").args([verb, "nginx.service"]).output().map_err(run_err(what))?;
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                Err(failed(what, &out.stderr))
             }
         }
     }
@@ -247,9 +292,9 @@ fn temp_dir(l: &Layout) -> PathBuf {
     l.state_dir().join("nginx-temp")
 }
 
-pub fn prepare_dirs(l: &Layout) -> Result<(), String> {
+pub fn prepare_dirs(l: &Layout) -> Result<(), NginxError> {
     for d in [l.logs_dir().join("nginx"), l.nginx_dir().join("tmp"), l.nginx_dir().join("logs"), temp_dir(l)] {
-        std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
+        std::fs::create_dir_all(&d).map_err(|err| NginxError::Io { action: "create", path: d.clone(), err })?;
     }
     Ok(())
 }
@@ -274,13 +319,13 @@ fn process_pid(l: &Layout) -> Option<i32> {
 /// new configuration serves: new workers are up and the old ones have finished their requests
 /// (bounded by `RELOAD_DRAIN`), so a caller that next stops a backend or backs up the database
 /// knows no old worker still sends traffic by the old rules.
-pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), String> {
-    let run = |mut c: Command, what: &str| -> Result<(), String> {
-        let out = c.output().map_err(|e| format!("{what}: {e}"))?;
+pub fn start_or_reload(l: &Layout, init: Init) -> Result<(), NginxError> {
+    let run = |mut c: Command, what: &str| -> Result<(), NginxError> {
+        let out = c.output().map_err(run_err(what))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            Err(failed(what, &out.stderr))
         }
     };
     // Forgotten before the signal, recorded again only once the reload completed: a run killed in
@@ -344,7 +389,7 @@ const RELOAD_DRAIN: Duration = Duration::from_secs(10);
 /// Waits until new workers serve and the old ones are gone. No new worker means nginx did not
 /// apply the configuration (the master refused it): an error, since callers rely on the new rules
 /// (a write freeze before a backup). Old workers still busy with long requests are only warned about.
-fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Result<(), String> {
+fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Result<(), NginxError> {
     let start = Instant::now();
     loop {
         let now = children(master);
@@ -355,11 +400,7 @@ fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Res
         }
         if start.elapsed() > RELOAD_DRAIN {
             if !new_up {
-                return Err(format!(
-                    "nginx did not apply the new configuration within {} s; see {}",
-                    RELOAD_DRAIN.as_secs(),
-                    error_log.display()
-                ));
+                return Err(NginxError::NotApplied { secs: RELOAD_DRAIN.as_secs(), log: error_log.to_path_buf() });
             }
             eprintln!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
             return Ok(());
@@ -410,11 +451,11 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// Debian's default site answers on port 80 with a welcome page; in a container dedicated to
 /// Vikunja it is moved aside (not deleted) so the instance's redirect answers instead.
-pub fn disable_default_site(l: &Layout) -> Result<(), String> {
+pub fn disable_default_site(l: &Layout) -> Result<(), NginxError> {
     let default = l.system("/etc/nginx/sites-enabled/default");
     if default.symlink_metadata().is_ok() {
         let aside = l.state_dir().join("nginx-default-site.disabled");
-        std::fs::rename(&default, &aside).map_err(|e| format!("move {} aside: {e}", default.display()))?;
+        std::fs::rename(&default, &aside).map_err(|err| NginxError::MoveAside { path: default.clone(), err })?;
     }
     Ok(())
 }
