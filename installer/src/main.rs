@@ -160,8 +160,7 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
         None => {
             let existing = layout::installed_instances(&i.root);
             let base = match existing.as_slice() {
-                [one] => config::Deployment::load(&layout::Layout::new(&i.root, one).deployment_file())
-                    .map_err(|e| anyhow!(e))?,
+                [one] => config::Deployment::load(&layout::Layout::new(&i.root, one).deployment_file())?,
                 _ => config::Deployment::default(),
             };
             if !i.yes && wizard::interactive() {

@@ -172,8 +172,7 @@ pub fn render(l: &Layout, s: &BackupSchedule) -> Result<[(String, String); 2]> {
     };
     let t = |n| crate::render::templates::load(n).map_err(|e| anyhow!(e));
     let (service, timer) =
-        render_backup_timer(&t("systemd/backup.service.tmpl")?, &t("systemd/backup.timer.tmpl")?, &spec)
-            .map_err(|e| anyhow!(e))?;
+        render_backup_timer(&t("systemd/backup.service.tmpl")?, &t("systemd/backup.timer.tmpl")?, &spec)?;
     let [(sn, _), (tn, _)] = files(l);
     Ok([(sn, service), (tn, timer)])
 }

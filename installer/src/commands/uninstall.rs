@@ -102,7 +102,7 @@ pub fn instance(u: &Uninstall) -> Result<()> {
         }
     }
     match inst.init {
-        Init::Process => crate::service::nginx::stop(&l, inst.init).map_err(|e| anyhow!(e))?,
+        Init::Process => crate::service::nginx::stop(&l, inst.init)?,
         Init::Systemd => {
             for u in &units {
                 remove_path(&l.systemd_unit_path(u))?;

@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
@@ -62,7 +62,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn route(&self, c: Colour, freeze: bool) -> Result<()> {
-        nginx::route(self.l, self.d, self.colours.init, c, freeze).map_err(|e| anyhow!(e))
+        Ok(nginx::route(self.l, self.d, self.colours.init, c, freeze)?)
     }
 
     fn schema_changed(&self, before: &Option<Vec<String>>) -> bool {
@@ -166,7 +166,7 @@ fn undo(ctx: &Ctx, j: &Journal, p: &Progress) -> Result<()> {
     ctx.colours.kill(j.to_colour)?;
     p.say(&format!("stopped {}", j.to_colour.name()));
     if j.step >= Step::BackedUp && ctx.schema_changed(&j.migrations_before) {
-        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.undo_backup)).map_err(|e| anyhow!(e))?;
+        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.undo_backup))?;
         p.say(&format!("database restored from {}", j.undo_backup));
     }
     if !ctx.colours.running(j.from_colour)? {
@@ -188,7 +188,7 @@ fn finish(ctx: &Ctx, j: &mut Journal, p: &Progress) -> Result<()> {
         // the old schema comes back under it, and only then do writes resume.
         ctx.route(j.to_colour, true)?;
         p.say(&format!("reads switched to {} ({}); writes still frozen", j.to_colour.name(), j.to_version));
-        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.pending_restore)).map_err(|e| anyhow!(e))?;
+        dbbackup::restore(ctx.l, ctx.d, Path::new(&j.pending_restore))?;
         p.say(&format!("database restored from {}", j.pending_restore));
         j.pending_restore.clear();
         j.save(ctx.l)?;
@@ -498,9 +498,9 @@ fn switch_locked(
         ctx.route(from, true)?;
         let frozen_at = Instant::now();
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
-        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
+        let nginx_check = nginx::spawn_check(l, inst.init)?;
         j.migrations_before = dbbackup::migrations(l, d);
-        dbbackup::backup(l, d, &backup).map_err(|e| anyhow!(e))?;
+        dbbackup::backup(l, d, &backup)?;
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("database backed up to {}", backup.display()));
         j.advance(l, Step::Starting)?;
@@ -513,7 +513,7 @@ fn switch_locked(
             if r.0 { "passed" } else { "FAILED" },
             frozen_at.elapsed().as_secs_f64()
         ));
-        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
+        nginx::checked(nginx_check)?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);
@@ -637,8 +637,8 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
         j.advance(l, Step::Frozen)?;
         ctx.route(from, true)?;
         p.say(&format!("writes frozen (reads still served by {})", from.name()));
-        let nginx_check = nginx::spawn_check(l, inst.init).map_err(|e| anyhow!(e))?;
-        dbbackup::backup(l, d, &safety).map_err(|e| anyhow!(e))?;
+        let nginx_check = nginx::spawn_check(l, inst.init)?;
+        dbbackup::backup(l, d, &safety)?;
         j.advance(l, Step::BackedUp)?;
         p.say(&format!("current database backed up to {}", safety.display()));
         j.advance(l, Step::Starting)?;
@@ -658,13 +658,13 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
                  (reads fail until the switch)"
             ));
             ctx_to.colours.kill(to)?;
-            dbbackup::restore(l, d, Path::new(&point.backup)).map_err(|e| anyhow!(e))?;
+            dbbackup::restore(l, d, Path::new(&point.backup))?;
             p.say(&format!("database restored from {}", point.backup));
             ctx_to.colours.start(to, &target_version)?;
             r = ctx_to.colours.gate(to, &target_version);
             p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
         }
-        nginx::checked(nginx_check).map_err(|e| anyhow!(e))?;
+        nginx::checked(nginx_check)?;
         Ok(r)
     })();
     let ctx_to = Ctx::new(l, &target, inst.init);

@@ -179,7 +179,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     for dir in [l.data_dir(), l.files_dir(), l.logs_dir()] {
         account::chown(&dir, ids)?;
     }
-    nginx::prepare_dirs(&l).map_err(|e| anyhow!(e))?;
+    nginx::prepare_dirs(&l)?;
     // Settings being applied to a running instance: until the serving colour runs them (or it
     // is found not running), this marker makes the next install roll them out even when the
     // files already match (a run killed or failed after writing them).
@@ -240,7 +240,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let mut units_changed = false;
     for c in [Colour::Blue, Colour::Green] {
         for (unit, text) in units::render_colour(&l, d, c, &d.vikunja.version).map_err(|e| anyhow!(e))? {
-            units_changed |= init.install_unit(&l, &unit, &text).map_err(|e| anyhow!(e))?;
+            units_changed |= init.install_unit(&l, &unit, &text)?;
         }
     }
     changed |= step("service units (blue, green)", units_changed);
@@ -251,7 +251,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         && Colours { l: &l, d, init }.running(colour)?;
 
     let up = nginx::upstreams(d, colour);
-    let mut files = nginx::render_all(&l, d, init, &cert, &up).map_err(|e| anyhow!(e))?;
+    let mut files = nginx::render_all(&l, d, init, &cert, &up)?;
     if roll_out {
         // The serving colour still listens where its running process was told to (changed ports
         // apply to the colour that starts next): traffic stays routed as it is until the switch.
@@ -264,9 +264,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     }
     if init == Init::Systemd {
-        nginx::disable_default_site(&l).map_err(|e| anyhow!(e))?;
+        nginx::disable_default_site(&l)?;
     }
-    let nginx_changed = nginx::replace_checked(&l, init, &files).map_err(|e| anyhow!(e))?;
+    let nginx_changed = nginx::replace_checked(&l, init, &files)?;
     changed |= step("nginx site and upstream", nginx_changed);
 
     // ---- start and verify ----
@@ -277,17 +277,17 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             colours.free_ports(colour)?;
             for u in colours.units(colour)? {
                 if units_changed && init.is_active(&l, &u.name) {
-                    init.stop(&l, &u.name).map_err(|e| anyhow!(e))?;
+                    init.stop(&l, &u.name)?;
                 }
                 if !init.is_active(&l, &u.name) {
-                    init.start(&l, &u.name).map_err(|e| anyhow!(e))?;
+                    init.start(&l, &u.name)?;
                     started_any = true;
                 }
             }
         }
         changed |= step(&format!("{} services running", colour.name()), started_any);
         if nginx_changed || cert_reload || !nginx::is_running(&l, init) {
-            nginx::start_or_reload(&l, init).map_err(|e| anyhow!(e))?;
+            nginx::start_or_reload(&l, init)?;
             manifests::atomic::write_atomic(&served_cert, cert_id.as_bytes(), 0o644)
                 .with_context(|| format!("write {}", served_cert.display()))?;
             changed = true;

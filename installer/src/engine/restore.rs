@@ -208,9 +208,9 @@ impl Progress {
 /// restore were undone.
 fn start(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str, frozen: bool) -> Result<()> {
     Colours { l, d, init }.start(c, version)?;
-    nginx::route(l, d, init, c, frozen).map_err(|e| anyhow!(e))?;
-    nginx::check(l, init).map_err(|e| anyhow!(e))?;
-    nginx::start_or_reload(l, init).map_err(|e| anyhow!(e))
+    nginx::route(l, d, init, c, frozen)?;
+    nginx::check(l, init)?;
+    Ok(nginx::start_or_reload(l, init)?)
 }
 
 // ---------------------------------------------------------------- items
@@ -372,7 +372,7 @@ fn swap_back(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
 /// Puts back everything that was before, whatever step the journal reached.
 fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
     if j.step >= Step::Stopping {
-        let d = Deployment::load(&l.deployment_file()).map_err(|e| anyhow!(e))?;
+        let d = Deployment::load(&l.deployment_file())?;
         Colours { l, d: &d, init }.stop_all()?;
         for item in j.items.iter().rev() {
             swap_back(l, j, item)?;
@@ -380,9 +380,9 @@ fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
         if !j.items.is_empty() {
             p.say("config, state and attachments put back");
         }
-        let d = Deployment::load(&l.deployment_file()).map_err(|e| anyhow!(e))?;
+        let d = Deployment::load(&l.deployment_file())?;
         if j.step >= Step::DbRestoring && !j.db_dump.is_empty() {
-            dbbackup::restore(l, &d, Path::new(&j.db_dump)).map_err(|e| anyhow!(e))?;
+            dbbackup::restore(l, &d, Path::new(&j.db_dump))?;
             p.say(&format!("database put back from {}", j.db_dump));
         }
         let colours = Colours { l, d: &d, init };
@@ -426,8 +426,8 @@ fn remove_work(j: &Journal) -> Result<()> {
 /// The restored deployment was healthy: logs of the backup beside the live ones, state recorded,
 /// the old copies deleted.
 fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result<()> {
-    let d = Deployment::load(&l.deployment_file()).map_err(|e| anyhow!(e))?;
-    nginx::route(l, &d, init, j.target_colour, false).map_err(|e| anyhow!(e))?;
+    let d = Deployment::load(&l.deployment_file())?;
+    nginx::route(l, &d, init, j.target_colour, false)?;
     let logs = j.staged().join("logs");
     if logs.is_dir() {
         let dest = l.logs_dir().join(format!("restored-{}", j.id));
@@ -702,12 +702,12 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         // Writes are refused from here until the commit: whatever answers meanwhile (the old
         // colour draining, the restored one starting on the same port) must not acknowledge a
         // write that an undone restore would lose.
-        nginx::route(l, d, init, prev_colour, true).map_err(|e| anyhow!(e))?;
+        nginx::route(l, d, init, prev_colour, true)?;
         Colours { l, d, init }.stop_all()?;
         p.say("writes frozen, services stopped");
         if d.database.kind != DbType::Sqlite {
             let dump = j.aside().join(dbbackup::file_name(d, "database-before-restore"));
-            dbbackup::backup(l, d, &dump).map_err(|e| anyhow!(e))?;
+            dbbackup::backup(l, d, &dump)?;
             j.db_dump = dump.to_string_lossy().into_owned();
             j.advance(l, Step::DbSaved)?;
             p.say(&format!("live database dumped aside to {}", dump.display()));
@@ -726,7 +726,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             j.aside().display()
         ));
         j.advance(l, Step::DbRestoring)?;
-        dbbackup::restore(l, &restored, &db_staged).map_err(|e| anyhow!(e))?;
+        dbbackup::restore(l, &restored, &db_staged)?;
         if restored.database.kind == DbType::Sqlite {
             if let Some(ids) = ids_of(&l.data_dir()) {
                 for suffix in ["", "-wal", "-shm"] {

@@ -40,7 +40,7 @@ pub fn stop(inst: &Instance) -> Result<()> {
         .map_err(|e| anyhow!("write {}: {e}", flag(l).display()))?;
     let colours = Colours { l, d: &inst.deployment, init: inst.init };
     colours.stop_all()?;
-    crate::service::nginx::stop(l, inst.init).map_err(|e| anyhow!(e))?;
+    crate::service::nginx::stop(l, inst.init)?;
     record(l, "stop", &started, since, "success");
     println!(
         "Stopped instance {}: both colours and nginx. `vikunja-installer start` starts it again.",
@@ -68,9 +68,9 @@ pub fn start(inst: &Instance) -> Result<()> {
         )
         .map_err(|e| anyhow!("write {}: {e}", l.nginx_conf_d().display()))?;
     }
-    crate::service::nginx::check(l, inst.init).map_err(|e| anyhow!(e))?;
+    crate::service::nginx::check(l, inst.init)?;
     if !crate::service::nginx::is_running(l, inst.init) || inst.init == crate::service::init::Init::Systemd {
-        crate::service::nginx::start_or_reload(l, inst.init).map_err(|e| anyhow!(e))?;
+        crate::service::nginx::start_or_reload(l, inst.init)?;
     }
     let colours = Colours { l, d, init: inst.init };
     let other = if colour == state::Colour::Blue { state::Colour::Green } else { state::Colour::Blue };

@@ -196,7 +196,7 @@ pub fn check_host(r: &Runner) -> Result<String> {
 }
 
 fn storages(r: &Runner, content: &str) -> Result<Vec<pve::Storage>> {
-    let out = r.query(&["pvesm", "status", "--content", content]).map_err(|e| anyhow!(e))?;
+    let out = r.query(&["pvesm", "status", "--content", content])?;
     Ok(pve::parse_pvesm_status(&out).into_iter().filter(|s| s.active).collect())
 }
 
@@ -225,10 +225,10 @@ fn mem_available_mb() -> Option<u64> {
 fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
     let arch = pve::node_arch();
     let list = |r: &Runner| -> Result<Vec<String>> {
-        Ok(pve::for_arch(pve::parse_pveam_list(&r.query(&["pveam", "list", ts]).map_err(|e| anyhow!(e))?), arch))
+        Ok(pve::for_arch(pve::parse_pveam_list(&r.query(&["pveam", "list", ts])?), arch))
     };
     let available = |r: &Runner| -> Result<Vec<String>> {
-        let out = r.query(&["pveam", "available", "--section", "system"]).map_err(|e| anyhow!(e))?;
+        let out = r.query(&["pveam", "available", "--section", "system"])?;
         Ok(pve::parse_pveam_available(&out, arch))
     };
     let local = pve::pick_template(&list(r)?, want);
@@ -241,7 +241,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
     let mut avail = available(r)?;
     if pve::pick_template(&avail, want).is_none() {
         // `pveam update` exits 0 even when it fails: only its output tells.
-        let up = r.change_judged(&strings(&["pveam", "update"])).map_err(|e| anyhow!(e))?;
+        let up = r.change_judged(&strings(&["pveam", "update"]))?;
         if !r.dry_run && !up.0.contains("update successful") {
             println!(
                 "  warning: `pveam update` did not report success ({}); using the template list it already has",
@@ -262,7 +262,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
     if found.is_none() && r.dry_run {
         // The list `pveam update` would fetch is not here yet in a dry run.
         let t = format!("<the newest {want}-standard template for {arch} after pveam update>");
-        r.change(&strings(&["pveam", "download", ts, &t])).map_err(|e| anyhow!(e))?;
+        r.change(&strings(&["pveam", "download", ts, &t]))?;
         return Ok(t);
     }
     let t = found.ok_or_else(|| {
@@ -431,8 +431,7 @@ fn cancelled(e: std::io::Error) -> anyhow::Error {
 
 /// The host's facts the questions offer: queries only.
 fn choices(r: &Runner) -> Result<super::wizard::Choices> {
-    let next_id =
-        pve::parse_nextid(&r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?).unwrap_or(100);
+    let next_id = pve::parse_nextid(&r.query(&["pvesh", "get", "/cluster/nextid"])?).unwrap_or(100);
     let storages = storages(r, "rootdir")?.into_iter().map(|s| s.name).collect();
     let bridges = bridges(r).unwrap_or_default();
     let mut templates = Vec::new();
@@ -785,7 +784,7 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
 }
 
 fn next_id(r: &Runner) -> Result<u32> {
-    let out = r.query(&["pvesh", "get", "/cluster/nextid"]).map_err(|e| anyhow!(e))?;
+    let out = r.query(&["pvesh", "get", "/cluster/nextid"])?;
     pve::parse_nextid(&out).ok_or_else(|| {
         anyhow!(PveError::Parse { cmd: "pvesh get /cluster/nextid".into(), what: "an id".into(), output: out })
     })
@@ -873,29 +872,26 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) 
 pub fn push_installer(r: &mut Runner, id: u32) -> Result<()> {
     let v = build_info::version();
     let vdir = format!("{CT_HOME}/versions/{v}");
-    r.change(&pct_exec(id, &["mkdir", "-p", &format!("{vdir}/bin"), &format!("{CT_ETC}/files")]))
-        .map_err(|e| anyhow!(e))?;
+    r.change(&pct_exec(id, &["mkdir", "-p", &format!("{vdir}/bin"), &format!("{CT_ETC}/files")]))?;
     let mut exe = std::env::current_exe().context("find this installer's own binary to push into the container")?;
     if !exe.is_file() {
         // Replaced on disk while we run (an upgrade, a rebuild): our own image is still readable here.
         exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
     }
-    r.change(&push(id, &exe, &format!("{vdir}/bin/vikunja-installer"), "0755")).map_err(|e| anyhow!(e))?;
+    r.change(&push(id, &exe, &format!("{vdir}/bin/vikunja-installer"), "0755"))?;
     let work = tempdir()?;
     if let Some(tpl) = templates_dir() {
         let tar = work.path.join("templates.tar");
         pack(&tpl, &tar)?;
         let dst = format!("{CT_HOME}/templates-{v}.tar");
-        r.change(&push(id, &tar, &dst, "0600")).map_err(|e| anyhow!(e))?;
-        r.change(&pct_exec(id, &["tar", "-xf", &dst, "-C", &vdir])).map_err(|e| anyhow!(e))?;
-        r.change(&pct_exec(id, &["rm", "-f", &dst])).map_err(|e| anyhow!(e))?;
+        r.change(&push(id, &tar, &dst, "0600"))?;
+        r.change(&pct_exec(id, &["tar", "-xf", &dst, "-C", &vdir]))?;
+        r.change(&pct_exec(id, &["rm", "-f", &dst]))?;
     } else {
         println!("  no templates directory beside this installer: the container uses the copies compiled into it");
     }
-    r.change(&pct_exec(id, &["ln", "-sfn", &format!("versions/{v}"), &format!("{CT_HOME}/current")]))
-        .map_err(|e| anyhow!(e))?;
-    r.change(&pct_exec(id, &["ln", "-sfn", &format!("{CT_HOME}/current/bin/vikunja-installer"), CT_BIN]))
-        .map_err(|e| anyhow!(e))?;
+    r.change(&pct_exec(id, &["ln", "-sfn", &format!("versions/{v}"), &format!("{CT_HOME}/current")]))?;
+    r.change(&pct_exec(id, &["ln", "-sfn", &format!("{CT_HOME}/current/bin/vikunja-installer"), CT_BIN]))?;
     Ok(())
 }
 
@@ -903,7 +899,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
     let id = entry.ctid;
     let ids = id.to_string();
     step("start the container");
-    r.change(&strings(&["pct", "start", &ids])).map_err(|e| anyhow!(e))?;
+    r.change(&strings(&["pct", "start", &ids]))?;
     if !r.dry_run {
         wait_for(&format!("CT {id} to run (pct status {id})"), Duration::from_secs(60), || {
             r.query(&["pct", "status", &ids]).ok().filter(|o| pve::parse_status(o) == Some("running"))
@@ -948,7 +944,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
     let mut inner = d.clone();
     inner.container.id = id;
     if let Some(ca) = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from).filter(|p| p.is_file()) {
-        r.change(&push(id, &ca, CT_CA, "0644")).map_err(|e| anyhow!(e))?;
+        r.change(&push(id, &ca, CT_CA, "0644"))?;
         entry.ca_bundle = CT_CA.into();
     }
     let mut files: Vec<(&str, &mut Option<PathBuf>, &str)> = vec![
@@ -965,7 +961,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
         if let Some(p) = path.as_ref() {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| what.to_string());
             let dst = format!("{CT_ETC}/files/{what}-{name}");
-            r.change(&push(id, p, &dst, perms)).map_err(|e| anyhow!(e))?;
+            r.change(&push(id, p, &dst, perms))?;
             **path = Some(PathBuf::from(dst));
         }
     }
@@ -974,7 +970,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
     let cfg = work.path.join("deployment.toml");
     std::fs::write(&cfg, inner.to_toml()).with_context(|| format!("write {}", cfg.display()))?;
     let ct_cfg = format!("{CT_ETC}/{}.toml", d.instance.name);
-    r.change(&push(id, &cfg, &ct_cfg, "0600")).map_err(|e| anyhow!(e))?;
+    r.change(&push(id, &cfg, &ct_cfg, "0600"))?;
 
     step("deploy Vikunja inside the container");
     let mut cmd = engine_env(entry);
@@ -995,7 +991,7 @@ fn push_setting_files(r: &mut Runner, id: u32, t: &mut toml::Table) -> Result<()
                 let src = PathBuf::from(&*p);
                 let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let dst = format!("{CT_ETC}/files/setting-{}-{name}", k.replace('.', "-"));
-                r.change(&push(id, &src, &dst, "0600")).map_err(|e| anyhow!(e))?;
+                r.change(&push(id, &src, &dst, "0600"))?;
                 *p = dst;
             }
             _ => {}

@@ -274,9 +274,9 @@ pub fn remove_container(r: &mut Runner, id: u32) -> Result<()> {
     let ids = id.to_string();
     let running = r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
     if running || r.dry_run {
-        r.change(&strings(&["pct", "stop", &ids])).map_err(|e| anyhow!(e))?;
+        r.change(&strings(&["pct", "stop", &ids]))?;
     }
-    r.change(&strings(&["pct", "destroy", &ids, "--purge"])).map_err(|e| anyhow!(e))?;
+    r.change(&strings(&["pct", "destroy", &ids, "--purge"]))?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ pub mod state;
 pub mod tls;
 pub mod vikunja_conf;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use crate::error::Failed;
 use crate::instance::config::Deployment;
@@ -70,8 +70,8 @@ pub fn open(root: &std::path::Path, name: Option<&str>) -> Result<Instance> {
         }
     };
     let layout = Layout::new(root, &name);
-    let deployment = Deployment::load(&layout.deployment_file()).map_err(|e| anyhow!(e))?;
+    let deployment = Deployment::load(&layout.deployment_file())?;
     let init = std::fs::read_to_string(layout.state_dir().join("init")).unwrap_or_else(|_| "auto".into());
-    let init = Init::choose(init.trim(), root).map_err(|e| anyhow!(e))?;
+    let init = Init::choose(init.trim(), root)?;
     Ok(Instance { layout, deployment, init })
 }

@@ -59,11 +59,11 @@ impl Colours<'_> {
     pub fn start(&self, c: Colour, version: &str) -> Result<()> {
         self.free_ports(c)?;
         for (unit, text) in units::render_colour(self.l, self.d, c, version).map_err(|e| anyhow!(e))? {
-            self.init.install_unit(self.l, &unit, &text).map_err(|e| anyhow!(e))?;
+            self.init.install_unit(self.l, &unit, &text)?;
             if self.init.is_active(self.l, &unit) {
-                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
+                self.init.stop(self.l, &unit)?;
             }
-            self.init.start(self.l, &unit).map_err(|e| anyhow!(e))?;
+            self.init.start(self.l, &unit)?;
         }
         Ok(())
     }
@@ -75,7 +75,7 @@ impl Colours<'_> {
         for comp in ["backend", "mcp"] {
             let unit = self.l.unit_name(comp, c.name());
             if self.init.is_active(self.l, &unit) {
-                self.init.stop(self.l, &unit).map_err(|e| anyhow!(e))?;
+                self.init.stop(self.l, &unit)?;
             }
         }
         Ok(())
@@ -85,7 +85,7 @@ impl Colours<'_> {
     pub fn kill(&self, c: Colour) -> Result<()> {
         for u in self.units(c)? {
             if self.init.is_active(self.l, &u.name) {
-                self.init.kill(self.l, &u.name).map_err(|e| anyhow!(e))?;
+                self.init.kill(self.l, &u.name)?;
             }
         }
         Ok(())
