@@ -16,12 +16,8 @@ mod ui;
 
 use commands::{logs, uninstall};
 use engine::{backup, bluegreen, install, recovery, restore, stopstart, upgrade};
-// `ops` and `wizard` are the old names of `instance` and `ui`, kept in this file's body so that the
-// branches written against the flat layout merge; rename them once those are in.
-use instance as ops;
 use instance::{config, layout, state};
 use service::{health, init, status, supervisor};
-use ui as wizard;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -89,7 +85,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Install(i)) => cmd_install(i),
         Some(cli::Command::Health(h)) => cmd_health(h),
         Some(cli::Command::Status(s)) => cmd_status(s),
-        Some(cli::Command::Update(u)) => ops::open(&u.root, u.instance.as_deref())
+        Some(cli::Command::Update(u)) => instance::open(&u.root, u.instance.as_deref())
             .and_then(|inst| bluegreen::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref()))
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Upgrade(u)) => upgrade::run(&upgrade::Options {
@@ -104,26 +100,26 @@ fn main() -> ExitCode {
             base_url: u.base_url,
         })
         .map(ExitCode::from),
-        Some(cli::Command::Restart(r)) => ops::open(&r.root, r.instance.as_deref())
+        Some(cli::Command::Restart(r)) => instance::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::restart(&inst))
             .map(|()| ExitCode::SUCCESS),
-        Some(cli::Command::Logs(x)) => ops::open(&x.root, x.instance.as_deref()).and_then(|inst| {
+        Some(cli::Command::Logs(x)) => instance::open(&x.root, x.instance.as_deref()).and_then(|inst| {
             logs::run(
                 &inst,
                 &logs::Options { component: x.component, colour: x.colour, follow: x.follow, lines: x.lines },
             )
         }),
-        Some(cli::Command::Stop(x)) => ops::open(&x.root, x.instance.as_deref())
+        Some(cli::Command::Stop(x)) => instance::open(&x.root, x.instance.as_deref())
             .and_then(|inst| stopstart::stop(&inst))
             .map(|()| ExitCode::SUCCESS),
-        Some(cli::Command::Start(x)) => ops::open(&x.root, x.instance.as_deref())
+        Some(cli::Command::Start(x)) => instance::open(&x.root, x.instance.as_deref())
             .and_then(|inst| stopstart::start(&inst))
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Uninstall(u)) => uninstall::instance(&u).map(|()| ExitCode::SUCCESS),
         Some(cli::Command::SelfCmd(cli::SelfCmd { cmd: cli::SelfCommand::Uninstall(u) })) => {
             uninstall::itself(&u).map(|()| ExitCode::SUCCESS)
         }
-        Some(cli::Command::Rollback(r)) => ops::open(&r.root, r.instance.as_deref())
+        Some(cli::Command::Rollback(r)) => instance::open(&r.root, r.instance.as_deref())
             .and_then(|inst| bluegreen::rollback(&inst, r.yes))
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Backup(b)) => backup::command(*b),
@@ -163,8 +159,8 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
                 [one] => config::Deployment::load(&layout::Layout::new(&i.root, one).deployment_file())?,
                 _ => config::Deployment::default(),
             };
-            if !i.yes && wizard::interactive() {
-                wizard::run(base)?
+            if !i.yes && ui::interactive() {
+                ui::run(base)?
             } else {
                 base
             }
@@ -175,7 +171,7 @@ fn cmd_install(i: cli::Install) -> Result<ExitCode> {
 }
 
 fn cmd_health(h: cli::Health) -> Result<ExitCode> {
-    let inst = ops::open(&h.root, h.instance.as_deref())?;
+    let inst = instance::open(&h.root, h.instance.as_deref())?;
     recovery::recover_if_interrupted(&inst)?;
     recovery::revive(&inst)?;
     let (l, d) = (&inst.layout, &inst.deployment);
@@ -202,7 +198,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
 }
 
 fn cmd_status(s: cli::Status) -> Result<ExitCode> {
-    let inst = ops::open(&s.root, s.instance.as_deref())?;
+    let inst = instance::open(&s.root, s.instance.as_deref())?;
     recovery::recover_if_interrupted(&inst)?;
     recovery::revive(&inst)?;
     let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());

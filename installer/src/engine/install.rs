@@ -338,7 +338,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     }
     let restarted = if roll_out {
         println!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
-        let inst = crate::ops::Instance { layout: l.clone(), deployment: d.clone(), init };
+        let inst = crate::instance::Instance { layout: l.clone(), deployment: d.clone(), init };
         bluegreen::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
             Some(f) => fail(
                 f.code,
