@@ -44,12 +44,12 @@ fn doubles() -> PathBuf {
 
 /// A fake node: the doubles' state, a host root for the registry and the installed installer.
 struct Host {
-    dir: PathBuf,
+    dir: vikunja_e2e::TestDir,
 }
 
 impl Host {
     fn new(name: &str) -> Host {
-        let dir = vikunja_e2e::scratch_dir(name).unwrap();
+        let dir = vikunja_e2e::TestDir::new(name).unwrap();
         std::fs::create_dir_all(dir.join("root")).unwrap();
         Host { dir }
     }

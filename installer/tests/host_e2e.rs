@@ -54,14 +54,14 @@ fn skip_or_fail() -> bool {
 /// A fake Proxmox node: the doubles' state, the host's root for the registry, and a Drop that
 /// stops and removes every container it holds.
 struct Node {
-    dir: PathBuf,
+    dir: vikunja_e2e::TestDir,
     root: PathBuf,
 }
 
 impl Node {
     fn new(name: &str) -> Node {
         stop_dead_runs();
-        let dir = vikunja_e2e::scratch_dir(name).unwrap();
+        let dir = vikunja_e2e::TestDir::new(name).unwrap();
         let root = dir.join("host-root");
         std::fs::create_dir_all(&root).unwrap();
         Node { dir, root }
@@ -726,7 +726,7 @@ fn the_one_liner_on_a_terminal_asks_creates_and_its_last_screen_is_true() {
 #[test]
 fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_keep_the_contract() {
     // Not a Proxmox host: no pveversion on PATH.
-    let dir = vikunja_e2e::scratch_dir("host-prereq").unwrap();
+    let dir = vikunja_e2e::TestDir::new("host-prereq").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
         .args(["create", "--yes", "--root"])
         .arg(&dir)
@@ -739,7 +739,7 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
     assert!(t.contains("pveversion was not found") || t.contains("run this as root"), "{t}");
 
     // The doubles' documented behaviour, which needs no container.
-    let node = Node { dir: dir.clone(), root: dir.join("host-root") };
+    let node = Node { root: dir.join("host-root"), dir };
     let o = node.tool(&["pveversion"]);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("pve-manager/8."));
     assert_eq!(node.tool(&["pveversion", "--bogus"]).status.code(), Some(255));

@@ -30,7 +30,8 @@ const MAX_BODY_MB: u32 = 2;
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// Removed on success; kept (and printed) when the test panics, for a post-mortem.
+/// Removed when the test ends, passed or failed; kept (and printed) with `VIKUNJA_KEEP_TEST_DIRS`
+/// set, for a post-mortem.
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -48,11 +49,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        vikunja_e2e::remove_test_dir(&self.0);
     }
 }
 

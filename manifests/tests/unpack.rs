@@ -4,8 +4,8 @@
 use manifests::unpack::{unpack_tar_gz, Limits, UnpackError};
 use vikunja_e2e::evil::{tarball, Evil};
 
-fn try_unpack(entries: &[Evil], limits: Limits) -> (Result<u64, UnpackError>, std::path::PathBuf) {
-    let outer = vikunja_e2e::scratch_dir("unpack").unwrap();
+fn try_unpack(entries: &[Evil], limits: Limits) -> (Result<u64, UnpackError>, vikunja_e2e::TestDir) {
+    let outer = vikunja_e2e::TestDir::new("unpack").unwrap();
     let dest = outer.join("dest");
     std::fs::create_dir(&dest).unwrap();
     let r = unpack_tar_gz(&tarball(entries)[..], &dest, limits);

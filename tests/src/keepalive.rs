@@ -380,7 +380,7 @@ mod tests {
     /// check before reuse sees the close, and the same requests before the reload are answered.
     #[test]
     fn a_reload_closes_kept_connections_and_the_reader_reports_it() {
-        let dir = crate::scratch_dir("keepalive-reload").unwrap();
+        let dir = crate::TestDir::new("keepalive-reload").unwrap();
         let ca = crate::ca::TestCa::create(&dir.join("ca")).unwrap();
         let server = crate::nginx::ReleaseServer::start(&dir.join("nginx"), &ca).unwrap();
         let t = Target::new("localhost", server.port, ca.ca_pem.clone());

@@ -73,6 +73,62 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Set (to anything) to keep the temp dirs of tests, passed or failed, for inspection.
+pub const KEEP_TEST_DIRS: &str = "VIKUNJA_KEEP_TEST_DIRS";
+
+/// A test's [`scratch_dir`] that is removed when dropped, also while a failing test unwinds, so
+/// failed runs do not pile up copies under `target/e2e`. With `VIKUNJA_KEEP_TEST_DIRS` set it is
+/// kept and its path printed. Drop it after whatever still runs from it (declare it first).
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl TestDir {
+    pub fn new(name: &str) -> Result<TestDir> {
+        scratch_dir(name).map(TestDir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        remove_test_dir(&self.0);
+    }
+}
+
+/// What every test temp dir does when its test ends: removed, or kept and named when
+/// `VIKUNJA_KEEP_TEST_DIRS` is set.
+pub fn remove_test_dir(dir: &Path) {
+    if std::env::var_os(KEEP_TEST_DIRS).is_some() {
+        eprintln!("{KEEP_TEST_DIRS}: kept {}", dir.display());
+    } else if std::fs::remove_dir_all(dir).is_err() {
+        // A service told to stop may still write its last log lines; once more after it did.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Deletes `<name>-<pid>-<n>` dirs left by processes that no longer run, so
 /// repeated runs do not pile up copies; dirs of live runs (parallel test
 /// binaries, a running demo) are left alone. Best effort: a failure here only

@@ -193,7 +193,7 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::remove_test_dir(&self.dir);
     }
 }
 

@@ -77,10 +77,12 @@ impl DownloadSite {
     }
 }
 
-/// A root directory the installer works in, with services stopped on drop.
+/// A root directory the installer works in, with services stopped on drop and then the directory
+/// removed (the field drops after `Drop::drop`; see [`crate::TestDir`]).
 pub struct Sandbox {
     pub root: PathBuf,
     pub ports: Ports,
+    _dir: crate::TestDir,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +125,8 @@ pub fn container_config(name: &str, vikunja: &str, ip: &str, p: &Ports, extra: &
 
 impl Sandbox {
     pub fn new(name: &str) -> Result<Sandbox> {
-        let root = crate::scratch_dir(name)?;
+        let dir = crate::TestDir::new(name)?;
+        let root = dir.path().to_path_buf();
         let mut p = Vec::new();
         while p.len() < 8 {
             let port = crate::free_port();
@@ -141,7 +144,7 @@ impl Sandbox {
             mcp_blue: p[6],
             mcp_green: p[7],
         };
-        Ok(Sandbox { root, ports })
+        Ok(Sandbox { root, ports, _dir: dir })
     }
 
     /// A deployment.toml for this sandbox; `extra` is appended verbatim (more TOML tables).

@@ -712,7 +712,7 @@ fn sigint_during_the_download_removes_the_private_directory() {
 
 #[test]
 fn a_signature_by_the_next_key_verifies_so_keys_can_rotate() {
-    let dir = vikunja_e2e::scratch_dir("rotation").unwrap();
+    let dir = vikunja_e2e::TestDir::new("rotation").unwrap();
     let current = SigningKey::throwaway_in(&dir.join("current")).unwrap();
     let next = SigningKey::throwaway_in(&dir.join("next")).unwrap();
     let other = SigningKey::throwaway_in(&dir.join("other")).unwrap();
@@ -739,7 +739,7 @@ fn minisign_cli_verifies_our_signatures_and_we_verify_its() {
         }
     }
     // The other direction: a key and signature made by the minisign CLI.
-    let dir = vikunja_e2e::scratch_dir("minisign-cli").unwrap();
+    let dir = vikunja_e2e::TestDir::new("minisign-cli").unwrap();
     let (pk, sk, data) = (dir.join("k.pub"), dir.join("k.key"), dir.join("data"));
     std::fs::write(&data, b"payload").unwrap();
     let ok = |c: &mut Command| assert!(c.status().unwrap().success());
@@ -927,7 +927,7 @@ fn bundles_are_reproducible_with_source_date_epoch() {
     let key = w.v2.parent().unwrap().join("keys").join(release::signing::SECRET_NAME);
     let mut outs = Vec::new();
     for i in 0..2 {
-        let out = vikunja_e2e::scratch_dir(&format!("repro-{i}")).unwrap();
+        let out = vikunja_e2e::TestDir::new(&format!("repro-{i}")).unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let o = Command::new(cargo)
             .current_dir(&root)

@@ -9,12 +9,12 @@ use std::process::{Command, Output};
 use vikunja_e2e::ca::TestCa;
 use vikunja_e2e::nginx::ReleaseServer;
 use vikunja_e2e::proxy::ConnectProxy;
-use vikunja_e2e::scratch_dir;
+use vikunja_e2e::{scratch_dir, TestDir, KEEP_TEST_DIRS};
 
-/// A CA, a running server and a scratch dir; the dir outlives the server so
-/// logs of a failed test stay on disk.
-fn server(name: &str) -> (std::path::PathBuf, TestCa, ReleaseServer) {
-    let dir = scratch_dir(name).unwrap();
+/// A CA, a running server and its temp dir. Destructure it (`let (dir, ca, srv)`): locals drop
+/// in reverse, so the server stops before its dir is removed.
+fn server(name: &str) -> (TestDir, TestCa, ReleaseServer) {
+    let dir = TestDir::new(name).unwrap();
     let ca = TestCa::create(&dir.join("ca")).unwrap();
     let srv = ReleaseServer::start(&dir.join("nginx"), &ca).unwrap();
     (dir, ca, srv)
@@ -176,12 +176,32 @@ fn scratch_dirs_are_fresh_and_distinct() {
     assert!(scratch_dir("../escape").is_err());
 }
 
+/// A test's temp dir is gone after the test, also when the test panicked (unless the developer
+/// asked to keep it); the control, a dir that is not dropped, stays.
+#[test]
+fn test_dirs_are_removed_when_the_test_panics() {
+    if std::env::var_os(KEEP_TEST_DIRS).is_some() {
+        return;
+    }
+    let kept = TestDir::new("selftest-kept").unwrap();
+    let dir = TestDir::new("selftest-panic").unwrap();
+    std::fs::write(dir.join("log"), "evidence").unwrap();
+    let path = dir.to_path_buf();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _dir = dir;
+        panic!("the test failed (on purpose)");
+    }));
+    assert!(r.is_err());
+    assert!(!path.exists(), "{} survived the panic", path.display());
+    assert!(kept.is_dir(), "a dir still in use was removed");
+}
+
 /// Not a test on its own: `servers_end_with_their_test_binary` runs it in a child process, where
 /// it starts a server kept in a `static` (never dropped, like the e2e download sites), prints the
 /// master's pid and port and then returns (`exit`) or waits to be killed (`hang`).
 #[test]
 fn tied_server_child() {
-    static SITE: std::sync::OnceLock<(std::path::PathBuf, TestCa, ReleaseServer)> = std::sync::OnceLock::new();
+    static SITE: std::sync::OnceLock<(TestDir, TestCa, ReleaseServer)> = std::sync::OnceLock::new();
     let Some(mode) = std::env::var_os("HARNESS_TIED_CHILD") else { return };
     let (_, _, srv) = SITE.get_or_init(|| server("selftest-tied"));
     let pid = std::fs::read_to_string(srv.prefix.join("nginx.pid")).unwrap();
