@@ -168,9 +168,9 @@ fn proxy_refuses_non_loopback_targets() {
 
 #[test]
 fn scratch_dirs_are_fresh_and_distinct() {
-    let a = scratch_dir("selftest-scratch").unwrap();
-    let b = scratch_dir("selftest-scratch").unwrap();
-    assert_ne!(a, b);
+    let a = TestDir::new("selftest-scratch").unwrap();
+    let b = TestDir::new("selftest-scratch").unwrap();
+    assert_ne!(a.path(), b.path());
     assert!(a.starts_with(vikunja_e2e::workspace_root().join("target/e2e")));
     assert_eq!(std::fs::read_dir(&a).unwrap().count(), 0);
     assert!(scratch_dir("../escape").is_err());
