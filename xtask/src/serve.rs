@@ -34,20 +34,7 @@ pub fn build_and_serve_with(
 ) -> Result<Served> {
     let work = vikunja_e2e::scratch_dir(name)?;
     let assets = work.join("release");
-    let d = Dist {
-        out: assets.clone(),
-        key,
-        version: None,
-        channel: "stable".into(),
-        serial: None,
-        expires_days: 180,
-        min_bootstrap_version: "0.1.0".into(),
-        next_keys: None,
-        owner: OWNER.into(),
-        repo: REPO.into(),
-        base_url: "https://github.com".into(),
-        extra_lib,
-    };
+    let d = dist(assets.clone(), key, None, extra_lib);
     let spec = crate::dist::run(root, &d)?;
     let ca = TestCa::create(&work.join("ca"))?;
     let server = ReleaseServer::start(&work.join("nginx"), &ca)?;
@@ -81,10 +68,22 @@ impl Served {
 /// trusts it: what `cargo xtask demo` and this benchmark upgrade to.
 pub fn second_release(root: &Path, first: &Served, name: &str, version: &str) -> Result<PathBuf> {
     let out = vikunja_e2e::scratch_dir(name)?.join("release");
-    let d = crate::dist::Dist {
-        out: out.clone(),
-        key: Some(first.assets.join("keys").join(release::signing::SECRET_NAME)),
-        version: Some(version.into()),
+    let d = dist(
+        out.clone(),
+        Some(first.assets.join("keys").join(release::signing::SECRET_NAME)),
+        Some(version.into()),
+        Vec::new(),
+    );
+    crate::dist::run(root, &d)?;
+    Ok(out)
+}
+
+/// A stable-channel release of this repository's assets for the local server.
+fn dist(out: PathBuf, key: Option<PathBuf>, version: Option<String>, extra_lib: Vec<PathBuf>) -> Dist {
+    Dist {
+        out,
+        key,
+        version,
         channel: "stable".into(),
         serial: None,
         expires_days: 180,
@@ -93,8 +92,6 @@ pub fn second_release(root: &Path, first: &Served, name: &str, version: &str) ->
         owner: OWNER.into(),
         repo: REPO.into(),
         base_url: "https://github.com".into(),
-        extra_lib: Vec::new(),
-    };
-    crate::dist::run(root, &d)?;
-    Ok(out)
+        extra_lib,
+    }
 }

@@ -544,14 +544,7 @@ fn reads_figure(name: &str, l: &Loaded, cycles: usize, client: String) -> Figure
             upd.connections, upd.reads, rb.connections, rb.reads, base.connections, base.reads
         ),
     ];
-    for (slot, what, t) in [(UPD, "update", upd), (RB, "rollback", rb), (BASE, "baseline", base)] {
-        if !t.examples.is_empty() {
-            notes.push(format!("First failures during the {what}: {}.", t.examples.join("; ")));
-        }
-        for (i, w) in l.windows[slot].iter().enumerate() {
-            notes.push(format!("{what} run {} (times since the installer was started): {w}.", i + 1));
-        }
-    }
+    failure_notes(&mut notes, l, [upd, rb, base]);
     Figure {
         name: name.into(),
         value: format!("update: {}; rollback: {}", show(upd), show(rb)),
@@ -573,6 +566,18 @@ const CLOSED_WRITE: &str = "What a client can know about a request whose kept-al
     server picks the id, so a resent create can make a duplicate; a client must first read back (look for the write by \
     something it chose, such as a unique title) and resend only if it is absent. Answers are definite: a 503 with \
     Retry-After from the write freeze means not applied (resend after the delay), a 2xx means applied.";
+
+/// The first failures and the failure windows of each run, for the notes of both read figures.
+fn failure_notes(notes: &mut Vec<String>, l: &Loaded, tallies: [&Tally; 3]) {
+    for ((slot, what), t) in [(UPD, "update"), (RB, "rollback"), (BASE, "baseline")].into_iter().zip(tallies) {
+        if !t.examples.is_empty() {
+            notes.push(format!("First failures during the {what}: {}.", t.examples.join("; ")));
+        }
+        for (i, w) in l.windows[slot].iter().enumerate() {
+            notes.push(format!("{what} run {} (times since the installer was started): {w}.", i + 1));
+        }
+    }
+}
 
 fn keepalive_figure(l: &Loaded, cycles: usize) -> Figure {
     let [base, upd, rb] = &l.tally;
@@ -644,14 +649,7 @@ fn keepalive_figure(l: &Loaded, cycles: usize) -> Figure {
         ),
         CLOSED_WRITE.into(),
     ];
-    for (slot, what, t) in [(UPD, "update", upd), (RB, "rollback", rb), (BASE, "baseline", base)] {
-        if !t.examples.is_empty() {
-            notes.push(format!("First failures during the {what}: {}.", t.examples.join("; ")));
-        }
-        for (i, w) in l.windows[slot].iter().enumerate() {
-            notes.push(format!("{what} run {} (times since the installer was started): {w}.", i + 1));
-        }
-    }
+    failure_notes(&mut notes, l, [upd, rb, base]);
     Figure {
         name: "Keep-alive reads during update and rollback: closed connections, without and with one client retry"
             .into(),
