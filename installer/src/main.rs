@@ -14,8 +14,8 @@ mod render;
 mod service;
 mod ui;
 
-use commands::{logs, uninstall};
-use engine::{backup, bluegreen, install, recovery, restore, stopstart, upgrade};
+use commands::{backup, logs, restore, uninstall};
+use engine::{bluegreen, install, recovery, stopstart, upgrade};
 use instance::{config, layout, state};
 use service::{health, init, status, supervisor};
 
@@ -120,7 +120,13 @@ fn main() -> ExitCode {
             uninstall::itself(&u).map(|()| ExitCode::SUCCESS)
         }
         Some(cli::Command::Rollback(r)) => instance::open(&r.root, r.instance.as_deref())
-            .and_then(|inst| bluegreen::rollback(&inst, r.yes))
+            .and_then(|inst| {
+                let confirm = commands::confirm(
+                    r.yes,
+                    "rollback needs to restore the database: confirm with --yes (no terminal to ask on); nothing was changed",
+                );
+                bluegreen::rollback(&inst, &confirm)
+            })
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Backup(b)) => backup::command(*b),
         Some(cli::Command::Restore(r)) => restore::command(*r),

@@ -21,10 +21,6 @@ use source_scan::{sources, strip_comments};
 
 /// (from module, to module, why it is still there). Module paths as `crate::` spells them.
 const ALLOWED: &[(&str, &str, &str)] = &[
-    ("engine::backup", "cli", "`backup::command` takes the parsed argv (issue 14: commands/ adapters)"),
-    ("engine::restore", "cli", "`restore::command` takes the parsed argv (issue 14: commands/ adapters)"),
-    ("engine::restore", "ui", "asks before replacing live data (should be a callback in its options)"),
-    ("engine::bluegreen", "ui", "rollback asks before restoring the database (should be a callback)"),
     ("engine::restore", "engine::backup", "shares `resolve` and the skip lists of what a backup holds"),
     (
         "engine::install",

@@ -8,7 +8,6 @@
 //! and the freeze lifted: the old colour never stopped serving. Because writes are frozen from the
 //! backup on, restoring it loses no acknowledged write.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -586,7 +585,9 @@ fn settle(
     ))
 }
 
-pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
+/// `confirm` is asked before a rollback that restores the database copy changes anything; `false`
+/// cancels. The engine never prompts: the command answers (`--yes`, or the terminal).
+pub fn rollback(inst: &Instance, confirm: &dyn Fn(&str) -> Result<bool>) -> Result<()> {
     let p = Progress::new(false);
     let begun = recovery::begin(inst, "rollback")?;
     let inst = &begun.inst;
@@ -608,16 +609,8 @@ pub fn rollback(inst: &Instance, yes: bool) -> Result<()> {
             v = point.version,
             b = point.backup
         );
-        if !yes {
-            if !std::io::stdin().is_terminal() {
-                return Err(fail(
-                    Exit::Usage,
-                    "rollback needs to restore the database: confirm with --yes (no terminal to ask on); nothing was changed",
-                ));
-            }
-            if !crate::ui::confirm("Roll back and restore the database?")? {
-                return Err(fail(Exit::Error, "rollback cancelled; nothing was changed"));
-            }
+        if !confirm("Roll back and restore the database?")? {
+            return Err(fail(Exit::Error, "rollback cancelled; nothing was changed"));
         }
     }
     let to = other(from);

@@ -13,7 +13,7 @@
 //! it was committed): `recover_locked`.
 
 use std::fs;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,10 +39,12 @@ use crate::service::{health, nginx};
 
 use crate::fault::kill_point;
 
-pub struct Options {
+pub struct Options<'a> {
     pub file: PathBuf,
-    pub yes: bool,
     pub unlock: Unlock,
+    /// Asked once the backup is verified, before anything live changes; `false` cancels. The
+    /// engine never prompts: the command answers (`--yes`, or the terminal).
+    pub confirm: &'a dyn Fn(&str) -> Result<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -568,13 +570,6 @@ pub struct Restored {
 }
 
 pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
-    if !o.yes && !std::io::stdin().is_terminal() {
-        return Err(fail(
-            Exit::Usage,
-            "restore replaces the instance's database, attachments, settings and state: confirm with --yes \
-             (no terminal to ask on); nothing was changed",
-        ));
-    }
     let begun = crate::engine::recovery::begin(inst, "restore")?;
     let inst = &begun.inst;
     if let crate::engine::lifecycle::Verdict::Refuse(code, msg) = crate::engine::lifecycle::check(
@@ -686,15 +681,13 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         m.files(),
         m.data_bytes() as f64 / (1024.0 * 1024.0)
     ));
-    if !o.yes {
-        let q = format!(
-            "Replace the database, attachments, settings and state of instance {} with this backup? Vikunja stops \
-             meanwhile; the current data is kept until the restored instance is healthy, then deleted",
-            l.instance
-        );
-        if !crate::ui::confirm(&q)? {
-            return refuse(&j, Exit::Error, "restore cancelled".into());
-        }
+    let q = format!(
+        "Replace the database, attachments, settings and state of instance {} with this backup? Vikunja stops \
+         meanwhile; the current data is kept until the restored instance is healthy, then deleted",
+        l.instance
+    );
+    if !(o.confirm)(&q)? {
+        return refuse(&j, Exit::Error, "restore cancelled".into());
     }
 
     j.advance(l, Step::Stopping)?;
@@ -797,24 +790,4 @@ fn sync_fs(dir: &Path) {
             libc::syncfs(f.as_raw_fd());
         }
     }
-}
-
-pub fn command(r: crate::cli::Restore) -> Result<std::process::ExitCode> {
-    let inst = crate::instance::open(&r.root, r.instance.as_deref())?;
-    let o = Options {
-        file: r.file,
-        yes: r.yes,
-        unlock: Unlock { passphrase_file: r.passphrase_file, identity: r.identity },
-    };
-    let done = run(&inst, &o)?;
-    let h = &done.manifest.header;
-    println!(
-        "Restored instance {} from the backup of {} (Vikunja {}, {} files); {} serves it and is healthy.",
-        h.instance,
-        h.created,
-        h.vikunja_version,
-        done.manifest.files(),
-        done.colour.name()
-    );
-    Ok(std::process::ExitCode::SUCCESS)
 }
