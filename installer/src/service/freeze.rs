@@ -101,7 +101,7 @@ fn visible_to(flag: &std::path::Path, worker: i32) -> Result<(), String> {
         let m = std::fs::metadata(dir).map_err(|e| format!("freeze writes: {}: {e}", dir.display()))?;
         if !searchable(m.mode(), m.uid(), m.gid(), uid, gid) {
             return Err(format!(
-                "freeze writes: nginx's workers (uid {uid}) cannot look into {} (mode {:o}), so they would not see                  {} and writes would stay open; make it searchable for them (chmod o+x {})",
+                "freeze writes: nginx's workers (uid {uid}) cannot look into {} (mode {:o}), so they would not see {} and writes would stay open; make it searchable for them (chmod o+x {})",
                 dir.display(),
                 m.mode() & 0o7777,
                 flag.display(),
