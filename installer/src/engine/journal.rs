@@ -174,9 +174,6 @@ impl Journal {
     }
 
     pub fn remove(l: &Layout) -> io::Result<()> {
-        match std::fs::remove_file(path(l)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        manifests::atomic::remove_if_present(&path(l))
     }
 }

@@ -69,10 +69,7 @@ impl RollbackPoint {
     }
 
     pub fn clear(l: &Layout) -> std::io::Result<()> {
-        match std::fs::remove_file(point_path(l)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        manifests::atomic::remove_if_present(&point_path(l))
     }
 
     /// Whether going back needs the database copy: the schema changed since it was taken (or

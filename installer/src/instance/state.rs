@@ -135,8 +135,5 @@ pub fn is_stopped(l: &Layout) -> bool {
 
 /// Forgets a stop: after `start`, an `install` or a `restore`, which start everything anyway.
 pub fn clear_stopped(l: &Layout) -> io::Result<()> {
-    match std::fs::remove_file(stopped_flag(l)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    manifests::atomic::remove_if_present(&stopped_flag(l))
 }

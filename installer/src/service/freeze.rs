@@ -125,11 +125,8 @@ fn searchable(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> bool {
 
 /// Lifts the freeze. Idempotent.
 pub fn thaw(l: &Layout) -> Result<(), String> {
-    match std::fs::remove_file(flag(l)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("lift the write freeze: remove {}: {e}", flag(l).display())),
-    }
+    manifests::atomic::remove_if_present(&flag(l))
+        .map_err(|e| format!("lift the write freeze: remove {}: {e}", flag(l).display()))
 }
 
 /// Waits until nginx worker `pid` is seen blocked in `epoll_wait` (or has exited): it has then
