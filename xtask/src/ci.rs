@@ -145,12 +145,18 @@ fn processes() -> Vec<Proc> {
         if f.len() < 20 || f[0] == "Z" || f[0] == "X" {
             continue;
         }
-        let (Ok(ppid), Ok(start)) = (f[1].parse(), f[19].parse()) else { continue };
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if raw.is_empty() {
-            continue; // a kernel thread
+        let (Ok(ppid), Ok(start)) = (f[1].parse::<u32>(), f[19].parse()) else { continue };
+        if pid == 2 || ppid == 2 {
+            continue; // kthreadd and the kernel threads
         }
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned();
+        // An empty command line is not a kernel thread: a process in the middle of execve reads
+        // empty for a moment, and leaving it out of the "before" snapshot made it a leftover.
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = if raw.is_empty() {
+            format!("[{}]", stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(c, _)| c))
+        } else {
+            String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned()
+        };
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.display().to_string()).unwrap_or_default();
         out.push(Proc { pid, ppid, start, cmdline, cwd });
     }
