@@ -111,3 +111,9 @@ pub fn run(inst: &Instance, o: &Options) -> Result<std::process::ExitCode> {
     let e = cmd.exec();
     Err(fail(Exit::Prerequisite, format!("run {prog}: {e}; install it (journalctl: systemd, tail: coreutils)")))
 }
+
+/// `logs`: argv → `Options`, then runs journalctl or tail in place of this process.
+pub fn command(x: crate::cli::Logs) -> Result<std::process::ExitCode> {
+    let inst = crate::instance::open(&x.root, x.instance.as_deref())?;
+    run(&inst, &Options { component: x.component, colour: x.colour, follow: x.follow, lines: x.lines })
+}

@@ -390,7 +390,7 @@ pub fn update(inst: &Instance, version: Option<&str>, artifact: Option<&Path>, s
 
 /// The version floor, checked before anything changes (see `config::supported_vikunja`).
 fn refuse_unsupported(version: &str) -> Result<()> {
-    crate::config::supported_vikunja(version).map_err(|why| {
+    crate::instance::config::supported_vikunja(version).map_err(|why| {
         fail(
             Exit::Usage,
             format!("cannot update to Vikunja {version}: this installer needs {why}; nothing was changed"),

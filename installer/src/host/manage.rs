@@ -84,7 +84,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     let mut inner = inner_args(args);
     // The version floor is checked here too, so a refused version takes no snapshot either.
     if let cli::Command::Update(cli::Update { version: Some(v), .. }) = cmd {
-        crate::config::supported_vikunja(v).map_err(|why| {
+        crate::instance::config::supported_vikunja(v).map_err(|why| {
             fail(Exit::Usage, format!("cannot update to Vikunja {v}: this installer needs {why}; nothing was changed"))
         })?;
     }

@@ -1,0 +1,22 @@
+//! `update`: argv → `engine::bluegreen::update`; `--all` walks the host's instances
+//! (`host::fleet`); `--dry-run` belongs to the host's routing.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{usage, DRY_RUN_ON_HOST};
+use crate::cli;
+use crate::engine::bluegreen;
+
+pub fn command(u: cli::Update, args: &[String]) -> Result<ExitCode> {
+    if u.all {
+        return crate::host::fleet::update_all(&u, args);
+    }
+    if u.dry_run {
+        return Err(usage(DRY_RUN_ON_HOST));
+    }
+    let inst = crate::instance::open(&u.root, u.instance.as_deref())?;
+    bluegreen::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
