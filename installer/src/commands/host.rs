@@ -7,14 +7,22 @@ use anyhow::Result;
 
 use crate::cli;
 use crate::host;
+use crate::ui;
 
 pub fn create(c: cli::Create) -> Result<ExitCode> {
-    host::create::run(&host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root })
+    run_create(host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root })
 }
 
 /// The one-liner with no command on a Proxmox host: the `create` flow with the wizard.
 pub fn create_default() -> Result<ExitCode> {
-    host::create::run(&host::create::Options { config: None, yes: false, dry_run: false, root: "/".into() })
+    run_create(host::create::Options { config: None, yes: false, dry_run: false, root: "/".into() })
+}
+
+fn run_create(mut o: host::create::Options) -> Result<ExitCode> {
+    // VIKUNJA_YES=1 is `--yes` for the one-liner, whose arguments are awkward to pass through `sh -s`.
+    o.yes = o.yes || std::env::var("VIKUNJA_YES").ok().and_then(|v| ui::yes_no(&v)).unwrap_or(false);
+    let term = if o.yes { None } else { ui::terminal() };
+    host::create::run(&o, term)
 }
 
 pub fn list(l: cli::List) -> Result<ExitCode> {
@@ -22,7 +30,14 @@ pub fn list(l: cli::List) -> Result<ExitCode> {
 }
 
 pub fn destroy(d: cli::Destroy) -> Result<ExitCode> {
-    host::manage::destroy(&d)
+    // Nobody to ask: None, and destroy refuses with what to add.
+    let ask = |question: &str| -> Result<Option<bool>> {
+        if !ui::interactive() {
+            return Ok(None);
+        }
+        Ok(Some(ui::confirm(question)?))
+    };
+    host::manage::destroy(&d, &ask)
 }
 
 /// On a Proxmox host, `--instance NAME` of a container made by `create` runs inside it: the

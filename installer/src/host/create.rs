@@ -15,9 +15,11 @@ use super::pve::{self, strings, PveError, Runner};
 use super::registry::{Entry, Registry};
 use super::{fail, HOST_TOOLS};
 use crate::instance::config::{Deployment, FieldError, Ports};
+use crate::ui::Terminal;
 
 pub struct Options {
     pub config: Option<PathBuf>,
+    /// `--yes` or VIKUNJA_YES: the defaults, no questions.
     pub yes: bool,
     pub dry_run: bool,
     pub root: PathBuf,
@@ -416,11 +418,6 @@ struct Timer {
     packages: Duration,
 }
 
-/// VIKUNJA_YES=1 is `--yes` for the one-liner, whose arguments are awkward to pass through `sh -s`.
-fn env_yes() -> bool {
-    std::env::var("VIKUNJA_YES").ok().and_then(|v| crate::ui::yes_no(&v)).unwrap_or(false)
-}
-
 fn cancelled(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         fail(Exit::Interrupted, "cancelled at the questions (input closed): nothing was changed")
@@ -467,7 +464,8 @@ fn bridges(r: &Runner) -> Option<Vec<String>> {
     pve::parse_bridges(&out)
 }
 
-pub fn run(o: &Options) -> Result<std::process::ExitCode> {
+/// `term`: where the questions are asked (the command's adapter opens it), None without one.
+pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::ExitCode> {
     let reg = Registry::open(&o.root);
     let existing = reg.all()?;
     let mut d = match &o.config {
@@ -479,9 +477,7 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
         fresh_name(&mut d, &existing);
     }
     let r = Runner::new(o.dry_run);
-    let yes = o.yes || env_yes();
-    let mut term = if yes { None } else { crate::ui::terminal() };
-    if term.is_none() && !yes && o.config.is_none() {
+    if term.is_none() && !o.yes && o.config.is_none() {
         return Err(fail(
             Exit::Usage,
             "no terminal to ask the questions on (neither stdin nor /dev/tty is one): take the defaults with --yes \
@@ -498,7 +494,6 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
     super::wizard::from_env(&mut d, &c, |k| std::env::var(k).ok()).map_err(|errs| {
         fail(Exit::Usage, format!("{}\nnothing was changed", crate::instance::config::ConfigError::Invalid(errs)))
     })?;
-    let interactive = term.is_some();
     let mut save = None;
     if let Some(t) = term.as_mut() {
         let mut p = t.prompter();
@@ -545,7 +540,7 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
         );
     }
     loop {
-        match attempt(o, &reg, d.clone(), interactive)? {
+        match attempt(o, &reg, d.clone(), term.as_mut())? {
             Attempt::Done => return Ok(std::process::ExitCode::SUCCESS),
             Attempt::Retry => println!("\nRetrying from the start."),
         }
@@ -573,7 +568,7 @@ enum Attempt {
     Retry,
 }
 
-fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) -> Result<Attempt> {
+fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Terminal>) -> Result<Attempt> {
     let mut r = Runner::new(o.dry_run);
     let mut t = Timer { start: Instant::now(), packages: Duration::ZERO };
     // ---- checks: nothing changes until all pass ----
@@ -713,7 +708,7 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, interactive: bool) ->
             Ok(Attempt::Done)
         }
         Err(e) if o.dry_run => Err(e),
-        Err(e) => recover(o, reg, &r, &mut entry, &d, e, interactive),
+        Err(e) => recover(o, reg, &r, &mut entry, &d, e, term),
     }
 }
 
@@ -798,7 +793,7 @@ fn recover(
     entry: &mut Entry,
     d: &Deployment,
     e: anyhow::Error,
-    interactive: bool,
+    term: Option<&mut Terminal>,
 ) -> Result<Attempt> {
     let id = entry.ctid;
     eprintln!("\nvikunja-installer: creating instance {} failed after CT {id} was created: {e:#}", entry.name);
@@ -818,8 +813,7 @@ fn recover(
         entry.name,
         cfg.display()
     );
-    let mut term = if interactive { crate::ui::terminal() } else { None };
-    let choice = if let Some(t) = term.as_mut() {
+    let choice = if let Some(t) = term {
         let mut p = t.prompter();
         p.ask("keep it for debugging, remove it, or retry? (keep/remove/retry)", "keep", |v| {
             if ["keep", "remove", "retry"].contains(&v) {

@@ -280,7 +280,9 @@ pub fn remove_container(r: &mut Runner, id: u32) -> Result<()> {
     Ok(())
 }
 
-pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
+/// `ask`: the answer to the question before anything is destroyed, None when nobody can answer
+/// (the command's adapter asks; host never prompts).
+pub fn destroy(d: &cli::Destroy, ask: &dyn Fn(&str) -> Result<Option<bool>>) -> Result<ExitCode> {
     let reg = Registry::open(&d.root);
     let e = reg.get(&d.instance)?.ok_or_else(|| {
         fail(
@@ -314,12 +316,6 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
     }
     let keep = reg.backups_of(&e.name);
     if !d.yes && !d.dry_run {
-        if !crate::ui::interactive() {
-            return Err(fail(
-                Exit::Usage,
-                format!("destroying CT {} needs confirmation: run it on a terminal or add --yes", e.ctid),
-            ));
-        }
         let q = format!(
             "Destroy CT {} ({}) with Vikunja instance {} ({})? A last backup is taken and kept in {}",
             e.ctid,
@@ -328,7 +324,13 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
             e.domain,
             keep.display()
         );
-        if !crate::ui::confirm(&q)? {
+        let Some(yes) = ask(&q)? else {
+            return Err(fail(
+                Exit::Usage,
+                format!("destroying CT {} needs confirmation: run it on a terminal or add --yes", e.ctid),
+            ));
+        };
+        if !yes {
             println!("Nothing was changed.");
             return Ok(ExitCode::SUCCESS);
         }
