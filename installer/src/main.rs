@@ -11,6 +11,7 @@ mod fault;
 mod host;
 mod instance;
 mod render;
+mod report;
 mod service;
 mod ui;
 
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Everything below commands/ tells the user things through `report`: here, the terminal.
+    report::set(std::sync::Arc::new(ui::Console));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match cli::parse(&args) {
         cli::Parsed::Run(c) => c,

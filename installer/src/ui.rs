@@ -10,6 +10,36 @@ use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 
 use crate::instance::config::{DbType, Deployment};
 
+/// The `report` sink of the command line: `Out` is stdout, `Err` stderr.
+pub struct Console;
+
+impl crate::report::Sink for Console {
+    fn write(&self, stream: crate::report::Stream, text: &str) {
+        // Written and flushed at once, so the lines keep their order with the output of the
+        // commands run meanwhile (pct, apt-get) on the same descriptors.
+        let _ = match stream {
+            crate::report::Stream::Out => {
+                let mut o = io::stdout().lock();
+                o.write_all(text.as_bytes()).and_then(|()| o.flush())
+            }
+            crate::report::Stream::Err => io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+
+    fn fancy(&self) -> bool {
+        std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
+    }
+}
+
+/// A secret typed on the terminal without echo (`data::crypt::Ask`): None when stdin is no
+/// terminal.
+pub fn secret(prompt: &str) -> Option<io::Result<String>> {
+    if !io::stdin().is_terminal() {
+        return None;
+    }
+    Some(rpassword::prompt_password(prompt))
+}
+
 pub fn interactive() -> bool {
     terminal().is_some()
 }

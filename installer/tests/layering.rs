@@ -7,7 +7,10 @@
 //! - an engine operation (`install`, `bluegreen`, `backup`, `restore`, `upgrade`) reaches no other
 //!   one: only `recovery` (which dispatches to them) and the shared records `journal` and
 //!   `lifecycle`; those two reach no operation and not `recovery`;
-//! - `engine/` never reaches `cli` or `ui` (the engine never parses argv or prompts).
+//! - `engine/` never reaches `cli` or `ui` (the engine never parses argv or prompts);
+//! - nothing outside `commands/`, `ui.rs` and `main.rs` writes to the terminal or asks on it
+//!   (`println!` and its kin, `stdout()`/`stderr()`/`stdin()`, `ui`'s questions): the rest tells
+//!   the user things through `report`, and is handed answers (tests excepted).
 //!
 //! What still breaks a rule is listed in `ALLOWED`, each with why; an entry that no longer occurs
 //! fails the test, so the list can only shrink.
@@ -189,6 +192,108 @@ fn the_installer_keeps_its_layers() {
     assert!(files.len() > 40, "found only {} source files under {}", files.len(), src.display());
     let problems = check(&files, ALLOWED);
     assert!(problems.is_empty(), "layering broken:\n  {}", problems.join("\n  "));
+}
+
+/// What writes to the terminal or asks on it.
+const TERMINAL: &[&str] = &[
+    "println!",
+    "eprintln!",
+    "print!",
+    "eprint!",
+    "stdout()",
+    "stderr()",
+    "stdin()",
+    "rpassword::",
+    "ui::confirm",
+    "ui::terminal",
+    "ui::interactive",
+    "ui::secret",
+    "ui::run",
+];
+
+/// The code without its `#[cfg(test)]` items (a test may print what it checks).
+fn without_tests(code: &str) -> String {
+    let mut out = String::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        let Some(open) = after.find('{') else { return out };
+        let mut depth = 0;
+        let mut end = after.len();
+        for (i, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Each use of the terminal in a source file, as `file: what`; none for the files that may.
+fn terminal_uses(rel: &Path, src: &str) -> Vec<String> {
+    let may = rel.starts_with("commands") || rel == Path::new("ui.rs") || rel == Path::new("main.rs");
+    if may {
+        return Vec::new();
+    }
+    let code = without_tests(&strip_comments(src));
+    let mut found = Vec::new();
+    for what in TERMINAL {
+        for (at, _) in code.match_indices(what) {
+            let before = code[..at].chars().last();
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                found.push(format!("{}: {what}", rel.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_commands_and_ui_use_the_terminal() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = sources(&src);
+    assert!(files.len() > 40, "found only {} source files under {}", files.len(), src.display());
+    let found: Vec<String> = files.iter().flat_map(|(rel, text)| terminal_uses(rel, text)).collect();
+    assert!(
+        found.is_empty(),
+        "the terminal used outside commands/ and ui (tell the user through crate::report; take answers as \
+         options):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn the_terminal_check_finds_a_planted_print_and_spares_tests_comments_and_strings() {
+    let planted = "fn f() {\n    let x = 1;\n    println!(\"{x}\");\n}\n";
+    assert_eq!(terminal_uses(Path::new("engine/install.rs"), planted), ["engine/install.rs: println!"]);
+    for (code, what) in [
+        ("std::io::stderr().write_all(b\"x\");", "stderr()"),
+        ("if crate::ui::confirm(&q)? {}", "ui::confirm"),
+        ("eprint!(\"x\");", "eprint!"),
+        ("let t = rpassword::prompt_password(\"p\");", "rpassword::"),
+    ] {
+        assert_eq!(terminal_uses(Path::new("host/x.rs"), code), [format!("host/x.rs: {what}")], "{code}");
+    }
+    // Control: the same in the places that may, and in tests, comments and strings elsewhere.
+    assert!(terminal_uses(Path::new("commands/x.rs"), planted).is_empty());
+    assert!(terminal_uses(Path::new("ui.rs"), planted).is_empty());
+    let spared = "// println!(\"no\")\nlet m = \"use println! here\";\nsay!(\"ok\");\n\
+                  #[cfg(test)]\nmod tests {\n    fn t() { if true { println!(\"{}\", 1); } }\n}\nfn g() {}\n";
+    assert!(terminal_uses(Path::new("engine/x.rs"), spared).is_empty());
+    // What follows a test module is checked again.
+    let after = format!("{spared}fn h() {{ eprintln!(\"x\"); }}\n");
+    assert_eq!(terminal_uses(Path::new("engine/x.rs"), &after), ["engine/x.rs: eprintln!"]);
 }
 
 fn file(path: &str, src: &str) -> (Vec<String>, String) {

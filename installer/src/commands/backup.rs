@@ -29,7 +29,8 @@ pub fn command(b: Backup) -> Result<ExitCode> {
             // The instance is only needed to find a bare file name in its backups/.
             let inst = crate::instance::open(&v.root, v.instance.as_deref()).ok();
             let path = backup::resolve(&v.file, inst.as_ref().map(|i| &i.layout));
-            let unlock = Unlock { passphrase_file: v.passphrase_file, identity: v.identity };
+            let unlock =
+                Unlock { passphrase_file: v.passphrase_file, identity: v.identity, ask: Some(crate::ui::secret) };
             let started = Instant::now();
             let (m, encrypted) = backup::verify(&path, &unlock)?;
             let h = &m.header;
@@ -58,7 +59,7 @@ pub fn command(b: Backup) -> Result<ExitCode> {
             let seal = if !b.recipient.is_empty() {
                 Some(Seal::Recipients(crate::data::crypt::recipients(&b.recipient).map_err(|e| usage(e.to_string()))?))
             } else if b.encrypt {
-                let p = crate::data::crypt::passphrase(b.passphrase_file.as_deref(), true)
+                let p = crate::data::crypt::passphrase(b.passphrase_file.as_deref(), true, Some(crate::ui::secret))
                     .map_err(|e| usage(e.to_string()))?;
                 Some(Seal::Passphrase(p))
             } else {

@@ -25,7 +25,7 @@ pub fn command(r: Restore) -> Result<ExitCode> {
     let confirm = super::confirm(r.yes, NO_TERMINAL);
     let o = restore::Options {
         file: r.file,
-        unlock: Unlock { passphrase_file: r.passphrase_file, identity: r.identity },
+        unlock: Unlock { passphrase_file: r.passphrase_file, identity: r.identity, ask: Some(crate::ui::secret) },
         confirm: &confirm,
     };
     let done = restore::run(&inst, &o)?;

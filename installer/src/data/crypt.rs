@@ -4,7 +4,7 @@
 //! recipient keys (`age1…`) let a backup be written without any secret on the machine. Files are
 //! readable with the `age`/`rage` command-line tools too (`age -d FILE | tar xz`).
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use age::secrecy::{ExposeSecret, SecretString};
@@ -58,10 +58,15 @@ pub enum Seal {
 pub struct Unlock {
     pub passphrase_file: Option<PathBuf>,
     pub identity: Option<PathBuf>,
+    /// Where a passphrase may be typed (the command's adapter gives `ui::secret`); None: nowhere.
+    pub ask: Option<Ask>,
 }
 
-/// The passphrase from `--passphrase-file`, the environment or (with `confirm`, twice) the terminal.
-pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString, CryptError> {
+/// Asks for a secret on the terminal without echo: None when there is no terminal to ask on.
+pub type Ask = fn(&str) -> Option<io::Result<String>>;
+
+/// The passphrase from `--passphrase-file`, the environment or (with `confirm`, twice) `ask`.
+pub fn passphrase(file: Option<&Path>, confirm: bool, ask: Option<Ask>) -> Result<SecretString, CryptError> {
     let text = if let Some(path) = file {
         let mut s = String::new();
         std::fs::File::open(path)
@@ -70,10 +75,13 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString, Cr
         s.trim_end_matches(['\r', '\n']).to_string()
     } else if let Ok(v) = std::env::var(PASSPHRASE_ENV) {
         v
-    } else if io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Backup passphrase: ").map_err(CryptError::Terminal)?;
+    } else if let Some(first) = ask.and_then(|a| a("Backup passphrase: ")) {
+        let first = first.map_err(CryptError::Terminal)?;
         if confirm {
-            let again = rpassword::prompt_password("Repeat the passphrase: ").map_err(CryptError::Terminal)?;
+            let again = ask
+                .and_then(|a| a("Repeat the passphrase: "))
+                .unwrap_or_else(|| Err(io::ErrorKind::UnexpectedEof.into()))
+                .map_err(CryptError::Terminal)?;
             if again != first {
                 return Err(CryptError::Mismatch);
             }
@@ -143,7 +151,7 @@ pub fn decrypt<R: BufRead>(r: R, unlock: &Unlock) -> Result<age::stream::StreamR
         if unlock.identity.is_some() && unlock.passphrase_file.is_none() && std::env::var(PASSPHRASE_ENV).is_err() {
             return Err(CryptError::NeedPassphrase);
         }
-        let p = passphrase(unlock.passphrase_file.as_deref(), false).map_err(|e| match e {
+        let p = passphrase(unlock.passphrase_file.as_deref(), false, unlock.ask).map_err(|e| match e {
             CryptError::NoPassphrase => CryptError::NeedPassphrase,
             other => other,
         })?;
@@ -207,7 +215,7 @@ mod tests {
         let wrong = dir.join("wrong.txt");
         std::fs::write(&wrong, format!("{}\n", other.to_string().expose_secret())).unwrap();
         let seal = Seal::Recipients(recipients(&[id.to_public().to_string()]).unwrap());
-        let open = |p: &Path| Unlock { passphrase_file: None, identity: Some(p.to_path_buf()) };
+        let open = |p: &Path| Unlock { identity: Some(p.to_path_buf()), ..Unlock::default() };
         assert_eq!(seal_and_open(&seal, &open(&key)).unwrap(), b"attachment bytes");
         assert!(matches!(seal_and_open(&seal, &open(&wrong)), Err(CryptError::WrongKey)));
         assert!(matches!(seal_and_open(&seal, &Unlock::default()), Err(CryptError::NeedIdentity)));
@@ -222,12 +230,12 @@ mod tests {
         let (good, bad) = (dir.join("good"), dir.join("bad"));
         std::fs::write(&good, "s3cret\n").unwrap();
         std::fs::write(&bad, "other\n").unwrap();
-        let seal = Seal::Passphrase(passphrase(Some(&good), false).unwrap());
-        let open = |p: &Path| Unlock { passphrase_file: Some(p.to_path_buf()), identity: None };
+        let seal = Seal::Passphrase(passphrase(Some(&good), false, None).unwrap());
+        let open = |p: &Path| Unlock { passphrase_file: Some(p.to_path_buf()), ..Unlock::default() };
         assert_eq!(seal_and_open(&seal, &open(&good)).unwrap(), b"attachment bytes");
         assert!(matches!(seal_and_open(&seal, &open(&bad)), Err(CryptError::WrongKey)));
         std::fs::write(&bad, "\n").unwrap();
-        assert!(matches!(passphrase(Some(&bad), false), Err(CryptError::EmptyPassphrase)));
+        assert!(matches!(passphrase(Some(&bad), false, None), Err(CryptError::EmptyPassphrase)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,6 +31,7 @@ use crate::instance::config::DbType;
 use crate::instance::layout::Layout;
 use crate::instance::state::{self, LastOperation};
 use crate::instance::Instance;
+use crate::report::{note, say};
 
 /// gzip level 1: on attachments (mostly compressed already: images, PDFs, office files) higher
 /// levels cost several times the CPU for a few percent; text and the dump still shrink 3-5x.
@@ -142,7 +143,7 @@ pub fn cleanup_interrupted(_l: &Layout, journal: &Path) {
         // `.NAME.partial-PID`, `.NAME.database-PID.EXT` and dbbackup's `..NAME.database-PID.EXT.partial`.
         let ours = name.starts_with('.') && name.trim_start_matches('.').starts_with(stem);
         if ours && fs::remove_file(e.path()).is_ok() {
-            eprintln!("removed {} left by an interrupted backup", e.path().display());
+            note!("removed {} left by an interrupted backup", e.path().display());
         }
     }
     let _ = fs::remove_file(journal);
@@ -288,7 +289,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Made> {
     let _ = fs::remove_file(journal_path(l));
     let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     for s in &skipped {
-        eprintln!("warning: not in the backup: {} ({})", s.path.display(), s.why);
+        note!("warning: not in the backup: {} ({})", s.path.display(), s.why);
     }
     let removed = retention(&out_dir, &l.instance, d.retention.backups.max(1) as usize, &dest);
     state::record_operation(
@@ -322,14 +323,14 @@ pub fn made_json(m: &Made, encrypted: bool) -> serde_json::Value {
 
 pub fn print_made(m: &Made, seal: Option<&Seal>, elapsed: f64) {
     let h = &m.manifest.header;
-    println!(
+    say!(
         "Backup of instance {} (Vikunja {}, {}) written to {}",
         h.instance,
         h.vikunja_version,
         h.database,
         m.path.display()
     );
-    println!(
+    say!(
         "  {} files, {} of data -> {} archive in {elapsed:.1} s; {}",
         m.manifest.files(),
         mib(m.manifest.data_bytes()),
@@ -338,7 +339,7 @@ pub fn print_made(m: &Made, seal: Option<&Seal>, elapsed: f64) {
             .unwrap_or_else(|| "not encrypted (it holds secrets: keep it private)".into())
     );
     for r in &m.removed {
-        println!("  retention: removed {}", r.display());
+        say!("  retention: removed {}", r.display());
     }
 }
 
@@ -445,21 +446,21 @@ pub fn list(dir: &Path, instance: &str, json: bool) -> Result<()> {
         })
         .collect();
     if json {
-        println!("{}", serde_json::Value::Array(rows));
+        say!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
     if rows.is_empty() {
-        println!("No backups of instance {instance} in {}.", dir.display());
+        say!("No backups of instance {instance} in {}.", dir.display());
         return Ok(());
     }
-    println!("Backups of instance {instance} in {} (newest first):", dir.display());
+    say!("Backups of instance {instance} in {} (newest first):", dir.display());
     for r in &rows {
         let what = match (r["vikunja_version"].as_str(), r["encrypted"].as_bool()) {
             (Some(v), _) => format!("Vikunja {v}, {}", r["database"].as_str().unwrap_or("?")),
             (None, Some(true)) => "encrypted".into(),
             _ => "unreadable header".into(),
         };
-        println!("  {:<60} {:>12}  {what}", r["name"].as_str().unwrap_or(""), mib(r["size"].as_u64().unwrap_or(0)));
+        say!("  {:<60} {:>12}  {what}", r["name"].as_str().unwrap_or(""), mib(r["size"].as_u64().unwrap_or(0)));
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ use crate::instance::config::Deployment;
 use crate::instance::layout::Layout;
 use crate::instance::state::{self, Colour, Deployed, LastOperation};
 use crate::instance::Instance;
+use crate::report::{note, say};
 use crate::service::colour::Colours;
 use crate::service::init::Init;
 use crate::service::{health, nginx, units};
@@ -42,9 +43,9 @@ impl Progress {
     fn say(&self, msg: &str) {
         let line = format!("[{:>6.2}s] {msg}", self.start.elapsed().as_secs_f64());
         if self.stderr {
-            eprintln!("{line}");
+            note!("{line}");
         } else {
-            println!("{line}");
+            say!("{line}");
         }
     }
 }
@@ -368,7 +369,7 @@ fn admit(op: Op, inst: &Instance) -> Result<bool> {
     match lifecycle::check(op, &d.instance.name, &Snapshot::read(l, || dbbackup::migrations(l, d))) {
         Verdict::Go => Ok(true),
         Verdict::Nothing(msg) => {
-            println!("{msg}");
+            say!("{msg}");
             Ok(false)
         }
         Verdict::Refuse(code, msg) => Err(fail(code, msg)),
@@ -459,11 +460,7 @@ fn switch_locked(
     }
     target.validate().map_err(|e| fail(Exit::Usage, e.to_string()))?;
     if to_version == from_version && !restarting {
-        println!(
-            "Instance {} already runs Vikunja {from_version} on {}: nothing to update.",
-            d.instance.name,
-            from.name()
-        );
+        say!("Instance {} already runs Vikunja {from_version} on {}: nothing to update.", d.instance.name, from.name());
         return Ok(());
     }
     let to = other(from);
@@ -518,9 +515,9 @@ fn switch_locked(
     let ctx_to = Ctx::new(l, &target, inst.init);
     settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
     if restarting {
-        println!("Restarted instance {} (Vikunja {to_version}) on {} without downtime.", d.instance.name, to.name());
+        say!("Restarted instance {} (Vikunja {to_version}) on {} without downtime.", d.instance.name, to.name());
     } else {
-        println!(
+        say!(
             "Updated instance {} to Vikunja {to_version}; `vikunja-installer rollback` goes back to {from_version}.",
             d.instance.name
         );
@@ -556,7 +553,7 @@ fn settle(
                 )
             })?;
             if let Err(e) = record(ctx.l, j, started, "success") {
-                eprintln!("warning: could not record the operation in state/last-operation: {e:#}");
+                note!("warning: could not record the operation in state/last-operation: {e:#}");
             }
             return Ok(());
         }
@@ -602,7 +599,7 @@ pub fn rollback(inst: &Instance, confirm: &dyn Fn(&str) -> Result<bool>) -> Resu
     let now_migrations = dbbackup::migrations(l, d);
     let restore_db = point.needs_database(&now_migrations);
     if restore_db {
-        println!(
+        say!(
             "Rolling back to Vikunja {v} restores the database copy taken before the update to {from_version} ({b}): {v} \
              cannot use the schema {from_version} migrated to. Every change made since that update is lost; the database \
              as it is now is saved first (backups/pre-rollback-*).",
@@ -663,14 +660,14 @@ pub fn rollback(inst: &Instance, confirm: &dyn Fn(&str) -> Result<bool>) -> Resu
     let ctx_to = Ctx::new(l, &target, inst.init);
     settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
     if restore_db {
-        println!(
+        say!(
             "Rolled instance {} back to Vikunja {target_version}; the database was restored to the copy taken before the \
              update, and the database as it was before this rollback is kept in {}.",
             d.instance.name,
             safety.display()
         );
     } else {
-        println!(
+        say!(
             "Rolled instance {} back to Vikunja {target_version}; the database was kept as it was (same schema).",
             d.instance.name
         );

@@ -26,9 +26,10 @@ pub struct Options {
 }
 
 use crate::error::{fail, Failed};
+use crate::report::say;
 
 fn step(name: &str, changed: bool) -> bool {
-    println!("  {} {name}", if changed { "changed  " } else { "unchanged" });
+    say!("  {} {name}", if changed { "changed  " } else { "unchanged" });
     changed
 }
 
@@ -95,7 +96,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     }
     let l = Layout::new(&opts.root, &d.instance.name);
     let init = opts.init;
-    println!(
+    say!(
         "Installing Vikunja {} as instance {} into {} (init: {})",
         d.vikunja.version,
         d.instance.name,
@@ -210,7 +211,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     changed |= config_changed;
     if previous.is_some() {
         for c in vikunja_conf::changed_keys(&old_yml, &yml) {
-            println!("              {c}");
+            say!("              {c}");
         }
     }
     if let Some(i) = ids {
@@ -337,7 +338,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         )?;
     }
     let restarted = if roll_out {
-        println!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
+        say!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
         let inst = crate::instance::Instance { layout: l.clone(), deployment: d.clone(), init };
         bluegreen::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
             Some(f) => fail(
@@ -361,20 +362,21 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
     if previous.is_some() && changed {
-        println!("Restarted: {restarted}");
+        say!("Restarted: {restarted}");
     }
     if changed {
         state::record_operation(
             &l,
             &LastOperation { operation: "install".into(), started: started_at, duration_ms, result: "success".into() },
         )?;
-        println!("Vikunja {} is running and healthy at {} ({} ms)\n", d.vikunja.version, d.public_url(), duration_ms);
-        let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
-        print!("{}", crate::service::status::render(&crate::service::status::gather(&l, d, init), fancy));
+        say!("Vikunja {} is running and healthy at {} ({} ms)\n", d.vikunja.version, d.public_url(), duration_ms);
+        let fancy = crate::report::fancy();
+        crate::report::text(&crate::service::status::render(&crate::service::status::gather(&l, d, init), fancy));
     } else {
-        println!(
+        say!(
             "Nothing to change: instance {} already runs Vikunja {} with these settings, and is healthy.",
-            d.instance.name, d.vikunja.version
+            d.instance.name,
+            d.vikunja.version
         );
     }
     Ok(())

@@ -13,6 +13,7 @@ use crate::error::{fail, Failed};
 use crate::instance::layout::Layout;
 use crate::instance::lock::{LockError, OperationLock};
 use crate::instance::Instance;
+use crate::report::note;
 
 /// The lock and the instance as it is after recovery.
 pub struct Begun {
@@ -62,7 +63,7 @@ pub fn revive(inst: &Instance) -> Result<()> {
         Err(LockError::Held { .. }) => return Ok(()),
         Err(e) => return Err(fail(Exit::Error, e.to_string())),
     };
-    eprintln!("{} ({}) was not running (its supervisor is gone): starting it again", colour.name(), d.version);
+    note!("{} ({}) was not running (its supervisor is gone): starting it again", colour.name(), d.version);
     colours.start(colour, &d.version)
 }
 
@@ -76,7 +77,7 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
             // before it removes its journal, so a flag alone is left over (and nothing to keep).
             if crate::service::freeze::is_frozen(l) {
                 crate::service::freeze::thaw(l).map_err(|e| stuck(l, "write freeze", &anyhow::anyhow!(e)))?;
-                eprintln!("writes were still frozen with no operation pending: the freeze was lifted");
+                note!("writes were still frozen with no operation pending: the freeze was lifted");
             }
             return Ok(());
         };

@@ -38,6 +38,7 @@ use crate::service::init::Init;
 use crate::service::{health, nginx};
 
 use crate::fault::kill_point;
+use crate::report::note;
 
 pub struct Options<'a> {
     pub file: PathBuf,
@@ -198,7 +199,7 @@ struct Progress(Instant);
 impl Progress {
     /// On stderr: a recovery may run inside `status --json`, whose stdout is for the JSON.
     fn say(&self, msg: &str) {
-        eprintln!("[{:>6.2}s] {msg}", self.0.elapsed().as_secs_f64());
+        note!("[{:>6.2}s] {msg}", self.0.elapsed().as_secs_f64());
     }
 }
 
@@ -491,11 +492,11 @@ pub fn recover(l: &Layout, init: Init) -> Result<()> {
     let p = Progress(Instant::now());
     let started = Instant::now();
     if j.step == Step::Committed {
-        eprintln!("an interrupted restore of {} had been committed: finishing it", j.archive);
+        note!("an interrupted restore of {} had been committed: finishing it", j.archive);
         finish(l, init, &j, &j.target_version)?;
         record(l, &j, started, "finished after an interruption");
     } else {
-        eprintln!("an interrupted restore of {} stopped at step {}: undoing it", j.archive, j.step.name());
+        note!("an interrupted restore of {} stopped at step {}: undoing it", j.archive, j.step.name());
         undo(l, init, &j, &p).map_err(|e| undo_failed(l, &j, e))?;
         record(l, &j, started, "undone after an interruption");
     }

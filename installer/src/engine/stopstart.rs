@@ -13,6 +13,7 @@ use crate::instance::Instance;
 use crate::service::colour::Colours;
 
 use crate::instance::state::{clear_stopped as clear, stopped_flag as flag};
+use crate::report::{note, say};
 
 fn record(l: &Layout, op: &str, started: &str, since: std::time::Instant, result: &str) {
     let r = state::record_operation(
@@ -25,7 +26,7 @@ fn record(l: &Layout, op: &str, started: &str, since: std::time::Instant, result
         },
     );
     if let Err(e) = r {
-        eprintln!("warning: could not record the {op} in state/last-operation: {e}");
+        note!("warning: could not record the {op} in state/last-operation: {e}");
     }
 }
 
@@ -42,7 +43,7 @@ pub fn stop(inst: &Instance) -> Result<()> {
     colours.stop_all()?;
     crate::service::nginx::stop(l, inst.init)?;
     record(l, "stop", &started, since, "success");
-    println!(
+    say!(
         "Stopped instance {}: both colours and nginx. `vikunja-installer start` starts it again.",
         inst.deployment.instance.name
     );
@@ -100,6 +101,6 @@ pub fn start(inst: &Instance) -> Result<()> {
     }
     clear(l).map_err(|e| anyhow!("remove {}: {e}", flag(l).display()))?;
     record(l, "start", &started, since, "success");
-    println!("Started instance {} (Vikunja {} on {}): healthy.", d.instance.name, dep.version, colour.name());
+    say!("Started instance {} (Vikunja {} on {}): healthy.", d.instance.name, dep.version, colour.name());
     Ok(())
 }

@@ -85,6 +85,7 @@ impl Home {
 
 use crate::fault::kill_point;
 use crate::instance::lock::{FlockError, OperationLock};
+use crate::report::say;
 
 fn lock(h: &Home) -> Result<OperationLock> {
     let path = h.dir.join("upgrade.lock");
@@ -180,10 +181,10 @@ pub fn run(o: &Options) -> Result<u8> {
         let latest = obtain::check_latest(&keys, &policy, &state_path, &src, &fetcher()?).map_err(offline_hint)?;
         let v = latest.manifest.version;
         return Ok(if v > baseline {
-            println!("vikunja-installer {v} is available (installed: {baseline}); run: vikunja-installer upgrade");
+            say!("vikunja-installer {v} is available (installed: {baseline}); run: vikunja-installer upgrade");
             Exit::UpdateAvailable.code()
         } else {
-            println!("vikunja-installer {baseline} is up to date (latest {v} on channel {})", latest.manifest.channel);
+            say!("vikunja-installer {baseline} is up to date (latest {v} on channel {})", latest.manifest.channel);
             0
         });
     }
@@ -208,7 +209,7 @@ pub fn run(o: &Options) -> Result<u8> {
     };
     if installed.as_ref() == Some(&release.version) {
         record(&mut state)?;
-        println!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
+        say!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
         return Ok(0);
     }
     if release.version < baseline && !o.allow_downgrade {
@@ -227,11 +228,11 @@ pub fn run(o: &Options) -> Result<u8> {
     write_receipt(&staging, &release, &files)?;
     let old = place(&h, &staging, &new, &files)?;
     match &old {
-        Some(old) => println!(
+        Some(old) => say!(
             "Upgraded vikunja-installer {old} -> {new} (channel {}, key {}); `vikunja-installer upgrade --rollback` goes back",
             release.channel, release.key_id
         ),
-        None => println!(
+        None => say!(
             "Installed vikunja-installer {new} (channel {}, key {}) as {}",
             release.channel,
             release.key_id,
@@ -502,7 +503,7 @@ fn rollback(h: &Home) -> Result<()> {
     check_answers(&dir.join("bin/vikunja-installer"), &prev)?;
     switch(h, &prev)?;
     manifests::atomic::write_atomic(&h.previous_file(), format!("{current}\n").as_bytes(), 0o644)?;
-    println!("Rolled vikunja-installer back {current} -> {prev}; `vikunja-installer upgrade --rollback` returns to {current}");
+    say!("Rolled vikunja-installer back {current} -> {prev}; `vikunja-installer upgrade --rollback` returns to {current}");
     Ok(())
 }
 

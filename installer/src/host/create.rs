@@ -4,7 +4,6 @@
 //! there. A failure once the container exists reports what was done and offers keep, remove or
 //! retry.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use super::pve::{self, strings, PveError, Runner};
 use super::registry::{Entry, Registry};
 use super::{fail, HOST_TOOLS};
 use crate::instance::config::{Deployment, FieldError, Ports};
+use crate::report::{note, say};
 use crate::ui::Terminal;
 
 pub struct Options {
@@ -236,7 +236,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
     let local = pve::pick_template(&list(r)?, want);
     if let Some(t) = &local {
         if !pve::is_family(want) {
-            println!("  template {ts}:vztmpl/{t} is already there");
+            say!("  template {ts}:vztmpl/{t} is already there");
             return Ok(t.clone());
         }
     }
@@ -245,7 +245,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
         // `pveam update` exits 0 even when it fails: only its output tells.
         let up = r.change_judged(&strings(&["pveam", "update"]))?;
         if !r.dry_run && !up.0.contains("update successful") {
-            println!(
+            say!(
                 "  warning: `pveam update` did not report success ({}); using the template list it already has",
                 up.1.trim()
             );
@@ -257,7 +257,7 @@ fn ensure_template(r: &mut Runner, ts: &str, want: &str) -> Result<String> {
         let mut both = vec![l.clone()];
         both.extend(found.clone());
         if pve::pick_template(&both, want).as_ref() == Some(l) {
-            println!("  template {ts}:vztmpl/{l} is already there");
+            say!("  template {ts}:vztmpl/{l} is already there");
             return Ok(l.clone());
         }
     }
@@ -486,7 +486,7 @@ pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::Exit
         ));
     }
     let pve_version = check_host(&r)?;
-    println!(
+    say!(
         "Proxmox VE {pve_version}: creating a Vikunja container{}",
         if o.dry_run { " (dry run: nothing is changed)" } else { "" }
     );
@@ -525,7 +525,7 @@ pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::Exit
         check_all(&d, &existing)?;
         // Unattended, the same summary goes to the log: what this run used.
         let resolved = pve::pick_template(&c.templates, &d.container.template);
-        print!("{}", super::wizard::summary(&d, resolved.as_deref(), c.next_id));
+        crate::report::text(&super::wizard::summary(&d, resolved.as_deref(), c.next_id));
     }
     if let Some(path) = save {
         if let Some(dir) = path.parent() {
@@ -533,7 +533,7 @@ pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::Exit
         }
         manifests::atomic::write_atomic(&path, d.to_toml().as_bytes(), 0o600)
             .with_context(|| format!("save the settings to {}", path.display()))?;
-        println!(
+        say!(
             "Settings saved to {}: `vikunja-installer create --config {} --yes` repeats this install.",
             path.display(),
             path.display()
@@ -542,7 +542,7 @@ pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::Exit
     loop {
         match attempt(o, &reg, d.clone(), term.as_mut())? {
             Attempt::Done => return Ok(std::process::ExitCode::SUCCESS),
-            Attempt::Retry => println!("\nRetrying from the start."),
+            Attempt::Retry => say!("\nRetrying from the start."),
         }
     }
 }
@@ -634,11 +634,11 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
         next_id(&r)?
     };
     if o.dry_run {
-        println!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
+        say!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
     } else if let Some(bin) = crate::engine::upgrade::install_running(&o.root, templates_dir().as_deref())? {
         // The first change, before any container: the README's day-2 commands must work once
         // this run ends, and `upgrade` must find the installer in its layout.
-        println!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
+        say!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
     }
     let template = ensure_template(&mut r, &ts.name, &d.container.template)?;
 
@@ -649,14 +649,14 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
         match r.change(&pct_create(&d, id, &template)) {
             Ok(out) => {
                 if !out.trim().is_empty() {
-                    println!("{}", out.trim_end());
+                    say!("{}", out.trim_end());
                 }
                 break;
             }
             Err(e) if !fixed_id && tries < 5 && e.detail().contains("already exists") => {
                 tries += 1;
                 let next = next_id(&r)?;
-                println!("  CT {id} was taken meanwhile; trying CT {next}");
+                say!("  CT {id} was taken meanwhile; trying CT {next}");
                 id = next;
             }
             Err(e) => return Err(fail(Exit::Error, format!("{e}; nothing was created"))),
@@ -684,7 +684,7 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     match provision(&mut r, &mut t, &d, &mut entry) {
         Ok(()) => {
             if o.dry_run {
-                println!("Dry run: nothing was changed.");
+                say!("Dry run: nothing was changed.");
                 return Ok(Attempt::Done);
             }
             entry.state = "ready".into();
@@ -699,8 +699,8 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
             } else {
                 None
             };
-            print!("{}", last_screen(&d, &entry, fingerprint.as_deref(), &reg.backups));
-            println!(
+            crate::report::text(&last_screen(&d, &entry, fingerprint.as_deref(), &reg.backups));
+            say!(
                 "Done in {:.1} s (of which {:.1} s installing packages with apt-get).",
                 total.as_secs_f64(),
                 t.packages.as_secs_f64()
@@ -796,10 +796,10 @@ fn recover(
     term: Option<&mut Terminal>,
 ) -> Result<Attempt> {
     let id = entry.ctid;
-    eprintln!("\nvikunja-installer: creating instance {} failed after CT {id} was created: {e:#}", entry.name);
-    eprintln!("Done so far:");
+    note!("\nvikunja-installer: creating instance {} failed after CT {id} was created: {e:#}", entry.name);
+    note!("Done so far:");
     for c in &r.done {
-        eprintln!("  {}", c.lines().next().unwrap_or_default());
+        note!("  {}", c.lines().next().unwrap_or_default());
     }
     entry.state = "failed".into();
     reg.save(entry, d)?;
@@ -829,18 +829,18 @@ fn recover(
         "remove" | "retry" => {
             super::manage::remove_container(&mut Runner::new(false), id)?;
             reg.remove(&entry.name)?;
-            println!("CT {id} removed.");
+            say!("CT {id} removed.");
             if choice == "retry" {
                 return Ok(Attempt::Retry);
             }
         }
         _ => {
-            eprintln!(
+            note!(
                 "CT {id} is kept for debugging (pct enter {id}; the engine's log is in /opt/vikunja-{}/logs).",
                 entry.name
             );
-            eprintln!("To remove it: {remove}");
-            eprintln!("To retry:     {retry}");
+            note!("To remove it: {remove}");
+            note!("To retry:     {retry}");
         }
     }
     let _ = o;
@@ -882,7 +882,7 @@ pub fn push_installer(r: &mut Runner, id: u32) -> Result<()> {
         r.change(&pct_exec(id, &["tar", "-xf", &dst, "-C", &vdir]))?;
         r.change(&pct_exec(id, &["rm", "-f", &dst]))?;
     } else {
-        println!("  no templates directory beside this installer: the container uses the copies compiled into it");
+        say!("  no templates directory beside this installer: the container uses the copies compiled into it");
     }
     r.change(&pct_exec(id, &["ln", "-sfn", &format!("versions/{v}"), &format!("{CT_HOME}/current")]))?;
     r.change(&pct_exec(id, &["ln", "-sfn", &format!("{CT_HOME}/current/bin/vikunja-installer"), CT_BIN]))?;
@@ -913,7 +913,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
                 || r.query(&a).ok().and_then(|o| pve::parse_inet(&o)),
             )?;
         }
-        println!("  CT {id} runs, address {}", entry.address);
+        say!("  CT {id} runs, address {}", entry.address);
     }
 
     step("install packages in the container (apt-get)");
@@ -995,8 +995,8 @@ fn push_setting_files(r: &mut Runner, id: u32, t: &mut toml::Table) -> Result<()
 }
 
 fn step(what: &str) {
-    println!("==> {what}");
-    let _ = std::io::stdout().flush();
+    // The sink flushes each line, before the commands of the step write to the same stdout.
+    say!("==> {what}");
 }
 
 /// The templates the container's installer needs: the bundle's (from the bootstrap) or the

@@ -12,6 +12,7 @@ use super::fail;
 use super::pve::{self, Runner};
 use super::registry::{Entry, Registry};
 use crate::cli;
+use crate::report::{note, say};
 
 pub fn url(e: &Entry) -> String {
     match e.https_port {
@@ -73,7 +74,7 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
     }
     let all = Registry::open(&u.root).all()?;
     if all.is_empty() {
-        println!("No instances yet: vikunja-installer create makes one; nothing was updated.");
+        say!("No instances yet: vikunja-installer create makes one; nothing was updated.");
         return Ok(ExitCode::SUCCESS);
     }
     let base: Vec<String> = args.iter().filter(|a| *a != "--all").cloned().collect();
@@ -85,14 +86,14 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
         }
     };
     for (i, e) in all.iter().enumerate() {
-        println!("\n== update --all: {} of {}: instance {} (CT {})", i + 1, all.len(), e.name, e.ctid);
+        say!("\n== update --all: {} of {}: instance {} (CT {})", i + 1, all.len(), e.name, e.ctid);
         let outcome = if e.state != "ready" {
             Err(format!("its container is {} (not ready); `vikunja-installer list` shows it", e.state))
         } else {
             update_one(u, &base, e)
         };
         if let Err(what) = outcome {
-            eprintln!(
+            note!(
                 "vikunja-installer: update --all stopped at instance {} (CT {}): {what}.\n  \
                  updated: {}\n  not attempted: {}\n\
                  Fix {} (vikunja-installer status --instance {}), then run update --all again: the instances \
@@ -110,7 +111,7 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
     if u.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\nupdate --all: every instance updated and healthy ({}).", names(&all));
+    say!("\nupdate --all: every instance updated and healthy ({}).", names(&all));
     Ok(ExitCode::SUCCESS)
 }
 

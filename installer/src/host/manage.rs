@@ -13,6 +13,7 @@ use super::fail;
 use super::pve::{self, strings, Runner};
 use super::registry::{Entry, Registry};
 use crate::cli;
+use crate::report::{note, say};
 
 /// Where a routed command runs: (instance, host root, dry run). None: not a command we route.
 fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
@@ -89,7 +90,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
         })?;
     }
     if dry_run {
-        println!("Dry run: these commands would run, in order:");
+        say!("Dry run: these commands would run, in order:");
     }
     sync_installer(&mut r, id)?;
     match cmd {
@@ -129,11 +130,11 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     let refs: Vec<&str> = c.iter().map(String::as_str).collect();
     let line = pct_exec(id, &refs);
     if dry_run {
-        println!("  {}", pve::shell_line(&line));
+        say!("  {}", pve::shell_line(&line));
         if matches!(cmd, cli::Command::Backup(b) if b.cmd.is_none()) {
-            println!("  {}", pve::shell_line(&copy_out_command(e)));
+            say!("  {}", pve::shell_line(&copy_out_command(e)));
         }
-        println!("Dry run: nothing was changed.");
+        say!("Dry run: nothing was changed.");
         return Ok(0);
     }
     // The command's own exit code passes through pct exec (10 unhealthy, 11 rolled back, …).
@@ -148,7 +149,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
         if let cli::Command::Backup(b) = cmd {
             if b.cmd.is_none() {
                 let dir = copy_out_backups(e, &reg.backups_of(&e.name))?;
-                println!("Backups of instance {} copied to the host: {}", e.name, dir.display());
+                say!("Backups of instance {} copied to the host: {}", e.name, dir.display());
             }
         }
     }
@@ -200,7 +201,7 @@ fn sync_installer(r: &mut Runner, id: u32) -> Result<()> {
     if inside_version == host {
         return Ok(());
     }
-    eprintln!(
+    note!(
         "The installer in CT {id} is {}; bringing it to the host's {host}",
         if inside_version.is_empty() { "missing" } else { inside_version }
     );
@@ -215,12 +216,12 @@ fn snapshot_before_update(r: &mut Runner, e: &Entry) -> Result<()> {
     match r.change(&a) {
         Ok(_) => {
             if !r.dry_run {
-                println!("Snapshot {name} of CT {} taken (pct rollback {} {name} goes back to it).", e.ctid, e.ctid);
+                say!("Snapshot {name} of CT {} taken (pct rollback {} {name} goes back to it).", e.ctid, e.ctid);
             }
             Ok(())
         }
         Err(x) if x.detail().contains("snapshot feature is not available") => {
-            println!(
+            say!(
                 "The storage of CT {} ({}) cannot take snapshots (pct: snapshot feature is not available): carrying on; \
                  the update backs up the database before it changes anything.",
                 e.ctid, e.storage
@@ -331,12 +332,12 @@ pub fn destroy(d: &cli::Destroy, ask: &dyn Fn(&str) -> Result<Option<bool>>) -> 
             ));
         };
         if !yes {
-            println!("Nothing was changed.");
+            say!("Nothing was changed.");
             return Ok(ExitCode::SUCCESS);
         }
     }
     if d.dry_run {
-        println!("Dry run: these commands would run, in order:");
+        say!("Dry run: these commands would run, in order:");
     }
     let is_running =
         |r: &Runner| r.query(&["pct", "status", &ids]).ok().is_some_and(|o| pve::parse_status(&o) == Some("running"));
@@ -370,18 +371,18 @@ pub fn destroy(d: &cli::Destroy, ask: &dyn Fn(&str) -> Result<Option<bool>>) -> 
         r.change_streamed(&pct_exec(e.ctid, &refs))
             .map_err(|x| fail(Exit::Error, format!("the last backup failed ({x}); nothing was destroyed. Fix it, or copy what you need out with `pct pull`, then `pct destroy {}`", e.ctid)))?;
         if d.dry_run {
-            println!("  {}", pve::shell_line(&copy_out_command(&e)));
+            say!("  {}", pve::shell_line(&copy_out_command(&e)));
         } else {
             copy_out_backups(&e, &keep)?;
         }
     }
     remove_container(&mut r, e.ctid)?;
     if d.dry_run {
-        println!("Dry run: nothing was changed.");
+        say!("Dry run: nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
     reg.remove(&e.name)?;
-    println!("CT {} and instance {} are gone; its backups are kept in {}", e.ctid, e.name, keep.display());
+    say!("CT {} and instance {} are gone; its backups are kept in {}", e.ctid, e.name, keep.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -393,16 +394,22 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
     if l.json {
         // The field names are those of `status`, `health` and `backup` (schema 1): instance,
         // version, colour, healthy, url; the registry's own fields come along.
-        println!("{}", serde_json::json!({"schema": 1, "instances": rows}));
+        say!("{}", serde_json::json!({"schema": 1, "instances": rows}));
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("No instances yet: vikunja-installer create makes one.");
+        say!("No instances yet: vikunja-installer create makes one.");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} URL",
-        "INSTANCE", "CT", "CT STATUS", "VERSION", "COLOUR", "HEALTH", "ADDRESS"
+        "INSTANCE",
+        "CT",
+        "CT STATUS",
+        "VERSION",
+        "COLOUR",
+        "HEALTH",
+        "ADDRESS"
     );
     for (e, j) in all.iter().zip(&rows) {
         let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
@@ -411,7 +418,7 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
             Some(false) if j["version"].is_string() => "UNHEALTHY",
             _ => "unknown",
         };
-        println!(
+        say!(
             "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} {}",
             e.name,
             e.ctid,

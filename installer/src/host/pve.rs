@@ -2,6 +2,7 @@
 //! fixed by shared/reference/proxmox-cli.md. Queries run even under `--dry-run` (they change
 //! nothing and the plan depends on them); changes are only printed then.
 
+use crate::report::say;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -84,7 +85,7 @@ impl Runner {
     pub fn change(&mut self, args: &[String]) -> Result<String, PveError> {
         let line = shell_line(args);
         if self.dry_run {
-            println!("  {line}");
+            say!("  {line}");
             return Ok(String::new());
         }
         let o = Runner::exec(args, None)?;
@@ -97,7 +98,7 @@ impl Runner {
     pub fn change_judged(&mut self, args: &[String]) -> Result<(String, String), PveError> {
         let line = shell_line(args);
         if self.dry_run {
-            println!("  {line}");
+            say!("  {line}");
             return Ok((String::new(), String::new()));
         }
         let o = Command::new(&args[0])
@@ -113,7 +114,7 @@ impl Runner {
     pub fn change_streamed(&mut self, args: &[String]) -> Result<(), PveError> {
         let line = shell_line(args);
         if self.dry_run {
-            println!("  {line}");
+            say!("  {line}");
             return Ok(());
         }
         let cmd = line.clone();

@@ -13,6 +13,7 @@ use manifests::hash::{sha256_reader, Sha256};
 
 use crate::instance::config::{arch, Deployment};
 use crate::instance::layout::Layout;
+use crate::report::note;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -89,7 +90,7 @@ pub fn ensure_release(
                 .truncate(true)
                 .open(&part)
                 .map_err(io_err(format!("create {}", part.display())))?;
-            eprintln!("downloading {url}");
+            note!("downloading {url}");
             fetcher.download(&url, 512 * 1024 * 1024, &d.artifact_name(), &mut f)?;
             part
         }

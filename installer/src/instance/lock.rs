@@ -7,6 +7,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::instance::layout::Layout;
+use crate::report::note;
 
 pub struct OperationLock {
     file: File,
@@ -45,7 +46,7 @@ impl OperationLock {
             FlockError::Write(source) => LockError::Write { path: path.clone(), source },
         })?;
         if !previous.trim().is_empty() {
-            eprintln!(
+            note!(
                 "note: the previous operation on instance {} ({}) ended without releasing its lock (killed or crashed); \
                  taking the lock over: whatever it left unfinished is finished or undone now",
                 l.instance,

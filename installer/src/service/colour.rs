@@ -15,6 +15,7 @@ use crate::error::fail;
 use crate::instance::config::Deployment;
 use crate::instance::layout::Layout;
 use crate::instance::state::Colour;
+use crate::report::note;
 use crate::service::health;
 use crate::service::init::Init;
 use crate::service::sockets::{self, Listen};
@@ -147,7 +148,7 @@ impl Colours<'_> {
 
     fn clear_port(&self, c: Colour, u: &Unit) -> Result<()> {
         for o in self.port_holders(c, u)? {
-            eprintln!(
+            note!(
                 "found an unsupervised service of this instance on port {} ({}; its supervisor is gone): stopping it",
                 u.port,
                 o.describe()

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::instance::config::{DbType, Deployment};
 use crate::instance::layout::Layout;
 use crate::instance::state::Colour;
+use crate::report::say;
 use crate::service::init::Init;
 use crate::service::probe;
 use crate::service::sockets::{self, Listen};
@@ -171,14 +172,14 @@ pub fn check_all(t: &Target) -> Vec<Component> {
 pub fn print_report(components: &[Component]) {
     for c in components {
         let mark = if c.healthy { "OK  " } else { "FAIL" };
-        println!("{mark} {:<12} {}", c.name, c.detail);
+        say!("{mark} {:<12} {}", c.name, c.detail);
         if !c.healthy {
             if let Some(p) = c.port {
-                println!("       Port: {p}");
+                say!("       Port: {p}");
             }
-            println!("       Suggested actions:");
+            say!("       Suggested actions:");
             for (i, r) in c.remediation.iter().enumerate() {
-                println!("         {}. {r}", i + 1);
+                say!("         {}. {r}", i + 1);
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::instance::layout::Layout;
 use crate::instance::state::Colour;
 use crate::instance::tls::CertPaths;
 use crate::render::{render_nginx_main, render_site, render_upstreams, MainSpec, SiteSpec, Upstreams};
+use crate::report::note;
 use crate::service::init::Init;
 
 /// Why nginx could not be configured, started, reloaded or stopped. The texts are the ones the
@@ -402,7 +403,7 @@ fn wait_for_reload(master: i32, old: &[i32], error_log: &std::path::Path) -> Res
             if !new_up {
                 return Err(NginxError::NotApplied { secs: RELOAD_DRAIN.as_secs(), log: error_log.to_path_buf() });
             }
-            eprintln!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
+            note!("warning: old nginx workers still finish long requests after {} s", RELOAD_DRAIN.as_secs());
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));

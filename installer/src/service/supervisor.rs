@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::report::note;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,21 +174,21 @@ pub fn run(unit_file: &Path, pid_file: &Path, root: &Path) -> ExitCode {
     let text = match std::fs::read_to_string(unit_file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("supervise: read {}: {e}", unit_file.display());
+            note!("supervise: read {}: {e}", unit_file.display());
             return ExitCode::from(1);
         }
     };
     let u = match UnitFile::parse(&text) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("supervise: {}: {e}", unit_file.display());
+            note!("supervise: {}: {e}", unit_file.display());
             return ExitCode::from(1);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM, SIGHUP] {
         if signal_hook::flag::register(sig, stop.clone()).is_err() {
-            eprintln!("supervise: cannot install signal handlers");
+            note!("supervise: cannot install signal handlers");
             return ExitCode::from(1);
         }
     }
@@ -195,7 +196,7 @@ pub fn run(unit_file: &Path, pid_file: &Path, root: &Path) -> ExitCode {
         let mut child = match spawn(&u, root) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("supervise: cannot start {}: {e}", u.exec[0]);
+                note!("supervise: cannot start {}: {e}", u.exec[0]);
                 let _ = std::fs::remove_file(pid_file);
                 return ExitCode::from(1);
             }
@@ -216,7 +217,7 @@ pub fn run(unit_file: &Path, pid_file: &Path, root: &Path) -> ExitCode {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if child.try_wait().ok().flatten().is_none() {
-                    eprintln!("supervise: stop timeout; sending SIGKILL");
+                    note!("supervise: stop timeout; sending SIGKILL");
                     let _ = child.kill();
                     let _ = child.wait();
                 }
@@ -228,7 +229,7 @@ pub fn run(unit_file: &Path, pid_file: &Path, root: &Path) -> ExitCode {
             None => break,
             Some(st) if st.success() => break,
             Some(st) => {
-                eprintln!("supervise: {} exited with {st}; restarting in {:?}", u.exec[0], u.restart_sec);
+                note!("supervise: {} exited with {st}; restarting in {:?}", u.exec[0], u.restart_sec);
                 let until = Instant::now() + u.restart_sec;
                 while Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(50));
