@@ -27,7 +27,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("engine::restore", "engine::backup", "shares `resolve` and the skip lists of what a backup holds"),
     (
         "engine::install",
-        "engine::bluegreen",
+        "engine::switch",
         "a settings change rolls out through restart's blue-green path (one path, not two)",
     ),
     ("host::create", "engine::upgrade", "`install_running` puts the running installer into the versioned layout"),
@@ -35,7 +35,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
 
 const FOLDERS: &[&str] = &["commands", "host", "engine", "instance", "service", "data", "render"];
 const LOWER: &[&str] = &["instance", "service", "data", "render"];
-const OPERATIONS: &[&str] = &["install", "bluegreen", "backup", "restore", "upgrade", "stopstart"];
+const OPERATIONS: &[&str] = &["install", "switch", "backup", "restore", "upgrade", "stopstart"];
 const SHARED: &[&str] = &["journal", "lifecycle"];
 
 /// The module path of a source file: `engine/backup.rs` → `engine::backup`, `instance/mod.rs` →

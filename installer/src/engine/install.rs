@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 
-use crate::engine::bluegreen;
+use crate::engine::switch;
 use crate::instance::config::{DbType, Deployment};
 use crate::instance::layout::Layout;
 use crate::instance::state::{self, Colour, Deployed, LastOperation};
@@ -340,7 +340,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let restarted = if roll_out {
         say!("Rolling the changed settings out without downtime: a blue-green restart on {}", d.vikunja.version);
         let inst = crate::instance::Instance { layout: l.clone(), deployment: d.clone(), init };
-        bluegreen::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
+        switch::restart_locked(&inst, &serving_d).map_err(|e| match e.downcast_ref::<Failed>() {
             Some(f) => fail(
                 f.code,
                 format!(

@@ -2,11 +2,11 @@
 //! state model (`lifecycle`), the journal (`journal`) and the one recovery entry (`recovery`).
 
 pub mod backup;
-pub mod bluegreen;
 pub mod install;
 pub mod journal;
 pub mod lifecycle;
 pub mod recovery;
 pub mod restore;
 pub mod stopstart;
+pub mod switch;
 pub mod upgrade;

@@ -89,7 +89,7 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
             "restore" => adopt(l, &path).and_then(|()| crate::engine::restore::recover(l, inst.init)),
             "update" | "rollback" | "restart" => {
                 let fresh = crate::instance::open(&l.root, Some(&l.instance))?;
-                crate::engine::bluegreen::recover(&fresh)
+                crate::engine::switch::recover(&fresh)
             }
             other => {
                 Err(anyhow::anyhow!("{} names an operation this installer does not know: {other:?}", path.display()))
