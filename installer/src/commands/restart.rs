@@ -6,13 +6,13 @@ use anyhow::Result;
 
 use super::{usage, DRY_RUN_ON_HOST};
 use crate::cli;
-use crate::engine::switch;
+use crate::engine::restart;
 
 pub fn command(r: cli::Restart) -> Result<ExitCode> {
     if r.dry_run {
         return Err(usage(DRY_RUN_ON_HOST));
     }
     let inst = crate::instance::open(&r.root, r.instance.as_deref())?;
-    switch::restart(&inst)?;
+    restart::restart(&inst)?;
     Ok(ExitCode::SUCCESS)
 }

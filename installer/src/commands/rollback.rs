@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{usage, DRY_RUN_ON_HOST};
 use crate::cli;
-use crate::engine::switch;
+use crate::engine::rollback;
 
 const NO_TERMINAL: &str =
     "rollback needs to restore the database: confirm with --yes (no terminal to ask on); nothing was changed";
@@ -18,6 +18,6 @@ pub fn command(r: cli::Rollback) -> Result<ExitCode> {
     }
     let inst = crate::instance::open(&r.root, r.instance.as_deref())?;
     let confirm = super::confirm(r.yes, NO_TERMINAL);
-    switch::rollback(&inst, &confirm)?;
+    rollback::rollback(&inst, &confirm)?;
     Ok(ExitCode::SUCCESS)
 }

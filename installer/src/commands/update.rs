@@ -1,4 +1,4 @@
-//! `update`: argv → `engine::switch::update`; `--all` walks the host's instances
+//! `update`: argv → `engine::update`; `--all` walks the host's instances
 //! (`host::fleet`); `--dry-run` belongs to the host's routing.
 
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{usage, DRY_RUN_ON_HOST};
 use crate::cli;
-use crate::engine::switch;
+use crate::engine::update;
 
 pub fn command(u: cli::Update, args: &[String]) -> Result<ExitCode> {
     if u.all {
@@ -17,6 +17,6 @@ pub fn command(u: cli::Update, args: &[String]) -> Result<ExitCode> {
         return Err(usage(DRY_RUN_ON_HOST));
     }
     let inst = crate::instance::open(&u.root, u.instance.as_deref())?;
-    switch::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref())?;
+    update::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

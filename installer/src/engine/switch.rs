@@ -1,6 +1,8 @@
-//! Blue-green `update` and `rollback`, and the recovery of one that was interrupted.
+//! The blue-green steps `update`, `restart` (also `install`'s settings rollout) and `rollback`
+//! share, and the recovery of one that was interrupted. Not an operation itself: it names none and
+//! not `recovery`; the operations take the lock through `recovery::begin` and call in here.
 //!
-//! Both run the same steps (the journal records each before it happens):
+//! All run the same steps (the journal records each before it happens):
 //! freeze writes in nginx (reads keep flowing to the serving colour) → back up the database →
 //! start the other colour (Vikunja migrates at start) → health gate with the expected version →
 //! switch nginx to it and lift the freeze in one checked reload → drain the old colour with SIGINT.
@@ -18,7 +20,6 @@ use manifests::Exit;
 use crate::data::dbbackup;
 use crate::engine::journal::{Journal, Step};
 use crate::engine::lifecycle::{self, Op, RollbackPoint, Snapshot, Verdict};
-use crate::engine::recovery;
 use crate::error::fail;
 use crate::instance::artifact;
 use crate::instance::config::Deployment;
@@ -32,15 +33,15 @@ use crate::service::{health, nginx, units};
 
 /// Prints what a user watching the operation wants to see, with the time since it began; on
 /// stderr when the command's stdout is for something else (a recovery run by `status --json`).
-struct Progress {
+pub(super) struct Progress {
     start: Instant,
     stderr: bool,
 }
 impl Progress {
-    fn new(stderr: bool) -> Progress {
+    pub(super) fn new(stderr: bool) -> Progress {
         Progress { start: Instant::now(), stderr }
     }
-    fn say(&self, msg: &str) {
+    pub(super) fn say(&self, msg: &str) {
         let line = format!("[{:>6.2}s] {msg}", self.start.elapsed().as_secs_f64());
         if self.stderr {
             note!("{line}");
@@ -50,18 +51,18 @@ impl Progress {
     }
 }
 
-struct Ctx<'a> {
-    l: &'a Layout,
-    d: &'a Deployment,
-    colours: Colours<'a>,
+pub(super) struct Ctx<'a> {
+    pub(super) l: &'a Layout,
+    pub(super) d: &'a Deployment,
+    pub(super) colours: Colours<'a>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(l: &'a Layout, d: &'a Deployment, init: Init) -> Ctx<'a> {
+    pub(super) fn new(l: &'a Layout, d: &'a Deployment, init: Init) -> Ctx<'a> {
         Ctx { l, d, colours: Colours { l, d, init } }
     }
 
-    fn route(&self, c: Colour, freeze: bool) -> Result<()> {
+    pub(super) fn route(&self, c: Colour, freeze: bool) -> Result<()> {
         Ok(nginx::route(self.l, self.d, self.colours.init, c, freeze)?)
     }
 
@@ -121,7 +122,7 @@ pub fn recover(inst: &Instance) -> Result<()> {
 
 /// The deployment with `version` as its Vikunja version (a pinned checksum or local zip belongs
 /// to the version it was given for).
-fn target_deployment(d: &Deployment, version: &str) -> Deployment {
+pub(super) fn target_deployment(d: &Deployment, version: &str) -> Deployment {
     let mut t = d.clone();
     if t.vikunja.version != version {
         t.vikunja.sha256 = None;
@@ -292,7 +293,7 @@ fn record(l: &Layout, j: &Journal, started: Instant, result: &str) -> Result<()>
 
 /// Which colour serves now, and which version. A colour recorded as active but not running is
 /// started again; the other colour left running without a journal is stopped.
-fn detect_active(ctx: &Ctx, p: &Progress) -> Result<(Colour, String)> {
+pub(super) fn detect_active(ctx: &Ctx, p: &Progress) -> Result<(Colour, String)> {
     let dep = state::deployed(ctx.l).ok_or_else(|| {
         fail(
             Exit::Error,
@@ -316,14 +317,14 @@ fn detect_active(ctx: &Ctx, p: &Progress) -> Result<(Colour, String)> {
     Ok((active, dep.version))
 }
 
-fn other(c: Colour) -> Colour {
+pub(super) fn other(c: Colour) -> Colour {
     match c {
         Colour::Blue => Colour::Green,
         Colour::Green => Colour::Blue,
     }
 }
 
-fn operation_id(instance: &str) -> String {
+pub(super) fn operation_id(instance: &str) -> String {
     state::deployment_id(instance, &format_rfc3339(now_unix()))
 }
 
@@ -364,7 +365,7 @@ fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result
 }
 
 /// Runs the lifecycle's check for `op`: go on, or end here (nothing to do, or refused).
-fn admit(op: Op, inst: &Instance) -> Result<bool> {
+pub(super) fn admit(op: Op, inst: &Instance) -> Result<bool> {
     let (l, d) = (&inst.layout, &inst.deployment);
     match lifecycle::check(op, &d.instance.name, &Snapshot::read(l, || dbbackup::migrations(l, d))) {
         Verdict::Go => Ok(true),
@@ -376,21 +377,8 @@ fn admit(op: Op, inst: &Instance) -> Result<bool> {
     }
 }
 
-pub fn update(inst: &Instance, version: Option<&str>, artifact: Option<&Path>, sha256: Option<&str>) -> Result<()> {
-    if artifact.is_some() && version.is_none() {
-        return Err(fail(
-            Exit::Usage,
-            "--artifact needs --version: name the release the zip holds (e.g. --version v2.5.0); nothing was changed",
-        ));
-    }
-    if let Some(v) = version {
-        refuse_unsupported(v)?;
-    }
-    switch(inst, version, "update", Offline { artifact, sha256 })
-}
-
 /// The version floor, checked before anything changes (see `config::supported_vikunja`).
-fn refuse_unsupported(version: &str) -> Result<()> {
+pub(super) fn refuse_unsupported(version: &str) -> Result<()> {
     crate::instance::config::supported_vikunja(version).map_err(|why| {
         fail(
             Exit::Usage,
@@ -401,16 +389,9 @@ fn refuse_unsupported(version: &str) -> Result<()> {
 
 /// A release zip given by hand (no download), with its checksum if known.
 #[derive(Clone, Copy, Default)]
-struct Offline<'a> {
-    artifact: Option<&'a Path>,
-    sha256: Option<&'a str>,
-}
-
-/// A zero-downtime restart: the same version and settings on the other colour, through the same
-/// steps as an update (freeze, backup, start, health gate, switch, drain). The rollback point is
-/// left as it was.
-pub fn restart(inst: &Instance) -> Result<()> {
-    switch(inst, None, "restart", Offline::default())
+pub struct Offline<'a> {
+    pub artifact: Option<&'a Path>,
+    pub sha256: Option<&'a str>,
 }
 
 /// The same restart for a caller that already holds the operation lock and has recovered
@@ -420,12 +401,7 @@ pub fn restart_locked(inst: &Instance, serving: &Deployment) -> Result<()> {
     switch_locked(inst, None, "restart", Offline::default(), Some(serving))
 }
 
-fn switch(inst: &Instance, version: Option<&str>, op: &str, offline: Offline) -> Result<()> {
-    let begun = recovery::begin(inst, op)?;
-    switch_locked(&begun.inst, version, op, offline, None)
-}
-
-fn switch_locked(
+pub(super) fn switch_locked(
     inst: &Instance,
     version: Option<&str>,
     op: &str,
@@ -527,7 +503,7 @@ fn switch_locked(
 
 /// After the health gate: switch and finish when healthy; otherwise undo and report exit 11 (12
 /// when undoing failed). Shared by update and rollback, which differ only before the gate.
-fn settle(
+pub(super) fn settle(
     ctx: &Ctx,
     ctx_to: &Ctx,
     j: &mut Journal,
@@ -580,97 +556,4 @@ fn settle(
             ctx.l.logs_dir().display()
         ),
     ))
-}
-
-/// `confirm` is asked before a rollback that restores the database copy changes anything; `false`
-/// cancels. The engine never prompts: the command answers (`--yes`, or the terminal).
-pub fn rollback(inst: &Instance, confirm: &dyn Fn(&str) -> Result<bool>) -> Result<()> {
-    let p = Progress::new(false);
-    let begun = recovery::begin(inst, "rollback")?;
-    let inst = &begun.inst;
-    if !admit(Op::Rollback, inst)? {
-        return Ok(());
-    }
-    let (l, d) = (&inst.layout, &inst.deployment);
-    let ctx = Ctx::new(l, d, inst.init);
-    let started = Instant::now();
-    let (from, from_version) = detect_active(&ctx, &p)?;
-    let point = RollbackPoint::load(l).context("the rollback point vanished while locked")?;
-    let now_migrations = dbbackup::migrations(l, d);
-    let restore_db = point.needs_database(&now_migrations);
-    if restore_db {
-        say!(
-            "Rolling back to Vikunja {v} restores the database copy taken before the update to {from_version} ({b}): {v} \
-             cannot use the schema {from_version} migrated to. Every change made since that update is lost; the database \
-             as it is now is saved first (backups/pre-rollback-*).",
-            v = point.version,
-            b = point.backup
-        );
-        if !confirm("Roll back and restore the database?")? {
-            return Err(fail(Exit::Error, "rollback cancelled; nothing was changed"));
-        }
-    }
-    let to = other(from);
-    let target_version = point.version.clone();
-    let target = target_deployment(d, &target_version);
-    let id = operation_id(&d.instance.name);
-    let safety = l.backups_dir().join(dbbackup::file_name(d, &format!("pre-rollback-{id}")));
-    let mut j = Journal::new("rollback", id, (from, &from_version), (to, &target_version), &safety, now_migrations);
-    p.say(&format!(
-        "rolling back instance {} from {from_version} ({}) to {target_version} ({})",
-        d.instance.name,
-        from.name(),
-        to.name()
-    ));
-    j.advance(l, Step::Started)?;
-    let gate = (|| -> Result<(bool, Vec<health::Component>)> {
-        j.advance(l, Step::Frozen)?;
-        ctx.route(from, true)?;
-        p.say(&format!("writes frozen (reads still served by {})", from.name()));
-        let nginx_check = nginx::spawn_check(l, inst.init)?;
-        dbbackup::backup(l, d, &safety)?;
-        j.advance(l, Step::BackedUp)?;
-        p.say(&format!("current database backed up to {}", safety.display()));
-        j.advance(l, Step::Starting)?;
-        let ctx_to = Ctx::new(l, &target, inst.init);
-        // First on the current schema, so the current colour keeps serving reads: Vikunja, like
-        // its migration library, ignores migrations it does not know.
-        ctx_to.colours.start(to, &target_version)?;
-        p.say(&format!("{} started with {target_version}; health gate", to.name()));
-        let mut r = ctx_to.colours.gate(to, &target_version);
-        p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
-        if restore_db && r.0 {
-            j.pending_restore = point.backup.clone();
-            j.save(l)?;
-        } else if restore_db {
-            p.say(&format!(
-                "{target_version} does not run on {from_version}'s schema: restoring the database first \
-                 (reads fail until the switch)"
-            ));
-            ctx_to.colours.kill(to)?;
-            dbbackup::restore(l, d, Path::new(&point.backup))?;
-            p.say(&format!("database restored from {}", point.backup));
-            ctx_to.colours.start(to, &target_version)?;
-            r = ctx_to.colours.gate(to, &target_version);
-            p.say(&format!("health gate: {}", if r.0 { "passed" } else { "FAILED" }));
-        }
-        nginx::checked(nginx_check)?;
-        Ok(r)
-    })();
-    let ctx_to = Ctx::new(l, &target, inst.init);
-    settle(&ctx, &ctx_to, &mut j, gate, started, &p)?;
-    if restore_db {
-        say!(
-            "Rolled instance {} back to Vikunja {target_version}; the database was restored to the copy taken before the \
-             update, and the database as it was before this rollback is kept in {}.",
-            d.instance.name,
-            safety.display()
-        );
-    } else {
-        say!(
-            "Rolled instance {} back to Vikunja {target_version}; the database was kept as it was (same schema).",
-            d.instance.name
-        );
-    }
-    Ok(())
 }
