@@ -28,7 +28,7 @@ pub fn command(b: Backup) -> Result<ExitCode> {
         Some(BackupCommand::Verify(v)) => {
             // The instance is only needed to find a bare file name in its backups/.
             let inst = crate::instance::open(&v.root, v.instance.as_deref()).ok();
-            let path = backup::resolve(&v.file, inst.as_ref().map(|i| &i.layout));
+            let path = crate::data::contents::resolve(&v.file, inst.as_ref().map(|i| &i.layout));
             let unlock =
                 Unlock { passphrase_file: v.passphrase_file, identity: v.identity, ask: Some(crate::ui::secret) };
             let started = Instant::now();

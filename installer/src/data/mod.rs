@@ -2,6 +2,7 @@
 //! colours, commands or the host.
 
 pub mod archive;
+pub mod contents;
 pub mod crypt;
 pub mod dbbackup;
 pub mod pargz;

@@ -23,6 +23,7 @@ use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
 use crate::data::archive::{self, Header, Manifest, Skipped};
+use crate::data::contents::{skip_config, skip_logs, skip_state};
 use crate::data::crypt::{Seal, Unlock};
 use crate::data::dbbackup;
 use crate::data::pargz::ParGzWriter;
@@ -44,48 +45,6 @@ pub struct Options {
 }
 
 // ---------------------------------------------------------------- what is backed up
-
-fn is_temp(rel: &Path) -> bool {
-    let name = rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    name.starts_with('.') && (name.contains(".tmp-") || name.contains(".partial") || name.starts_with(".mysql-client-"))
-}
-
-/// Files under `config/` that belong to this machine's nginx, not to the settings: the private
-/// nginx of `--init process` (its main file is rendered for the init mode, so a backup from a
-/// systemd machine restores onto a process one and back), its pid and scratch directories.
-pub fn skip_config(rel: &Path, _is_dir: bool) -> bool {
-    let s = rel.to_string_lossy();
-    matches!(s.as_ref(), "nginx/nginx.conf" | "nginx/nginx.pid" | "nginx/tmp" | "nginx/logs") || is_temp(rel)
-}
-
-/// State that describes this machine or an operation in progress, never the deployment: locks,
-/// journals, caches, nginx's temp files and what it last applied, the init mode, Debian's default
-/// site put aside, a `stop`.
-pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
-    let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-    matches!(
-        top.as_str(),
-        "locks"
-            | "journal"
-            | "restore-journal"
-            | "backup-journal"
-            | "rollback-point"
-            | "nginx-temp"
-            | "nginx-applied-upstream.conf"
-            // The write freeze's flag: a restore swapping it away would lift the freeze it runs under.
-            | "writes-frozen"
-            | "health-cache.json"
-            | "init"
-            | "nginx-default-site.disabled"
-            // Whether the services run here now (`stop`): a restored instance runs.
-            | "stopped"
-    ) || is_temp(rel)
-}
-
-/// Supervisor pid files live beside the logs; they name processes of this machine only.
-pub fn skip_logs(rel: &Path, is_dir: bool) -> bool {
-    !is_dir && rel.extension().is_some_and(|e| e == "pid")
-}
 
 // ---------------------------------------------------------------- names
 
@@ -463,17 +422,6 @@ pub fn list(dir: &Path, instance: &str, json: bool) -> Result<()> {
         say!("  {:<60} {:>12}  {what}", r["name"].as_str().unwrap_or(""), mib(r["size"].as_u64().unwrap_or(0)));
     }
     Ok(())
-}
-
-/// A backup named without a directory is looked for in the instance's backup directory too.
-pub fn resolve(file: &Path, l: Option<&Layout>) -> PathBuf {
-    if file.exists() || file.components().count() > 1 {
-        return file.to_path_buf();
-    }
-    match l {
-        Some(l) if l.backups_dir().join(file).exists() => l.backups_dir().join(file),
-        _ => file.to_path_buf(),
-    }
 }
 
 /// Reads the whole backup: decryption, every entry's size and sha256 against the manifest, the

@@ -23,9 +23,9 @@ use manifests::time::{format_rfc3339, now_unix};
 use manifests::Exit;
 
 use crate::data::archive::{self, Header, Manifest};
+use crate::data::contents::{resolve, skip_config, skip_state};
 use crate::data::crypt::Unlock;
 use crate::data::dbbackup;
-use crate::engine::backup::{skip_config, skip_state};
 use crate::error::fail;
 use crate::error::Failed;
 use crate::instance::artifact;
@@ -589,7 +589,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         fail(Exit::Error, format!("instance {} has no deployed version yet; run vikunja-installer install", l.instance))
     })?;
     let prev_colour = state::active_colour(l).unwrap_or(current.colour);
-    let file = crate::engine::backup::resolve(&o.file, Some(l));
+    let file = resolve(&o.file, Some(l));
     let file = fs::canonicalize(&file).unwrap_or(file);
     let id =
         format!("{}-{}", format_rfc3339(now_unix()).replace([':', '-'], "").trim_end_matches('Z'), std::process::id());
