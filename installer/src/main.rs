@@ -12,6 +12,7 @@ mod host;
 mod instance;
 mod render;
 mod report;
+mod selfinstall;
 mod service;
 mod ui;
 

@@ -196,7 +196,7 @@ fn remove_user(root: &Path) -> Result<bool> {
 /// `self uninstall` on the Proxmox host: the versioned layout of `upgrade` and the command in
 /// /usr/local/bin (only when it is ours: a link into /opt/vikunja-pve). Containers are left alone.
 pub fn itself(u: &SelfUninstall) -> Result<()> {
-    let home = crate::engine::upgrade::Home::new(&u.root);
+    let home = crate::selfinstall::Home::new(&u.root);
     let bin = u.root.join("usr/local/bin/vikunja-installer");
     let reg = crate::host::registry::Registry::open(&u.root);
     let ours = std::fs::read_link(&bin).is_ok_and(|t| t.to_string_lossy().contains("opt/vikunja-pve/"));

@@ -6,7 +6,7 @@ use anyhow::Result;
 use manifests::build_info;
 
 use crate::cli;
-use crate::engine::upgrade;
+use crate::selfinstall as upgrade;
 
 pub fn command(u: cli::Upgrade) -> Result<ExitCode> {
     let code = upgrade::run(&upgrade::Options {

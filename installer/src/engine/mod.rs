@@ -12,4 +12,3 @@ pub mod rollback;
 pub mod stopstart;
 pub mod switch;
 pub mod update;
-pub mod upgrade;

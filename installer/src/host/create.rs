@@ -635,7 +635,7 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     };
     if o.dry_run {
         say!("Dry run: these commands would run, in order (the queries above already ran; they change nothing):");
-    } else if let Some(bin) = crate::engine::upgrade::install_running(&o.root, templates_dir().as_deref())? {
+    } else if let Some(bin) = crate::selfinstall::install_running(&o.root, templates_dir().as_deref())? {
         // The first change, before any container: the README's day-2 commands must work once
         // this run ends, and `upgrade` must find the installer in its layout.
         say!("Installed vikunja-installer {} as {}", build_info::version(), bin.display());
