@@ -1,5 +1,6 @@
-//! `vikunja-installer upgrade`: the installer updates itself from a signed release, online or from
-//! a bundle file, through the same checks as the bootstrap (`manifests::obtain`).
+//! The installer's own versioned layout on a host or in a container: what `upgrade`
+//! (`engine::upgrade`) places a verified release into, and where the first run of the one-liner
+//! puts the running installer (`install_running`, from `host::create`).
 //!
 //! Installed layout (under `--root`): every version in its own directory, the active one selected
 //! by one symlink that is replaced atomically, so the binary and its templates always match:
@@ -21,25 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, Context, Result};
-use manifests::fetch::Fetcher;
-use manifests::obtain::{self, Release, Source};
-use manifests::serial::{default_state_dir, SerialState};
-use manifests::{build_info, Exit, Keyring, Policy, Version};
+use manifests::obtain::Release;
+use manifests::serial::default_state_dir;
+use manifests::{build_info, Exit, Version};
 
 use crate::error::fail;
-
-pub struct Options {
-    pub root: PathBuf,
-    pub check: bool,
-    pub version: Option<String>,
-    pub bundle: Option<PathBuf>,
-    pub rollback: bool,
-    pub allow_downgrade: bool,
-    pub allow_expired: bool,
-    /// The channel to accept instead of the compiled-in one.
-    pub channel: Option<String>,
-    pub base_url: Option<String>,
-}
 
 /// Where the installer lives under a root.
 pub struct Home {
@@ -51,7 +38,7 @@ impl Home {
     pub fn new(root: &Path) -> Home {
         Home { root: root.to_path_buf(), dir: root.join("opt/vikunja-pve") }
     }
-    fn versions(&self) -> PathBuf {
+    pub(crate) fn versions(&self) -> PathBuf {
         self.dir.join("versions")
     }
     fn version_dir(&self, v: &str) -> PathBuf {
@@ -63,10 +50,10 @@ impl Home {
     fn previous_file(&self) -> PathBuf {
         self.dir.join("previous")
     }
-    fn bin_link(&self) -> PathBuf {
+    pub(crate) fn bin_link(&self) -> PathBuf {
         self.root.join("usr/local/bin/vikunja-installer")
     }
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         if self.root == Path::new("/") {
             default_state_dir()
         } else {
@@ -87,7 +74,7 @@ use crate::fault::kill_point;
 use crate::instance::lock::{FlockError, OperationLock};
 use crate::report::say;
 
-fn lock(h: &Home) -> Result<OperationLock> {
+pub(crate) fn lock(h: &Home) -> Result<OperationLock> {
     let path = h.dir.join("upgrade.lock");
     match OperationLock::flock(&path, &format!("PID: {}\n", std::process::id())) {
         Ok((lock, _)) => Ok(lock),
@@ -99,7 +86,7 @@ fn lock(h: &Home) -> Result<OperationLock> {
     }
 }
 
-fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {
+pub(crate) fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) {
         fail(
@@ -111,140 +98,17 @@ fn not_writable(path: &Path, e: std::io::Error) -> anyhow::Error {
     }
 }
 
-fn parse_version(v: &str) -> Result<Version> {
+pub(crate) fn parse_version(v: &str) -> Result<Version> {
     Version::parse(v.trim_start_matches('v')).map_err(|e| fail(Exit::Usage, format!("--version: {e}")))
 }
 
-fn running_version() -> Version {
+pub(crate) fn running_version() -> Version {
     Version::parse(build_info::version()).unwrap_or(Version { major: 0, minor: 0, patch: 0, pre: None })
-}
-
-pub fn run(o: &Options) -> Result<u8> {
-    let h = Home::new(&o.root);
-    if o.rollback {
-        let _lock = lock(&h)?;
-        return rollback(&h).map(|()| 0);
-    }
-    let keys = Keyring::embedded().map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
-    let installed = h.current().and_then(|v| Version::parse(&v).ok());
-    let baseline = installed.clone().unwrap_or_else(running_version);
-    let pinned = o.version.as_deref().map(parse_version).transpose()?;
-    if o.allow_downgrade && pinned.is_none() {
-        // Without a pin, lifting the serial check would let a mirror pick any old signed release.
-        return Err(fail(Exit::Usage, "--allow-downgrade needs --version X.Y.Z: the release to go back to"));
-    }
-    if let Some(p) = &pinned {
-        if *p < baseline && !o.allow_downgrade {
-            return Err(fail(
-                Exit::Verification,
-                format!("{p} is older than the installed {baseline}: a downgrade is refused unless --allow-downgrade is given"),
-            ));
-        }
-    }
-    let channel = o.channel.clone().unwrap_or_else(|| build_info::channel().to_string());
-    if !manifests::manifest::is_safe_name(&channel) {
-        return Err(fail(
-            Exit::Usage,
-            format!("--channel {channel:?}: a channel name is letters, digits, '.', '_', '-' or '+'"),
-        ));
-    }
-    let mut state = SerialState::load(&h.state_dir()).map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
-    let policy = Policy {
-        now: manifests::time::now_unix(),
-        allow_expired: o.allow_expired && o.bundle.is_some(),
-        // An explicit downgrade names an older release, whose serial is lower by design; every
-        // other check (signature, hash, size, expiry) still applies.
-        last_serial: if o.allow_downgrade { None } else { state.last(&channel) },
-        channel,
-        client_version: running_version(),
-        pinned: pinned.clone(),
-    };
-    if o.allow_expired && o.bundle.is_none() {
-        return Err(fail(Exit::Usage, "--allow-expired is for air-gapped upgrades with --bundle only"));
-    }
-    let fetcher = || -> Result<Fetcher> {
-        Fetcher::new(&format!("vikunja-installer/{}", build_info::version()), None)
-            .map_err(|e| fail(e.exit(), e.to_string()))
-    };
-    let offline_hint = |e: obtain::ObtainError| {
-        let code = e.exit();
-        let hint = if code == Exit::Download {
-            "\nNo network? Copy the release's bundle and .minisig to this machine and run: vikunja-installer upgrade --bundle FILE"
-        } else {
-            ""
-        };
-        fail(code, format!("{e}{hint}\nnothing was changed"))
-    };
-    if o.check {
-        let src = Source::from_env(o.base_url.as_deref()).map_err(offline_hint)?;
-        let state_path = state.path.display().to_string();
-        let latest = obtain::check_latest(&keys, &policy, &state_path, &src, &fetcher()?).map_err(offline_hint)?;
-        let v = latest.manifest.version;
-        return Ok(if v > baseline {
-            say!("vikunja-installer {v} is available (installed: {baseline}); run: vikunja-installer upgrade");
-            Exit::UpdateAvailable.code()
-        } else {
-            say!("vikunja-installer {baseline} is up to date (latest {v} on channel {})", latest.manifest.channel);
-            0
-        });
-    }
-
-    let _lock = lock(&h)?;
-    clean_leftovers(&h);
-    let staging = h.versions().join(format!(".staging-{}", std::process::id()));
-    std::fs::create_dir_all(&staging).map_err(|e| not_writable(&staging, e))?;
-    let _cleanup = RemoveOnDrop(staging.clone());
-    let cx = obtain::Context { who: "vikunja-installer", keys: &keys, policy, state: &state, dest: &staging };
-    let release = match &o.bundle {
-        Some(b) => obtain::offline(cx, b, None),
-        None => Source::from_env(o.base_url.as_deref()).and_then(|src| {
-            let f = Fetcher::new(&format!("vikunja-installer/{}", build_info::version()), None)?;
-            obtain::online(cx, &src, &f)
-        }),
-    }
-    .map_err(offline_hint)?;
-    let new = release.version.to_string();
-    let record = |state: &mut SerialState| {
-        release.record(state).map_err(|e| fail(Exit::Prerequisite, format!("{e}\nnothing was changed")))
-    };
-    if installed.as_ref() == Some(&release.version) {
-        record(&mut state)?;
-        say!("vikunja-installer {new} is already installed and active: nothing to upgrade.");
-        return Ok(0);
-    }
-    if release.version < baseline && !o.allow_downgrade {
-        return Err(fail(
-            Exit::Verification,
-            format!("the release offered is {new}, older than the installed {baseline}: refused (pass --allow-downgrade to go back on purpose)"),
-        ));
-    }
-    kill_point("unpacked");
-    // Listed before anything of the new version runs: the listing refuses links, so neither the
-    // check below nor the receipt and sync later can reach outside the staging directory.
-    let files = files_in(&staging)?;
-    check_answers(&staging.join("bin/vikunja-installer"), &new)?;
-    // Accepted as a whole only now: a release refused above moved no rollback guard.
-    record(&mut state)?;
-    write_receipt(&staging, &release, &files)?;
-    let old = place(&h, &staging, &new, &files)?;
-    match &old {
-        Some(old) => say!(
-            "Upgraded vikunja-installer {old} -> {new} (channel {}, key {}); `vikunja-installer upgrade --rollback` goes back",
-            release.channel, release.key_id
-        ),
-        None => say!(
-            "Installed vikunja-installer {new} (channel {}, key {}) as {}",
-            release.channel,
-            release.key_id,
-            h.bin_link().display()
-        ),
-    }
-    Ok(0)
 }
 
 /// Moves a complete, checked staging directory into `versions/<new>` and switches `current` (and
 /// the command in /usr/local/bin) to it; the version it replaces becomes `previous`. Returns that.
-fn place(h: &Home, staging: &Path, new: &str, files: &[PathBuf]) -> Result<Option<String>> {
+pub(crate) fn place(h: &Home, staging: &Path, new: &str, files: &[PathBuf]) -> Result<Option<String>> {
     let dest = h.version_dir(new);
     if dest.exists() {
         // A complete earlier copy of the same version (kept for rollback): replaced by the fresh one.
@@ -328,7 +192,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -336,7 +200,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// Staging directories of a run that was killed: never complete, never active.
-fn clean_leftovers(h: &Home) {
+pub(crate) fn clean_leftovers(h: &Home) {
     for e in std::fs::read_dir(h.versions()).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".staging-") || name.starts_with(".replaced-") {
@@ -347,7 +211,7 @@ fn clean_leftovers(h: &Home) {
 }
 
 /// The new binary must run here and say it is the version the signed release names.
-fn check_answers(bin: &Path, expected: &str) -> Result<()> {
+pub(crate) fn check_answers(bin: &Path, expected: &str) -> Result<()> {
     let out = Command::new(bin).arg("--version").env_remove(crate::fault::KILL_AT).output().map_err(|e| {
         fail(Exit::Verification, format!("the new installer {} does not run: {e}; nothing was changed", bin.display()))
     })?;
@@ -368,7 +232,7 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn write_receipt(dir: &Path, r: &Release, files: &[PathBuf]) -> Result<()> {
+pub(crate) fn write_receipt(dir: &Path, r: &Release, files: &[PathBuf]) -> Result<()> {
     let list: Vec<String> = files.iter().map(|f| format!("  {},", toml_str(&f.to_string_lossy()))).collect();
     let text = format!(
         "# vikunja-installer receipt: what was installed, from where, verified by which key\n\
@@ -389,7 +253,7 @@ fn write_receipt(dir: &Path, r: &Release, files: &[PathBuf]) -> Result<()> {
 /// directory entry's `file_type` is the entry's own type), so a link to a directory cannot make it
 /// loop and a link to elsewhere cannot make it read outside `base`. Unpacking already refuses
 /// links, so one here means the tree changed under us: refused, like any other special file.
-fn files_in(base: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn files_in(base: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -487,7 +351,7 @@ fn prune(h: &Home) {
     }
 }
 
-fn rollback(h: &Home) -> Result<()> {
+pub(crate) fn rollback(h: &Home) -> Result<()> {
     let current = h
         .current()
         .ok_or_else(|| fail(Exit::Error, "vikunja-installer is not installed here; nothing to roll back"))?;

@@ -6,7 +6,8 @@ use anyhow::Result;
 use manifests::build_info;
 
 use crate::cli;
-use crate::selfinstall as upgrade;
+use crate::engine::upgrade;
+use crate::selfinstall;
 
 pub fn command(u: cli::Upgrade) -> Result<ExitCode> {
     let code = upgrade::run(&upgrade::Options {
@@ -25,7 +26,7 @@ pub fn command(u: cli::Upgrade) -> Result<ExitCode> {
 
 /// `--version`: version, channel and the key that signed the running installer, when known.
 pub fn version() -> ExitCode {
-    match upgrade::signing_key() {
+    match selfinstall::signing_key() {
         Some(k) => {
             println!("vikunja-installer {} ({}, signed by key {k})", build_info::version(), build_info::channel())
         }

@@ -12,3 +12,4 @@ pub mod rollback;
 pub mod stopstart;
 pub mod switch;
 pub mod update;
+pub mod upgrade;
