@@ -170,7 +170,7 @@ pub fn render(l: &Layout, s: &BackupSchedule) -> Result<[(String, String); 2]> {
         on_calendar,
         randomized_delay_s: delay,
     };
-    let t = |n| crate::render::templates::load(n).map_err(|e| anyhow!(e));
+    let t = |n| crate::render::templates::load(n);
     let (service, timer) =
         render_backup_timer(&t("systemd/backup.service.tmpl")?, &t("systemd/backup.timer.tmpl")?, &spec)?;
     let [(sn, _), (tn, _)] = files(l);

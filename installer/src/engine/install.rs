@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use manifests::time::{format_rfc3339, now_unix};
 
 use crate::engine::switch;
@@ -34,7 +34,7 @@ fn step(name: &str, changed: bool) -> bool {
 }
 
 pub fn render_health_script(l: &Layout, d: &Deployment) -> Result<String> {
-    let t = templates::load("scripts/health-check.sh").map_err(|e| anyhow!(e))?;
+    let t = templates::load("scripts/health-check.sh")?;
     let vars = [
         ("instance", d.instance.name.clone()),
         ("base", l.base.to_string_lossy().into_owned()),
@@ -166,7 +166,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         &format!("release {} verified in {}", d.vikunja.version, l.release_dir(&d.vikunja.version).display()),
         release_changed,
     );
-    let ids = account::ensure(&l.root, units::SERVICE_USER).map_err(|e| anyhow!(e))?;
+    let ids = account::ensure(&l.root, units::SERVICE_USER)?;
     for (dir, mode) in l.dirs() {
         let fresh = !dir.exists();
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -240,7 +240,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     let colour = previous.as_ref().map(|p| p.colour).unwrap_or(Colour::Blue);
     let mut units_changed = false;
     for c in [Colour::Blue, Colour::Green] {
-        for (unit, text) in units::render_colour(&l, d, c, &d.vikunja.version).map_err(|e| anyhow!(e))? {
+        for (unit, text) in units::render_colour(&l, d, c, &d.vikunja.version)? {
             units_changed |= init.install_unit(&l, &unit, &text)?;
         }
     }

@@ -76,7 +76,7 @@ pub fn recover_locked(inst: &Instance) -> Result<()> {
             // Writes are frozen only while an operation is pending; each one lifts its freeze
             // before it removes its journal, so a flag alone is left over (and nothing to keep).
             if crate::service::freeze::is_frozen(l) {
-                crate::service::freeze::thaw(l).map_err(|e| stuck(l, "write freeze", &anyhow::anyhow!(e)))?;
+                crate::service::freeze::thaw(l).map_err(|e| stuck(l, "write freeze", &e.into()))?;
                 note!("writes were still frozen with no operation pending: the freeze was lifted");
             }
             return Ok(());

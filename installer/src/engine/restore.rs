@@ -403,7 +403,7 @@ fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
             if ok { "" } else { " but is NOT healthy (see above)" }
         ));
     }
-    crate::service::freeze::thaw(l).map_err(|e| anyhow!(e))?;
+    crate::service::freeze::thaw(l)?;
     remove_work(j)?;
     fs::remove_file(journal_path(l)).or_else(ignore_missing)?;
     Ok(())
@@ -452,7 +452,7 @@ fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result
             deployment_id: state::deployment_id(&l.instance, &j.started),
         },
     )?;
-    crate::service::freeze::thaw(l).map_err(|e| anyhow!(e))?;
+    crate::service::freeze::thaw(l)?;
     remove_work(j)?;
     fs::remove_file(journal_path(l)).or_else(ignore_missing)?;
     Ok(())

@@ -106,7 +106,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
             let mut a = strings(&["pct", "push", &id.to_string()]);
             a.push(rs.file.display().to_string());
             a.extend(strings(&[&dst, "--perms", "0600"]));
-            r.change(&a).map_err(|x| anyhow!(x))?;
+            r.change(&a)?;
             let host_path = rs.file.display().to_string();
             for a in inner.iter_mut() {
                 if *a == host_path {
@@ -168,7 +168,7 @@ fn push_secret_files(r: &mut Runner, id: u32, inner: &mut Vec<String>, backup_li
         let mut a = strings(&["pct", "push", &id.to_string()]);
         a.push(src.display().to_string());
         a.extend(strings(&[&dst, "--perms", "0600"]));
-        r.change(&a).map_err(|x| anyhow!(x))?;
+        r.change(&a)?;
         pushed.push(dst.clone());
         Ok(dst)
     };

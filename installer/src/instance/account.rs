@@ -5,6 +5,17 @@
 use std::path::Path;
 use std::process::Command;
 
+/// The system user could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("run useradd: {0}; install the passwd package")]
+    Run(std::io::Error),
+    #[error("useradd {user} failed: {stderr}")]
+    Failed { user: String, stderr: String },
+    #[error("useradd created no {0} entry")]
+    Missing(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ids {
     pub uid: u32,
@@ -20,7 +31,7 @@ pub fn lookup(root: &Path, user: &str) -> Option<Ids> {
 }
 
 /// Returns the user's ids, creating the user first when the root has a passwd file.
-pub fn ensure(root: &Path, user: &str) -> Result<Option<Ids>, String> {
+pub fn ensure(root: &Path, user: &str) -> Result<Option<Ids>, AccountError> {
     if let Some(ids) = lookup(root, user) {
         return Ok(Some(ids));
     }
@@ -41,11 +52,14 @@ pub fn ensure(root: &Path, user: &str) -> Result<Option<Ids>, String> {
         "/usr/sbin/nologin",
     ]);
     cmd.arg(user);
-    let out = cmd.output().map_err(|e| format!("run useradd: {e}; install the passwd package"))?;
+    let out = cmd.output().map_err(AccountError::Run)?;
     if !out.status.success() {
-        return Err(format!("useradd {user} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(AccountError::Failed {
+            user: user.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    lookup(root, user).map(Some).ok_or_else(|| format!("useradd created no {user} entry"))
+    lookup(root, user).map(Some).ok_or_else(|| AccountError::Missing(user.to_string()))
 }
 
 pub fn chown(path: &Path, ids: Option<Ids>) -> std::io::Result<()> {

@@ -5,6 +5,15 @@
 
 use std::path::PathBuf;
 
+/// A template that cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("read template {}: {err}", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("template {0} not found")]
+    Missing(String),
+}
+
 fn candidates() -> Vec<PathBuf> {
     let mut c = Vec::new();
     if let Some(b) = std::env::var_os("VIKUNJA_BUNDLE_DIR") {
@@ -16,16 +25,16 @@ fn candidates() -> Vec<PathBuf> {
     c
 }
 
-pub fn load(name: &str) -> Result<String, String> {
+pub fn load(name: &str) -> Result<String, TemplateError> {
     for dir in candidates() {
         let p = dir.join(name);
         if p.is_file() {
-            return std::fs::read_to_string(&p).map_err(|e| format!("read template {}: {e}", p.display()));
+            return std::fs::read_to_string(&p).map_err(|err| TemplateError::Read { path: p, err });
         }
     }
     let own = match name {
         "scripts/health-check.sh" => Some(include_str!("../../templates/scripts/health-check.sh")),
         _ => crate::render::builtin(name),
     };
-    own.map(str::to_string).ok_or_else(|| format!("template {name} not found"))
+    own.map(str::to_string).ok_or_else(|| TemplateError::Missing(name.to_string()))
 }

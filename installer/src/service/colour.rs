@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use manifests::Exit;
 
 use crate::error::fail;
@@ -37,7 +37,7 @@ pub struct Unit {
 
 impl Colours<'_> {
     pub fn units(&self, c: Colour) -> Result<Vec<Unit>> {
-        let rendered = units::render_colour(self.l, self.d, c, "0.0.0").map_err(|e| anyhow!(e))?;
+        let rendered = units::render_colour(self.l, self.d, c, "0.0.0")?;
         Ok(rendered
             .into_iter()
             .map(|(name, _)| {
@@ -59,7 +59,7 @@ impl Colours<'_> {
     /// after making sure each port is free or held by that very unit.
     pub fn start(&self, c: Colour, version: &str) -> Result<()> {
         self.free_ports(c)?;
-        for (unit, text) in units::render_colour(self.l, self.d, c, version).map_err(|e| anyhow!(e))? {
+        for (unit, text) in units::render_colour(self.l, self.d, c, version)? {
             self.init.install_unit(self.l, &unit, &text)?;
             if self.init.is_active(self.l, &unit) {
                 self.init.stop(self.l, &unit)?;

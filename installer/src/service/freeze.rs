@@ -43,7 +43,35 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Freezes writes and waits until every request that got past the check has finished (see the
 /// module's comment). `backend_port` is the port nginx routes `/api/` to now.
-pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
+/// Why writes could not be frozen or the freeze lifted.
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error("freeze writes: create {}: {err}", path.display())]
+    Create { path: std::path::PathBuf, err: std::io::Error },
+    #[error("lift the write freeze: remove {}: {err}", path.display())]
+    Thaw { path: std::path::PathBuf, err: std::io::Error },
+    #[error("freeze writes: {}: {err}", dir.display())]
+    Look { dir: std::path::PathBuf, err: std::io::Error },
+    #[error(
+        "freeze writes: nginx's workers (uid {uid}) cannot look into {} (mode {mode:o}), so they would not see {} and writes would stay open; make it searchable for them (chmod o+x {})",
+        dir.display(),
+        flag.display(),
+        dir.display()
+    )]
+    Hidden { uid: u32, dir: std::path::PathBuf, mode: u32, flag: std::path::PathBuf },
+    #[error(
+        "freeze writes: cannot read /proc/{pid}/syscall of nginx worker {pid} ({err}), so it cannot be proven that no write is still on its way; run the installer as root"
+    )]
+    Unprovable { pid: i32, err: std::io::Error },
+    #[error("nginx worker {pid} was not idle once in {secs} s after writes were frozen; run the command again")]
+    WorkerBusy { pid: i32, secs: u64 },
+    #[error(
+        "{left} request(s) to the backend on port {port} still ran {secs} s after writes were frozen (a slow upload?); waiting longer would stretch the freeze. Run the command again when they have finished"
+    )]
+    Draining { left: usize, port: u16, secs: u64 },
+}
+
+pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), FreezeError> {
     let path = flag(l);
     // Its presence is the whole state, and creating a name is atomic. Not synced: the journal
     // (synced) is the durable record, and after a crash recovery lifts or sets the freeze again
@@ -55,7 +83,7 @@ pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
         .mode(0o644)
         .open(&path)
         .and_then(|mut f| f.write_all(b"writes to /api/ are answered 503 while this file exists\n"))
-        .map_err(|e| format!("freeze writes: create {}: {e}", path.display()))?;
+        .map_err(|err| FreezeError::Create { path: path.clone(), err })?;
     crate::fault::kill_point("freeze-flag-written");
     let deadline = Instant::now() + DRAIN;
     let workers = crate::service::nginx::workers(l, init);
@@ -73,13 +101,7 @@ pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "{} request(s) to the backend on port {backend_port} still ran {} s after writes were frozen \
-                 (a slow upload?); waiting longer would stretch the freeze. Run the command again when they \
-                 have finished",
-                left.len(),
-                DRAIN.as_secs()
-            ));
+            return Err(FreezeError::Draining { left: left.len(), port: backend_port, secs: DRAIN.as_secs() });
         }
         std::thread::sleep(Duration::from_micros(500));
     }
@@ -88,7 +110,7 @@ pub fn freeze(l: &Layout, init: Init, backend_port: u16) -> Result<(), String> {
 /// nginx's `-f` is false when it may not look (EACCES), which would leave writes open: every
 /// directory above the flag must be searchable for the worker's user (by its uid and primary gid
 /// from /proc; a supplementary group alone is not trusted).
-fn visible_to(flag: &std::path::Path, worker: i32) -> Result<(), String> {
+fn visible_to(flag: &std::path::Path, worker: i32) -> Result<(), FreezeError> {
     use std::os::unix::fs::MetadataExt;
     let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap_or_default();
     let id = |key: &str| -> Option<u32> {
@@ -98,15 +120,14 @@ fn visible_to(flag: &std::path::Path, worker: i32) -> Result<(), String> {
         return Ok(()); // the worker is gone: nothing to look
     };
     for dir in flag.ancestors().skip(1) {
-        let m = std::fs::metadata(dir).map_err(|e| format!("freeze writes: {}: {e}", dir.display()))?;
+        let m = std::fs::metadata(dir).map_err(|err| FreezeError::Look { dir: dir.to_path_buf(), err })?;
         if !searchable(m.mode(), m.uid(), m.gid(), uid, gid) {
-            return Err(format!(
-                "freeze writes: nginx's workers (uid {uid}) cannot look into {} (mode {:o}), so they would not see {} and writes would stay open; make it searchable for them (chmod o+x {})",
-                dir.display(),
-                m.mode() & 0o7777,
-                flag.display(),
-                dir.display()
-            ));
+            return Err(FreezeError::Hidden {
+                uid,
+                dir: dir.to_path_buf(),
+                mode: m.mode() & 0o7777,
+                flag: flag.to_path_buf(),
+            });
         }
     }
     Ok(())
@@ -124,14 +145,13 @@ fn searchable(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> bool {
 }
 
 /// Lifts the freeze. Idempotent.
-pub fn thaw(l: &Layout) -> Result<(), String> {
-    manifests::atomic::remove_if_present(&flag(l))
-        .map_err(|e| format!("lift the write freeze: remove {}: {e}", flag(l).display()))
+pub fn thaw(l: &Layout) -> Result<(), FreezeError> {
+    manifests::atomic::remove_if_present(&flag(l)).map_err(|err| FreezeError::Thaw { path: flag(l), err })
 }
 
 /// Waits until nginx worker `pid` is seen blocked in `epoll_wait` (or has exited): it has then
 /// finished the event-loop turn it was in.
-fn wait_turned(pid: i32, deadline: Instant) -> Result<(), String> {
+fn wait_turned(pid: i32, deadline: Instant) -> Result<(), FreezeError> {
     loop {
         match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -139,20 +159,14 @@ fn wait_turned(pid: i32, deadline: Instant) -> Result<(), String> {
                 if !crate::service::sockets::alive(pid) {
                     return Ok(());
                 }
-                return Err(format!(
-                    "freeze writes: cannot read /proc/{pid}/syscall of nginx worker {pid} ({e}), so it cannot be \
-                     proven that no write is still on its way; run the installer as root"
-                ));
+                return Err(FreezeError::Unprovable { pid, err: e });
             }
             Ok(s) if in_epoll_wait(&s) => return Ok(()),
             Ok(_) if !crate::service::sockets::alive(pid) => return Ok(()),
             Ok(_) => {}
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "nginx worker {pid} was not idle once in {} s after writes were frozen; run the command again",
-                DRAIN.as_secs()
-            ));
+            return Err(FreezeError::WorkerBusy { pid, secs: DRAIN.as_secs() });
         }
         std::thread::sleep(Duration::from_micros(200));
     }

@@ -37,14 +37,12 @@ pub enum NginxError {
     StopTimeout(i32),
     #[error("nginx did not apply the new configuration within {secs} s; see {}", log.display())]
     NotApplied { secs: u64, log: PathBuf },
-    /// A template that could not be read (`templates::load`'s text).
-    #[error("{0}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] crate::render::templates::TemplateError),
     #[error("{0}")]
     Render(crate::render::RenderError),
-    /// Setting or lifting the write freeze (`freeze`'s text).
-    #[error("{0}")]
-    Freeze(String),
+    #[error(transparent)]
+    Freeze(#[from] crate::service::freeze::FreezeError),
 }
 
 fn failed(what: &str, stderr: &[u8]) -> NginxError {

@@ -7,7 +7,17 @@ use std::path::PathBuf;
 use crate::instance::config::{DbType, Deployment};
 use crate::instance::layout::Layout;
 use crate::instance::state::Colour;
-use crate::render::{render_unit, ServiceSpec};
+use crate::render::templates::TemplateError;
+use crate::render::{render_unit, RenderError, ServiceSpec};
+
+/// A colour's units could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
 
 pub const SERVICE_USER: &str = "vikunja";
 
@@ -69,16 +79,13 @@ pub fn mcp_spec(l: &Layout, d: &Deployment, c: Colour) -> ServiceSpec {
 }
 
 /// The unit files of one colour: (unit name, rendered text).
-pub fn render_colour(l: &Layout, d: &Deployment, c: Colour, version: &str) -> Result<Vec<(String, String)>, String> {
+pub fn render_colour(l: &Layout, d: &Deployment, c: Colour, version: &str) -> Result<Vec<(String, String)>, UnitError> {
     let template = crate::render::templates::load("systemd/service.tmpl")?;
     let mut specs = vec![backend_spec(l, d, c, version)];
     if d.components.mcp {
         specs.push(mcp_spec(l, d, c));
     }
-    specs
-        .into_iter()
-        .map(|s| render_unit(&template, &s).map(|t| (s.unit.clone(), t)).map_err(|e| e.to_string()))
-        .collect()
+    specs.into_iter().map(|s| Ok(render_unit(&template, &s).map(|t| (s.unit.clone(), t))?)).collect()
 }
 
 pub fn unit_file(l: &Layout, unit: &str) -> PathBuf {
