@@ -484,7 +484,8 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
     let snapshots = |id: &str| text(&node.tool(&["pct", "listsnapshot", id])).matches("vikunja-pre-update-").count();
     let snaps_before = snapshots("101");
     let o = host(&node, &s, &["update", "--all", "--version", "v2.2.0"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // The first instance's own code: the refusal is a usage error (2), as with --instance one.
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("no service.secret") && t.contains("every switch would log everyone out"), "{t}");
     assert!(t.contains("update --all stopped at instance one (CT 101)") && t.contains("not attempted: two"), "{t}");

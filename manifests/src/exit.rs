@@ -14,6 +14,9 @@
 //! | 12 | rollback failed: manual action needed (installer) |
 //! | 20 | `upgrade --check`: a newer installer release is available (installer) |
 //! | 130 | interrupted by SIGINT/SIGTERM |
+//!
+//! `update --all` (installer, on the Proxmox host) exits with the code of the instance it stopped
+//! at: that instance's `update`, or its `health` afterwards.
 
 /// A documented process exit code; see the module table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

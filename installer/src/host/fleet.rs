@@ -88,11 +88,12 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
     for (i, e) in all.iter().enumerate() {
         say!("\n== update --all: {} of {}: instance {} (CT {})", i + 1, all.len(), e.name, e.ctid);
         let outcome = if e.state != "ready" {
-            Err(format!("its container is {} (not ready); `vikunja-installer list` shows it", e.state))
+            let why = format!("its container is {} (not ready); `vikunja-installer list` shows it", e.state);
+            Err((why, Exit::Error.code()))
         } else {
             update_one(u, &base, e)
         };
-        if let Err(what) = outcome {
+        if let Err((what, code)) = outcome {
             note!(
                 "vikunja-installer: update --all stopped at instance {} (CT {}): {what}.\n  \
                  updated: {}\n  not attempted: {}\n\
@@ -105,7 +106,9 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
                 e.name,
                 e.name
             );
-            return Ok(Exit::Error.into());
+            // The failing instance's own code (11 rolled back, 10 unhealthy, 2 refused, …), so a
+            // script can tell what happened as with `update --instance NAME`.
+            return Ok(ExitCode::from(code));
         }
     }
     if u.dry_run {
@@ -115,8 +118,9 @@ pub fn update_all(u: &cli::Update, args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One instance's update and its health check afterwards; why it failed otherwise.
-fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), String> {
+/// One instance's update and its health check afterwards; why it failed otherwise, with the exit
+/// code of what failed (the update's, `health`'s, or the host's refusal).
+fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), (String, u8)> {
     let mut args = base.to_vec();
     args.extend(["--instance".to_string(), e.name.clone()]);
     let cmd = cli::Command::Update(cli::Update {
@@ -130,8 +134,11 @@ fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), String>
     });
     match super::manage::routed(&cmd, &args, &u.root, e, u.dry_run) {
         Ok(0) => {}
-        Ok(code) => return Err(format!("its update failed (exit {code}, see above)")),
-        Err(x) => return Err(format!("{x:#}")),
+        Ok(code) => return Err((format!("its update failed (exit {code}, see above)"), code)),
+        Err(x) => {
+            let code = x.downcast_ref::<crate::error::Failed>().map_or(Exit::Error, |f| f.code);
+            return Err((format!("{x:#}"), code.code()));
+        }
     }
     if u.dry_run {
         return Ok(());
@@ -139,7 +146,10 @@ fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), String>
     let a = pct_exec(e.ctid, &[CT_BIN, "health", "--instance", &e.name]);
     match Command::new(&a[0]).args(&a[1..]).stdin(Stdio::null()).status() {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("it is not healthy after its update (`health` exit {})", s.code().unwrap_or(1))),
-        Err(x) => Err(format!("{}: {x}", pve::shell_line(&a))),
+        Ok(s) => {
+            let code = s.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(Exit::Error.code());
+            Err((format!("it is not healthy after its update (`health` exit {code})"), code))
+        }
+        Err(x) => Err((format!("{}: {x}", pve::shell_line(&a)), Exit::Error.code())),
     }
 }
