@@ -16,7 +16,8 @@ pub fn command(s: cli::Status) -> Result<ExitCode> {
     let inst = instance::open(&s.root, s.instance.as_deref())?;
     recovery::recover_if_interrupted(&inst)?;
     recovery::revive(&inst)?;
-    let fancy = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // The same test as install's closing screen: the terminal sink's.
+    let fancy = crate::report::fancy();
     loop {
         let st = status::gather(&inst.layout, &inst.deployment, inst.init);
         if s.json {
