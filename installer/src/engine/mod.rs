@@ -1,5 +1,6 @@
 //! The operations, one module per command that changes an instance, and what they share: the
-//! state model (`lifecycle`), the journal (`journal`) and the one recovery entry (`recovery`).
+//! state model (`lifecycle`), the journal (`journal`), the blue-green steps (`switch`) and the one
+//! recovery entry (`recovery`).
 
 pub mod backup;
 pub mod install;
