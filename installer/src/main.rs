@@ -56,6 +56,8 @@ fn main() -> ExitCode {
     }
     // On a Proxmox host, `--instance NAME` of a container made by `create` runs inside it.
     let routed = cli.cmd.as_ref().and_then(|c| host::manage::route(c, &args));
+    // Counted, announced and written to the metrics after it ran (issue 17); not when it ran elsewhere.
+    let watched = cli.cmd.as_ref().filter(|_| routed.is_none()).and_then(commands::observe::watched);
     let result = match cli.cmd {
         _ if routed.is_some() => routed.unwrap_or_else(|| Ok(ExitCode::SUCCESS)),
         Some(cli::Command::Update(u)) if u.all => host::fleet::update_all(&u, &args),
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Backup(b)) => backup::command(*b),
         Some(cli::Command::Restore(r)) => restore::command(*r),
+        Some(cli::Command::Metrics(m)) => commands::metrics::command(m),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    commands::observe::after(watched, &result);
     match result {
         Ok(code) => code,
         Err(e) => {

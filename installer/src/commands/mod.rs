@@ -4,6 +4,8 @@
 
 pub mod backup;
 pub mod logs;
+pub mod metrics;
+pub mod observe;
 pub mod restore;
 pub mod schedule;
 pub mod uninstall;

@@ -27,6 +27,8 @@ pub struct Deployment {
     pub mail: Mail,
     pub auth: Auth,
     pub metadata: Metadata,
+    pub metrics: crate::instance::observe::Metrics,
+    pub notify: crate::instance::observe::Notify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -351,6 +353,8 @@ impl Deployment {
             mail: Mail::default(),
             auth: Auth::default(),
             metadata: Metadata::default(),
+            metrics: Default::default(),
+            notify: Default::default(),
         }
     }
 
@@ -547,6 +551,7 @@ impl Deployment {
             bad("retention.releases", &d.retention.releases, "2 or more (the active and the previous release)");
         }
         crate::instance::settings::validate(d, &mut bad);
+        crate::instance::observe::validate(&d.metrics, &d.notify, &mut bad);
         if errs.is_empty() {
             Ok(())
         } else {
