@@ -35,7 +35,7 @@ pub fn render(l: &Layout, installer: &Path, every_minutes: u32) -> Result<[Strin
         unit: format!("vikunja-{}-metrics", l.instance),
         description: format!("Metrics and notifications of Vikunja instance {}", l.instance),
         exec,
-        on_calendar: if every_minutes >= 60 && every_minutes % 60 == 0 {
+        on_calendar: if every_minutes >= 60 && every_minutes.is_multiple_of(60) {
             format!("*-*-* 00/{}:00:00", every_minutes / 60)
         } else {
             format!("*-*-* *:00/{every_minutes}:00")

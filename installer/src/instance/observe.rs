@@ -72,8 +72,11 @@ pub fn validate(m: &Metrics, n: &Notify, bad: &mut dyn FnMut(&str, &dyn std::fmt
             bad("metrics.textfile", &t.display(), "an absolute path ending in .prom (node_exporter reads only those)");
         }
     }
-    if !(1..=1440).contains(&m.every_minutes) {
-        bad("metrics.every_minutes", &m.every_minutes, "1 to 1440");
+    // What a systemd calendar step can say: minutes within an hour, or whole hours.
+    if !((1..60).contains(&m.every_minutes)
+        || (60..=1440).contains(&m.every_minutes) && m.every_minutes.is_multiple_of(60))
+    {
+        bad("metrics.every_minutes", &m.every_minutes, "1 to 59, or whole hours (60, 120, … 1440)");
     }
     if !n.url.is_empty() && !url_allowed(&n.url) {
         bad("notify.url", &n.url, "an https:// URL (plain http:// only to 127.0.0.1, ::1 or localhost)");
