@@ -9,6 +9,7 @@ pub mod init;
 pub mod metrics;
 pub mod nginx;
 pub mod notify;
+pub mod pgprovision;
 pub mod probe;
 pub mod schedule;
 pub mod sockets;
