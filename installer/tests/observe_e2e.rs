@@ -364,6 +364,11 @@ fn a_loopback_receiver_gets_each_event_and_a_dead_one_changes_no_exit_code() {
     let sent = metric(&sb, "vikunja_pve_notifications_sent_total");
     assert!(sent.ends_with(" 7"), "{sent}");
 
+    // Timers need systemd: under --init process the timer is refused and nothing is written.
+    let o = installer(&sb, &["metrics", "--enable-timer"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(!sb.root.join("etc/systemd/system/vikunja-obs-metrics.timer").exists());
+
     // A dead receiver: the same failed update exits 6 again, the failure is logged and counted.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();

@@ -148,9 +148,12 @@ pub fn send(n: &Notify, m: &Message) -> Result<bool, String> {
     }
     let token = n.token_file.as_deref().map(read_secret).transpose()?;
     let r = request(n, token.as_deref(), m);
+    // The roots of the downloads (SSL_CERT_FILE replaces them), so a receiver behind an internal CA works.
+    let tls = manifests::fetch::tls_config().map_err(|e| e.to_string())?;
     let config = ureq::Agent::config_builder()
         // url_allowed decided already: https anywhere, http to loopback only.
         .https_only(false)
+        .tls_config(tls)
         .max_redirects(0)
         .user_agent(format!("vikunja-installer/{}", manifests::build_info::version()))
         .timeout_global(Some(Duration::from_secs(10)))
