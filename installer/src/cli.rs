@@ -37,6 +37,7 @@ pub enum Command {
     List(List),
     Destroy(Destroy),
     Supervise(Supervise),
+    Metrics(Metrics),
 }
 
 /// On the Proxmox host: create an unprivileged LXC container (pct), install this installer into
@@ -430,6 +431,32 @@ pub struct Rollback {
     /// on the Proxmox host: print the command that would run and change nothing
     #[argh(switch)]
     pub dry_run: bool,
+}
+
+/// Prometheus metrics of the instance (text format): printed, or written atomically as a
+/// node_exporter textfile. `--tick` is what the timer runs: it also sends the notifications of
+/// [notify] for a health change, a certificate near its end and a newer Vikunja release.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "metrics")]
+pub struct Metrics {
+    /// write the metrics atomically to this file instead of printing them
+    #[argh(option)]
+    pub write: Option<PathBuf>,
+    /// the timer's run: notify what changed, then write the metrics (to --write, else [metrics] textfile)
+    #[argh(switch)]
+    pub tick: bool,
+    /// install a systemd timer running `metrics --tick` every [metrics] every_minutes
+    #[argh(switch)]
+    pub enable_timer: bool,
+    /// remove that timer
+    #[argh(switch)]
+    pub disable_timer: bool,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// Show this installer's version and where it runs from (the bundle the bootstrap unpacked).

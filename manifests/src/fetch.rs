@@ -98,12 +98,17 @@ fn roots_from_env() -> Result<RootCerts, FetchError> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
+/// The TLS settings of every HTTPS client of ours: the built-in roots, or SSL_CERT_FILE's instead.
+pub fn tls_config() -> Result<TlsConfig, FetchError> {
+    Ok(TlsConfig::builder().root_certs(roots_from_env()?).build())
+}
+
 impl Fetcher {
     /// `user_agent` names the program; `cancel` lets a signal handler stop a download between reads.
     pub fn new(user_agent: &str, cancel: Option<&'static AtomicBool>) -> Result<Fetcher, FetchError> {
         // SSL_CERT_FILE replaces the built-in roots, as it does for OpenSSL and curl: corporate
         // bundles hold the public roots too, and a test CA must not be mixed with the public ones.
-        let tls = TlsConfig::builder().root_certs(roots_from_env()?).build();
+        let tls = tls_config()?;
         let config = ureq::Agent::config_builder()
             .https_only(true)
             .tls_config(tls)

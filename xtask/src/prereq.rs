@@ -21,6 +21,11 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("useradd", "passwd"),
     ("initdb", "postgresql"),
+    // Metrics (issue 17): promtool checks the text format, a real Prometheus scrapes it through
+    // node_exporter's textfile collector.
+    ("promtool", "prometheus"),
+    ("prometheus", "prometheus"),
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
     // The Proxmox host tests: LXC containers behind the pct/pveam doubles, image from debootstrap.
     ("lxc-start", "lxc"),
     ("debootstrap", "debootstrap"),

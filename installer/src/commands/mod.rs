@@ -8,6 +8,8 @@ pub mod health;
 pub mod host;
 pub mod install;
 pub mod logs;
+pub mod metrics;
+pub mod observe;
 pub mod restart;
 pub mod restore;
 pub mod rollback;
@@ -40,7 +42,9 @@ pub fn run(cmd: Option<Command>, args: &[String]) -> Result<ExitCode> {
     if let Some(routed) = cmd.as_ref().and_then(|c| host::route(c, args)) {
         return routed;
     }
-    match cmd {
+    // Counted, announced and written to the metrics after it ran (issue 17); not when it ran elsewhere.
+    let watched = cmd.as_ref().and_then(observe::watched);
+    let result = match cmd {
         Some(Command::Create(c)) => host::create(c),
         Some(Command::List(l)) => host::list(l),
         Some(Command::Destroy(d)) => host::destroy(d),
@@ -62,6 +66,7 @@ pub fn run(cmd: Option<Command>, args: &[String]) -> Result<ExitCode> {
         Some(Command::Backup(b)) => backup::command(*b),
         Some(Command::Restore(r)) => restore::command(*r),
         Some(Command::Supervise(s)) => Ok(supervise::command(s)),
+        Some(Command::Metrics(m)) => metrics::command(m),
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
         None if crate::host::is_proxmox_host() => host::create_default(),
@@ -69,7 +74,9 @@ pub fn run(cmd: Option<Command>, args: &[String]) -> Result<ExitCode> {
             print!("{}", cli::WELCOME);
             Ok(ExitCode::SUCCESS)
         }
-    }
+    };
+    observe::after(watched, &result);
+    result
 }
 
 /// The answer to an operation's mid-way question (the `confirm` of `restore::Options` and `rollback`): yes with `--yes`, else asked

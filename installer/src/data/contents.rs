@@ -35,6 +35,10 @@ pub fn skip_state(rel: &Path, _is_dir: bool) -> bool {
             // The write freeze's flag: a restore swapping it away would lift the freeze it runs under.
             | "writes-frozen"
             | "health-cache.json"
+            // The machine's counters and metrics (issue 17), not the instance's: a restore must not
+            // turn `_total` counters back.
+            | "observe"
+            | "metrics.prom"
             | "init"
             | "nginx-default-site.disabled"
             // Whether the services run here now (`stop`): a restored instance runs.

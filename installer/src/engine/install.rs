@@ -108,6 +108,12 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     if !nginx::have_nginx() {
         return Err(fail(manifests::Exit::Prerequisite, "nginx is not installed: apt-get install -y nginx"));
     }
+    // A local server set up for the instance (issue 17): idempotent, so it may come before the checks.
+    if d.database.provision {
+        let said = crate::service::pgprovision::provision(&l, d)
+            .map_err(|e| fail(manifests::Exit::Prerequisite, format!("provisioning PostgreSQL failed: {e}")))?;
+        say!("{said}");
+    }
     let new_password = match &d.database.password_file {
         Some(p) => {
             Some(std::fs::read_to_string(p).with_context(|| format!("read database.password_file {}", p.display()))?)

@@ -330,7 +330,7 @@ pub(super) fn operation_id(instance: &str) -> String {
 
 /// The newest release listed at `{download_base}.json` (the download site's JSON listing): every
 /// string in it that is a version counts.
-fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result<String> {
+pub fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result<String> {
     // The dl site's documented listing is `/vikunja/.json` (`/vikunja.json` works only through a
     // detail of its worker): shared/reference/vikunja.md, corrections.
     let url = format!("{}/.json", d.vikunja.download_base.trim_end_matches('/'));

@@ -27,6 +27,8 @@ pub struct Deployment {
     pub mail: Mail,
     pub auth: Auth,
     pub metadata: Metadata,
+    pub metrics: crate::instance::observe::Metrics,
+    pub notify: crate::instance::observe::Notify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -153,6 +155,11 @@ pub struct Database {
     /// Never the password itself: it would end up in a world-readable config.
     pub password_file: Option<PathBuf>,
     pub sslmode: String,
+    /// PostgreSQL on this machine, set up by `install`: the distribution's server (installed when
+    /// missing), a role with a generated password (`config/.db-password`) and the database.
+    pub provision: bool,
+    /// The server's local socket directory, where `provision` connects as the `postgres` account.
+    pub socket_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -301,6 +308,8 @@ defaults! {
         user: "vikunja".into(),
         password_file: None,
         sslmode: "disable".into(),
+        provision: false,
+        socket_dir: "/var/run/postgresql".into(),
     },
     Network => Network {
         domain: "vikunja.local".into(),
@@ -351,6 +360,8 @@ impl Deployment {
             mail: Mail::default(),
             auth: Auth::default(),
             metadata: Metadata::default(),
+            metrics: Default::default(),
+            notify: Default::default(),
         }
     }
 
@@ -457,6 +468,21 @@ impl Deployment {
                 }
             }
         }
+        if d.database.provision {
+            if d.database.kind != DbType::Postgres {
+                bad("database.provision", &true, "only with type = \"postgres\" (a server on this machine)");
+            }
+            if !["127.0.0.1", "::1", "localhost"].contains(&d.database.host.as_str()) {
+                bad(
+                    "database.host",
+                    &d.database.host,
+                    "127.0.0.1, ::1 or localhost with provision = true (a local server)",
+                );
+            }
+            if d.database.password_file.is_some() {
+                bad("database.password_file", &"(set)", "none with provision = true (the password is generated)");
+            }
+        }
         for (f, v) in [("database.name", &d.database.name), ("database.user", &d.database.user)] {
             if v.is_empty() || v.len() > 63 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                 bad(f, v, "1-63 characters: letters, digits, '_' and '-'");
@@ -547,6 +573,7 @@ impl Deployment {
             bad("retention.releases", &d.retention.releases, "2 or more (the active and the previous release)");
         }
         crate::instance::settings::validate(d, &mut bad);
+        crate::instance::observe::validate(&d.metrics, &d.notify, &mut bad);
         if errs.is_empty() {
             Ok(())
         } else {

@@ -143,15 +143,75 @@ fn local_addresses() -> Vec<String> {
 
 /// SHA-256 of the first certificate in a PEM text, as browsers show it (AB:CD:…).
 pub fn fingerprint(pem: &str) -> Option<String> {
+    let der = first_der(pem)?;
+    let hex = manifests::hash::sha256_hex(&der).to_ascii_uppercase();
+    Some(hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":"))
+}
+
+fn first_der(pem: &str) -> Option<Vec<u8>> {
     let b64: String = pem
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    let der = base64(b64.trim())?;
-    let hex = manifests::hash::sha256_hex(&der).to_ascii_uppercase();
-    Some(hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":"))
+    base64(b64.trim())
+}
+
+/// When the served certificate ends (Unix time): the self-signed one's record, else the notAfter
+/// of the first certificate in the user's PEM (read from its DER, no X.509 library needed for one
+/// field).
+pub fn expiry(l: &Layout, d: &Deployment) -> Option<i64> {
+    match &d.ssl.cert_path {
+        Some(p) => not_after(&std::fs::read_to_string(p).ok()?),
+        None => {
+            let meta = std::fs::read_to_string(l.ssl_dir().join("self-signed.meta")).ok()?;
+            meta.lines().find_map(|x| x.strip_prefix("not_after = ")).and_then(|v| v.trim().parse().ok())
+        }
+    }
+}
+
+/// notAfter of the first certificate in a PEM text: Certificate → tbsCertificate → (optional [0]
+/// version), serial, signature, issuer, validity → notAfter (UTCTime or GeneralizedTime).
+pub fn not_after(pem: &str) -> Option<i64> {
+    let der = first_der(pem)?;
+    // (tag, contents, rest) of one DER element.
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let v = b[..n].iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            b = &b[n..];
+            v
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (_, cert, _) = tlv(&der)?;
+    let (_, tbs, _) = tlv(cert)?;
+    let (tag, _, mut rest) = tlv(tbs)?;
+    if tag == 0xa0 {
+        rest = tlv(rest)?.2; // the version came first; now the serial
+    }
+    let rest = tlv(rest)?.2; // signature algorithm
+    let rest = tlv(rest)?.2; // issuer
+    let (_, validity, _) = tlv(rest)?;
+    let (_, _, after) = tlv(validity)?;
+    let (tag, t, _) = tlv(after)?;
+    let t = std::str::from_utf8(t).ok()?.strip_suffix('Z')?;
+    let full = match (tag, t.len()) {
+        (0x17, 12) => format!("{}{t}", if t[..2].parse::<u32>().ok()? >= 50 { "19" } else { "20" }),
+        (0x18, 14) => t.to_string(),
+        _ => return None,
+    };
+    let rfc =
+        format!("{}-{}-{}T{}:{}:{}Z", &full[..4], &full[4..6], &full[6..8], &full[8..10], &full[10..12], &full[12..14]);
+    manifests::time::parse_rfc3339(&rfc).ok()
 }
 
 fn base64(s: &str) -> Option<Vec<u8>> {
@@ -252,5 +312,40 @@ mod tests {
         assert_eq!(base64("TQ==").unwrap(), b"M");
         assert_eq!(base64("TQ=").map(|_| ()), None);
         assert_eq!(fingerprint("no pem here"), None);
+    }
+
+    #[test]
+    fn not_after_is_the_end_openssl_reads_for_utc_and_generalized_times() {
+        let dir = std::env::temp_dir().join(format!("tls-notafter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 3 days: UTCTime; past 2049 (30000 days): GeneralizedTime.
+        for days in ["3", "30000"] {
+            let (cert, key) = (dir.join(format!("c{days}.pem")), dir.join(format!("k{days}.pem")));
+            let o = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-subj",
+                    "/CN=t",
+                ])
+                .args(["-days", days, "-out"])
+                .arg(&cert)
+                .arg("-keyout")
+                .arg(&key)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let want = openssl(&["x509", "-noout", "-enddate", "-dateopt", "iso_8601"], &cert);
+            let want = want.trim().strip_prefix("notAfter=").unwrap().replace(' ', "T");
+            let got = not_after(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+            assert_eq!(manifests::time::format_rfc3339(got), want, "{days} days");
+        }
+        assert_eq!(not_after("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

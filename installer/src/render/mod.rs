@@ -30,6 +30,8 @@ pub fn builtin(name: &str) -> Option<&'static str> {
         MAIN_TEMPLATE => Some(include_str!("../../templates/nginx/nginx.conf.tmpl")),
         BACKUP_SERVICE_TEMPLATE => Some(include_str!("../../templates/systemd/backup.service.tmpl")),
         BACKUP_TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/backup.timer.tmpl")),
+        "systemd/metrics.service.tmpl" => Some(include_str!("../../templates/systemd/metrics.service.tmpl")),
+        "systemd/metrics.timer.tmpl" => Some(include_str!("../../templates/systemd/metrics.timer.tmpl")),
         _ => None,
     }
 }

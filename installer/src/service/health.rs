@@ -149,6 +149,9 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     let pw = crate::instance::secrets::db_password(l);
     let db = crate::service::dbcheck::check(l, d, pw.as_deref(), PROBE_TIMEOUT).map(|()| match d.database.kind {
         DbType::Sqlite => format!("SQLite {}", l.sqlite_path().display()),
+        DbType::Postgres if d.database.provision => {
+            format!("PostgreSQL {}:{} (on this machine, provisioned)", d.database.host, d.database.port)
+        }
         DbType::Postgres => format!("PostgreSQL {}:{}", d.database.host, d.database.port),
         DbType::Mysql => format!("MySQL {}:{}", d.database.host, d.database.port),
     });
