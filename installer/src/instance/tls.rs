@@ -26,9 +26,24 @@ pub const VALIDITY_DAYS: i64 = 825;
 /// A certificate with less left than this is replaced by the next `install`.
 const RENEW_DAYS: i64 = 30;
 
+/// Where the ACME certificate and its key live (`service::acme` writes them).
+pub fn acme_paths(l: &Layout) -> CertPaths {
+    CertPaths { cert: l.acme_dir().join("cert.pem"), key: l.acme_dir().join("key.pem"), self_signed: false }
+}
+
+/// The ACME pair once one was obtained; until then (`[ssl] acme` before its first certificate,
+/// or a failure with `acme_fallback_self_signed`) the site serves the self-signed one.
+pub fn acme_obtained(l: &Layout, d: &Deployment) -> Option<CertPaths> {
+    let p = acme_paths(l);
+    (d.ssl.acme && p.cert.is_file() && p.key.is_file()).then_some(p)
+}
+
 pub fn ensure(l: &Layout, d: &Deployment) -> io::Result<(CertPaths, bool)> {
     if let (Some(cert), Some(key)) = (&d.ssl.cert_path, &d.ssl.key_path) {
         return Ok((CertPaths { cert: cert.clone(), key: key.clone(), self_signed: false }, false));
+    }
+    if let Some(p) = acme_obtained(l, d) {
+        return Ok((p, false));
     }
     let cert = l.ssl_dir().join("cert.pem");
     let key = l.ssl_dir().join("key.pem");
@@ -154,7 +169,7 @@ pub fn fingerprint(pem: &str) -> Option<String> {
     Some(hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":"))
 }
 
-fn base64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),

@@ -87,6 +87,8 @@ pub struct SiteSpec {
     pub mcp: bool,
     pub access_log: PathBuf,
     pub error_log: PathBuf,
+    /// Served on the HTTP port under `/.well-known/acme-challenge/` (HTTP-01 tokens).
+    pub acme_challenge_dir: PathBuf,
 }
 
 pub struct Upstreams {
@@ -326,6 +328,7 @@ pub fn render_site(template: &str, s: &SiteSpec) -> Result<String, RenderError> 
         ("freeze_flag", Value::Line(nginx_path(t, "freeze_flag", &s.freeze_flag)?.to_owned())),
         ("access_log", Value::Line(nginx_path(t, "access_log", &s.access_log)?.to_owned())),
         ("error_log", Value::Line(nginx_path(t, "error_log", &s.error_log)?.to_owned())),
+        ("acme_challenge_dir", Value::Line(nginx_path(t, "acme_challenge_dir", &s.acme_challenge_dir)?.to_owned())),
     ];
     let root_snippet = match &s.static_frontend {
         Some(dir) => {

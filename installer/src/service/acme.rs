@@ -1,0 +1,440 @@
+//! Certificates from an ACME CA (Let's Encrypt) with the HTTP-01 challenge, served by the
+//! instance's own nginx on its HTTP port (`/.well-known/acme-challenge/`, files in
+//! `Layout::acme_challenge_dir`). The protocol is instant-acme's; its HTTP goes through manifests'
+//! ureq agent, so the CA is verified against the same roots as every download (webpki, or
+//! `SSL_CERT_FILE` alone) and verification cannot be turned off.
+//!
+//! A new certificate replaces the served one only after it was issued and `nginx -t` accepted it,
+//! by a graceful reload (`nginx::start_or_reload`: new workers take new connections while the
+//! old ones finish theirs); any failure before that leaves the old files byte for byte.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, HttpClient,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use manifests::atomic::write_atomic;
+
+use crate::instance::config::Deployment;
+use crate::instance::layout::Layout;
+use crate::instance::tls;
+use crate::service::init::Init;
+use crate::service::nginx::{self, NginxError};
+
+/// A certificate with fewer days left than this is renewed (Let's Encrypt's own advice for
+/// 90-day certificates: renew with a third of the lifetime left).
+pub const RENEW_DAYS: i64 = 30;
+const DAY: i64 = 86_400;
+/// The largest answer read from the CA (a chain is a few KiB).
+const MAX_BODY: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("the ACME directory {url} could not be used: {detail}; check ssl.acme_directory, the network and the proxy settings (HTTPS_PROXY, SSL_CERT_FILE)")]
+    Directory { url: String, detail: String },
+    #[error("the CA refused a request ({step}) with a rate limit: {detail}; wait until the limit resets (see the CA's rate-limit documentation) and run `vikunja-installer cert renew` again")]
+    RateLimited { step: &'static str, detail: String },
+    #[error("the CA could not validate {domain}: {detail}; make sure {domain} resolves to this container from the internet and that port 80 reaches its nginx (http://{domain}/.well-known/acme-challenge/ must serve the token), then run `vikunja-installer cert renew`")]
+    Challenge { domain: String, detail: String },
+    #[error("the CA failed the order ({step}): {detail}")]
+    Ca { step: &'static str, detail: String },
+    #[error("{action} {}: {err}", path.display())]
+    Io { action: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("the new certificate was not taken into service: {0}")]
+    Nginx(NginxError),
+}
+
+/// What a renewal did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Nothing to do: this many whole days remain.
+    Kept { days_left: i64 },
+    /// A new certificate serves, valid until this time (Unix seconds).
+    Renewed { not_after: i64 },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AcmeError + 'a {
+    move |err| AcmeError::Io { action, path: path.to_path_buf(), err }
+}
+
+/// Days left on the ACME certificate (negative once expired), None when there is none or it
+/// cannot be read.
+pub fn days_left(l: &Layout, now: i64) -> Option<i64> {
+    let pem = std::fs::read_to_string(tls::acme_paths(l).cert).ok()?;
+    Some((not_after(&pem)? - now).div_euclid(DAY))
+}
+
+/// Renews when forced, when no ACME certificate serves yet, when it names another domain, or
+/// when fewer than [`RENEW_DAYS`] remain. Records the attempt for `status`/`health`.
+pub fn renew(l: &Layout, d: &Deployment, init: Init, force: bool) -> Result<Renewal, AcmeError> {
+    let now = manifests::time::now_unix();
+    let current = tls::acme_obtained(l, d).and_then(|p| std::fs::read_to_string(p.cert).ok());
+    let fits = current.as_deref().is_some_and(|pem| covers(pem, &d.network.domain));
+    let left = current.as_deref().and_then(not_after).map(|t| (t - now).div_euclid(DAY));
+    if let (false, true, Some(days_left)) = (force, fits, left) {
+        if days_left >= RENEW_DAYS {
+            return Ok(Renewal::Kept { days_left });
+        }
+    }
+    let result = obtain(l, d).and_then(|(chain, key)| install(l, d, init, &chain, &key));
+    record(l, now, &result);
+    result
+}
+
+/// The last attempt's outcome: `(unix time, None when it succeeded or the error text)`.
+pub fn last_attempt(l: &Layout) -> Option<(i64, Option<String>)> {
+    let text = std::fs::read_to_string(status_file(l)).ok()?;
+    let field = |k: &str| text.lines().find_map(|x| x.strip_prefix(k)?.strip_prefix(" = ")).map(str::to_string);
+    let at = field("attempt")?.parse().ok()?;
+    Some((at, field("error")))
+}
+
+fn status_file(l: &Layout) -> PathBuf {
+    l.state_dir().join("acme-last-attempt")
+}
+
+fn record(l: &Layout, now: i64, result: &Result<Renewal, AcmeError>) {
+    let mut text = format!("attempt = {now}\n");
+    if let Err(e) = result {
+        text.push_str(&format!("error = {}\n", e.to_string().replace('\n', " ")));
+    }
+    // Only a report: failing to write it must not turn a renewal into a failure.
+    let _ = write_atomic(&status_file(l), text.as_bytes(), 0o644);
+}
+
+/// Orders a certificate for the domain: account (made once per directory and kept, 0600),
+/// order, HTTP-01 token in the challenge directory, validation, finalisation. Returns the PEM
+/// chain and its new private key; nothing served is touched.
+fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
+    let directory = d.ssl.acme_directory.clone();
+    let domain = d.network.domain.clone();
+    let agent = manifests::fetch::api_agent(&format!("vikunja-installer/{}", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| AcmeError::Directory { url: directory.clone(), detail: e.to_string() })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|err| AcmeError::Io { action: "start the ACME runtime for", path: l.acme_dir(), err })?;
+    std::fs::create_dir_all(l.acme_dir()).map_err(io("create", &l.acme_dir()))?;
+    set_mode(&l.acme_dir(), 0o700)?;
+    let challenges = l.acme_challenge_dir();
+    std::fs::create_dir_all(&challenges).map_err(io("create", &challenges))?;
+    set_mode(&challenges, 0o755)?;
+    let mut tokens = Vec::new();
+    let out = rt.block_on(async {
+        let account = account(l, d, &directory, agent).await?;
+        let ids = [Identifier::Dns(domain.clone())];
+        let mut order =
+            account.new_order(&NewOrder::new(&ids)).await.map_err(|e| ca_error("new order", &directory, e))?;
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.map_err(|e| ca_error("authorization", &directory, e))?;
+            match a.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(AcmeError::Challenge { domain: domain.clone(), detail: format!("authorization is {other:?}") })
+                }
+            }
+            let mut ch = a.challenge(ChallengeType::Http01).ok_or_else(|| AcmeError::Ca {
+                step: "authorization",
+                detail: "the CA offers no http-01 challenge for this name".into(),
+            })?;
+            let token = challenges.join(&ch.token);
+            if ch.token.is_empty() || ch.token.contains(['/', '.']) {
+                return Err(AcmeError::Ca { step: "challenge", detail: format!("unusable token {:?}", ch.token) });
+            }
+            write_atomic(&token, ch.key_authorization().as_str().as_bytes(), 0o644).map_err(io("write", &token))?;
+            tokens.push(token);
+            ch.set_ready().await.map_err(|e| ca_error("challenge", &directory, e))?;
+        }
+        let policy = RetryPolicy::new().timeout(Duration::from_secs(90));
+        let status = order.poll_ready(&policy).await.map_err(|e| ca_error("validation", &directory, e))?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::Challenge { domain: domain.clone(), detail: why_invalid(&mut order).await });
+        }
+        let key = order.finalize().await.map_err(|e| ca_error("finalize", &directory, e))?;
+        let chain = order.poll_certificate(&policy).await.map_err(|e| ca_error("certificate", &directory, e))?;
+        Ok((chain, key))
+    });
+    for t in tokens {
+        let _ = std::fs::remove_file(t);
+    }
+    out
+}
+
+/// The kept account for this directory, or a new one (its credentials saved 0600 before use).
+async fn account(
+    l: &Layout,
+    d: &Deployment,
+    directory: &str,
+    agent: ureq::Agent,
+) -> Result<Account, AcmeError> {
+    let path = account_file(l, directory);
+    let builder = Account::builder_with_http(Box::new(UreqClient(agent)));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let creds: AccountCredentials = serde_json::from_str(&text).map_err(|e| AcmeError::Io {
+            action: "read the ACME account",
+            path: path.clone(),
+            err: std::io::Error::other(format!("{e}; move the file aside and run again to register a new account")),
+        })?;
+        return builder.from_credentials(creds).await.map_err(|e| ca_error("account", directory, e));
+    }
+    let contact = format!("mailto:{}", d.ssl.acme_email);
+    let (account, creds) = builder
+        .create(
+            &NewAccount { contact: &[&contact], terms_of_service_agreed: true, only_return_existing: false },
+            directory.to_string(),
+            None,
+        )
+        .await
+        .map_err(|e| ca_error("new account", directory, e))?;
+    let json = serde_json::to_vec(&creds).map_err(|e| AcmeError::Io {
+        action: "serialise the ACME account for",
+        path: path.clone(),
+        err: std::io::Error::other(e),
+    })?;
+    write_atomic(&path, &json, 0o600).map_err(io("write", &path))?;
+    Ok(account)
+}
+
+/// One account per directory URL: a staging account is unknown to production and vice versa.
+fn account_file(l: &Layout, directory: &str) -> PathBuf {
+    l.acme_dir().join(format!("account-{}.json", &manifests::hash::sha256_hex(directory.as_bytes())[..16]))
+}
+
+/// The challenge's own error, as the CA reported it.
+async fn why_invalid(order: &mut instant_acme::Order) -> String {
+    let mut authzs = order.authorizations();
+    let mut why = Vec::new();
+    while let Some(Ok(a)) = authzs.next().await {
+        for c in &a.challenges {
+            if let Some(p) = &c.error {
+                why.push(problem_text(p));
+            }
+        }
+    }
+    if why.is_empty() {
+        "the order became invalid".into()
+    } else {
+        why.join("; ")
+    }
+}
+
+fn problem_text(p: &instant_acme::Problem) -> String {
+    let kind = p.r#type.as_deref().unwrap_or("").trim_start_matches("urn:ietf:params:acme:error:");
+    let mut s = format!("{} ({kind})", p.detail.as_deref().unwrap_or("no detail"));
+    if let Some(code) = p.status {
+        s.push_str(&format!(", HTTP {code}"));
+    }
+    s
+}
+
+fn ca_error(step: &'static str, directory: &str, e: instant_acme::Error) -> AcmeError {
+    match e {
+        instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")) => {
+            AcmeError::RateLimited { step, detail: problem_text(&p) }
+        }
+        instant_acme::Error::Api(p) => AcmeError::Ca { step, detail: problem_text(&p) },
+        // No problem document: the URL is no ACME directory, or nothing answered there.
+        other => AcmeError::Directory { url: directory.to_string(), detail: format!("{step}: {other}") },
+    }
+}
+
+/// Puts the new pair into service: the old files are kept in memory, the new ones written 0600,
+/// the site pointed at them, `nginx -t`, a graceful reload; a failed check puts every file back.
+fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Result<Renewal, AcmeError> {
+    let not_after = not_after(chain).ok_or_else(|| AcmeError::Ca {
+        step: "certificate",
+        detail: "the CA sent no readable certificate".into(),
+    })?;
+    let p = tls::acme_paths(l);
+    let old: Vec<(PathBuf, Option<Vec<u8>>)> =
+        [&p.cert, &p.key].into_iter().map(|f| (f.clone(), std::fs::read(f).ok())).collect();
+    let put_back = || {
+        for (f, b) in &old {
+            let _ = match b {
+                Some(b) => write_atomic(f, b, 0o600),
+                None => std::fs::remove_file(f),
+            };
+        }
+    };
+    write_atomic(&p.key, key.as_bytes(), 0o600).map_err(io("write", &p.key))?;
+    if let Err(e) = write_atomic(&p.cert, chain.as_bytes(), 0o600) {
+        put_back();
+        return Err(AcmeError::Io { action: "write", path: p.cert.clone(), err: e });
+    }
+    let switched = (|| {
+        let t = crate::render::templates::load("nginx/site.conf.tmpl").map_err(NginxError::Template)?;
+        let site = crate::render::render_site(&t, &nginx::site_spec(l, d, &p)).map_err(NginxError::Render)?;
+        // The site changes only the first time (self-signed → ACME); a renewal rewrites the same
+        // paths, so the check must run here too.
+        if !nginx::replace_checked(l, init, &[(nginx::site_file(l), site)])? {
+            nginx::check(l, init).map_err(|e| NginxError::Rejected(Box::new(e)))?;
+        }
+        nginx::start_or_reload(l, init)
+    })();
+    if let Err(e) = switched {
+        put_back();
+        return Err(AcmeError::Nginx(e));
+    }
+    // What nginx loaded, in install's record, so the next install does not reload for it again.
+    let id = format!(
+        "{} {}",
+        manifests::hash::sha256_hex(chain.as_bytes()),
+        manifests::hash::sha256_hex(key.as_bytes())
+    );
+    let served = l.state_dir().join("served-certificate");
+    let _ = write_atomic(&served, id.as_bytes(), 0o644);
+    Ok(Renewal::Renewed { not_after })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), AcmeError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("set the mode of", path))
+}
+
+/// The HTTP client instant-acme calls: manifests' blocking agent, run inline (the runtime is
+/// single-threaded and this is all it does).
+struct UreqClient(ureq::Agent);
+
+impl HttpClient for UreqClient {
+    fn request(
+        &self,
+        req: ureq::http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let agent = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let req = ureq::http::Request::from_parts(parts, body.to_vec());
+            let mut rsp = agent.run(req).map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let mut buf = Vec::new();
+            rsp.body_mut()
+                .as_reader()
+                .take(MAX_BODY)
+                .read_to_end(&mut buf)
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let (parts, _) = rsp.into_parts();
+            Ok(BytesResponse::from(ureq::http::Response::from_parts(parts, Full::new(Bytes::from(buf)))))
+        })
+    }
+}
+
+/// Whether the first certificate of a PEM chain names `domain` (a DNS SAN, as DER bytes).
+fn covers(pem: &str, domain: &str) -> bool {
+    let Some(der) = first_der(pem) else { return false };
+    // A dNSName in a SAN is context tag [2], primitive: 0x82, length, the name.
+    let name = domain.as_bytes();
+    der.windows(name.len() + 2).any(|w| w[0] == 0x82 && usize::from(w[1]) == name.len() && &w[2..] == name)
+}
+
+fn first_der(pem: &str) -> Option<Vec<u8>> {
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    tls::base64(b64.trim())
+}
+
+/// notAfter of the first certificate of a PEM chain (Unix seconds): Certificate → tbsCertificate
+/// → [version] serial signature issuer validity(notBefore, notAfter).
+pub fn not_after(pem: &str) -> Option<i64> {
+    let der = first_der(pem)?;
+    let (_, cert, _) = tlv(&der)?;
+    let (_, tbs, _) = tlv(cert)?;
+    let mut rest = tbs;
+    let (tag, _, r) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = r;
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (_, validity, _) = tlv(rest)?;
+    let (_, _, after) = tlv(validity)?;
+    let (tag, t, _) = tlv(after)?;
+    let t = std::str::from_utf8(t).ok()?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let y: i64 = t.get(0..2)?.parse().ok()?;
+            (if y < 50 { 2000 + y } else { 1900 + y }, t.get(2..)?)
+        }
+        0x18 => (t.get(0..4)?.parse().ok()?, t.get(4..)?),
+        _ => return None,
+    };
+    let f = |r: std::ops::Range<usize>| rest.get(r).and_then(|x| x.parse::<u32>().ok());
+    let s = format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        f(0..2)?,
+        f(2..4)?,
+        f(4..6)?,
+        f(6..8)?,
+        f(8..10)?
+    );
+    manifests::time::parse_rfc3339(&s).ok()
+}
+
+/// One DER element: (tag, contents, what follows).
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, head) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = b.get(2..2 + n)?.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+        (len, 2 + n)
+    };
+    let body = b.get(head..head.checked_add(len)?)?;
+    Some((tag, body, &b[head + len..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn not_after_and_names_match_what_openssl_reads() {
+        let dir = std::env::temp_dir().join(format!("acme-der-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        for days in ["1", "400", "20000"] {
+            let o = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+                .args(["-subj", "/CN=x", "-addext", "subjectAltName=DNS:tasks.example.org,DNS:b.example.org"])
+                .arg("-days")
+                .arg(days)
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let o = Command::new("openssl").args(["x509", "-noout", "-enddate", "-in"]).arg(&cert).output().unwrap();
+            let end = String::from_utf8_lossy(&o.stdout).trim().trim_start_matches("notAfter=").to_string();
+            let o = Command::new("date").args(["-u", "-d", &end, "+%s"]).output().unwrap();
+            let want: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+            let pem = std::fs::read_to_string(&cert).unwrap();
+            assert_eq!(not_after(&pem), Some(want), "{days} days (UTCTime before 2050, GeneralizedTime after)");
+            assert!(covers(&pem, "tasks.example.org") && covers(&pem, "b.example.org"));
+            assert!(!covers(&pem, "example.org") && !covers(&pem, "c.example.org"));
+        }
+        assert_eq!(not_after("garbage"), None);
+        assert_eq!(not_after("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
