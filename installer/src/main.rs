@@ -130,6 +130,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Backup(b)) => backup::command(*b),
         Some(cli::Command::Restore(r)) => restore::command(*r),
+        Some(cli::Command::Cert(c)) => commands::cert::command(c),
         Some(cli::Command::Supervise(s)) => Ok(supervisor::run(&s.unit_file, &s.pid_file, &s.root)),
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).

@@ -3,6 +3,7 @@
 //! as a callback (`confirm`). The older commands are still dispatched from `main` itself.
 
 pub mod backup;
+pub mod cert;
 pub mod logs;
 pub mod restore;
 pub mod schedule;

@@ -358,6 +358,9 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     } else {
         "nothing".to_string()
     };
+    if d.ssl.acme {
+        changed |= acme(&l, d, init)?;
+    }
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
     if previous.is_some() && changed {
@@ -378,6 +381,32 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `[ssl] acme`: the renewal timer, and a certificate once nginx serves the challenge location
+/// when none covers the domain yet (renewing the one that does is the timer's). Returns whether
+/// anything changed.
+fn acme(l: &Layout, d: &Deployment, init: Init) -> Result<bool> {
+    use crate::service::acme;
+    let mut changed = step("certificate renewal timer", acme::schedule(l, init)?);
+    if acme::fits(l, d) {
+        return Ok(changed);
+    }
+    match acme::renew(l, d, init, false) {
+        Ok(_) => changed |= step(&format!("ACME certificate for {}", d.network.domain), true),
+        Err(e) if d.ssl.acme_fallback_self_signed => eprintln!(
+            "warning: {e}\nthe self-signed certificate serves instead (acme_fallback_self_signed = true); \
+             the renewal timer or `vikunja-installer cert renew` tries again"
+        ),
+        Err(e) => bail!(fail(
+            manifests::Exit::Certificate,
+            format!(
+                "{e}\nVikunja is installed and serves a temporary self-signed certificate until \
+                 `vikunja-installer cert renew` succeeds (set acme_fallback_self_signed = true under [ssl] to accept it)"
+            )
+        )),
+    }
+    Ok(changed)
 }
 
 /// After a refusal on a fresh install, remove what the checks created (the lock and empty

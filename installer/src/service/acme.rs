@@ -71,6 +71,11 @@ pub fn days_left(l: &Layout, now: i64) -> Option<i64> {
     Some((not_after(&pem)? - now).div_euclid(DAY))
 }
 
+/// Whether an ACME certificate serves that names the domain (of any age).
+pub fn fits(l: &Layout, d: &Deployment) -> bool {
+    tls::acme_obtained(l, d).and_then(|p| std::fs::read_to_string(p.cert).ok()).is_some_and(|pem| covers(&pem, &d.network.domain))
+}
+
 /// Renews when forced, when no ACME certificate serves yet, when it names another domain, or
 /// when fewer than [`RENEW_DAYS`] remain. Records the attempt for `status`/`health`.
 pub fn renew(l: &Layout, d: &Deployment, init: Init, force: bool) -> Result<Renewal, AcmeError> {
@@ -298,6 +303,68 @@ fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Re
 fn set_mode(path: &Path, mode: u32) -> Result<(), AcmeError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("set the mode of", path))
+}
+
+/// Base name of the renewal service and timer.
+pub fn timer_unit(l: &Layout) -> String {
+    format!("vikunja-{}-cert-renew", l.instance)
+}
+
+/// Twice a day with up to six hours of jitter, as Let's Encrypt asks of clients.
+pub const TIMER_CALENDAR: &str = "*-*-* 00,12:00:00";
+pub const TIMER_JITTER_S: u32 = 6 * 3600;
+
+/// The renewal's (service, timer) files: names and texts; `exe` is the installer as the timer runs it.
+pub fn render_timer(l: &Layout, exe: &Path) -> Result<[(String, String); 2], String> {
+    let mut exec = vec![exe.to_string_lossy().into_owned(), "cert".into(), "renew".into()];
+    exec.extend(["--instance".into(), l.instance.clone()]);
+    if l.root != Path::new("/") {
+        exec.extend(["--root".into(), l.root.to_string_lossy().into_owned()]);
+    }
+    let spec = crate::render::BackupTimerSpec {
+        unit: timer_unit(l),
+        description: format!("Renew the ACME certificate of Vikunja instance {}", l.instance),
+        exec,
+        on_calendar: TIMER_CALENDAR.into(),
+        randomized_delay_s: TIMER_JITTER_S,
+    };
+    let t = crate::render::templates::load;
+    let (service, timer) = crate::render::render_cert_timer(
+        &t("systemd/cert-renew.service.tmpl")?,
+        &t("systemd/cert-renew.timer.tmpl")?,
+        &spec,
+    )
+    .map_err(|e| e.to_string())?;
+    let u = timer_unit(l);
+    Ok([(format!("{u}.service"), service), (format!("{u}.timer"), timer)])
+}
+
+/// Installs and starts the renewal timer (systemd only: under `--init process` nothing would run
+/// it, and `cert renew` from cron does the same). Returns whether a file changed.
+pub fn schedule(l: &Layout, init: Init) -> anyhow::Result<bool> {
+    if init != Init::Systemd {
+        return Ok(false);
+    }
+    let exe = crate::service::schedule::installer_path(l)?;
+    let mut changed = false;
+    let files = render_timer(l, &exe).map_err(anyhow::Error::msg)?;
+    for (name, text) in &files {
+        for p in [l.units_dir().join(name), l.system(&format!("/etc/systemd/system/{name}"))] {
+            if std::fs::read_to_string(&p).ok().as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
+            }
+            write_atomic(&p, text.as_bytes(), 0o644).map_err(|e| anyhow::anyhow!("write {}: {e}", p.display()))?;
+            changed = true;
+        }
+    }
+    if changed {
+        crate::service::schedule::systemctl(&["daemon-reload"])?;
+    }
+    crate::service::schedule::systemctl(&["enable", "--now", &files[1].0])?;
+    Ok(changed)
 }
 
 /// The HTTP client instant-acme calls: manifests' blocking agent, run inline (the runtime is

@@ -130,3 +130,23 @@ pub fn remove(l: &Layout, init: Init) -> Result<bool> {
     }
     Ok(existed)
 }
+
+/// The installer's path as the timer should run it: the installed command, not the temporary
+/// bundle the bootstrap unpacked (gone after this run).
+pub fn installer_path(l: &Layout) -> Result<PathBuf> {
+    for p in ["/usr/local/bin/vikunja-installer", "/opt/vikunja-pve/current/bin/vikunja-installer"] {
+        if l.system(p).is_file() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| anyhow!("find own executable: {e}"))?;
+    if std::env::var_os("VIKUNJA_BUNDLE_DIR").is_some_and(|b| exe.starts_with(b)) {
+        return Err(crate::error::fail(
+            manifests::Exit::Prerequisite,
+            "this installer runs from the bootstrap's temporary bundle, which the timer could not run later; \
+             nothing was changed. Install it first (`vikunja-installer upgrade`, or run it from the host with \
+             `--instance`), then schedule again",
+        ));
+    }
+    Ok(exe)
+}
