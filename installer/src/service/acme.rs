@@ -160,7 +160,11 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
             ch.set_ready().await.map_err(|e| ca_error("challenge", &directory, e))?;
         }
         let policy = RetryPolicy::new().timeout(Duration::from_secs(90));
-        let status = order.poll_ready(&policy).await.map_err(|e| ca_error("validation", &directory, e))?;
+        // An order that turned invalid comes back as the CA's problem: the validation's own error.
+        let status = order.poll_ready(&policy).await.map_err(|e| match ca_error("validation", &directory, e) {
+            AcmeError::Ca { detail, .. } => AcmeError::Challenge { domain: domain.clone(), detail },
+            other => other,
+        })?;
         if status != OrderStatus::Ready {
             return Err(AcmeError::Challenge { domain: domain.clone(), detail: why_invalid(&mut order).await });
         }
