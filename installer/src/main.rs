@@ -188,7 +188,7 @@ fn cmd_health(h: cli::Health) -> Result<ExitCode> {
     let t = health::Target { l, d, init: inst.init, colour, version: &deployed.version };
     let deadline = std::time::Instant::now() + Duration::from_secs(d.health.timeout_s);
     let report = loop {
-        let r = health::check_all(&t);
+        let r = health::report(&t);
         if !h.wait || r.iter().all(|c| c.healthy) || std::time::Instant::now() >= deadline {
             break r;
         }

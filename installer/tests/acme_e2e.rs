@@ -229,6 +229,12 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert_eq!(after, before, "a failed challenge changed the certificate, key or account");
     assert_eq!(served_fingerprint(sb.ports.https), serving);
     assert!(std::fs::read_dir(base(&sb).join("acme-challenge")).unwrap().next().is_none(), "a token was left behind");
+    // `health` shows the days left and the failed attempt; with years left that is no fault.
+    let o = installer(&sb, &["health"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(out.contains("Certificate") && out.contains("ACME certificate: 1825 days left"), "{out}");
+    assert!(out.contains("failed: the CA could not validate"), "{out}");
 
     // A directory that is not there, and a CA that refuses every nonce: exit 13, named clearly.
     let dead = format!("https://127.0.0.1:{}/dir", free());
@@ -259,6 +265,10 @@ fn a_first_certificate_that_cannot_be_obtained_fails_install_unless_self_signed_
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(stderr(&o).contains("temporary self-signed certificate"), "{}", said(&o));
     assert!(!base(&sb).join("config/ssl/acme/cert.pem").exists());
+    let o = installer(&sb, &["health"]);
+    assert_eq!(code(&o), Some(10), "{}", said(&o));
+    assert!(stdout(&o).contains("FAIL Certificate") && stdout(&o).contains("no ACME certificate yet"), "{}", said(&o));
+    assert!(stdout(&o).contains("cert renew --instance"), "{}", said(&o));
 
     // Control: allowed, the same failure is a warning and the self-signed certificate serves.
     let cfg = acme_config(&sb, &blind.directory(), "acme_fallback_self_signed = true\n");

@@ -477,6 +477,34 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// The renewal units, as `install` writes them, pass `systemd-analyze verify` with no remark:
+    /// twice a day, jittered, persistent, the timer naming its service, `cert renew` the command.
+    #[test]
+    fn the_renewal_timer_and_service_pass_strict_verify() {
+        let dir = std::env::temp_dir().join(format!("acme-timer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin dir")).unwrap();
+        let exe = dir.join("bin dir/vikunja-installer");
+        std::fs::copy("/bin/true", &exe).unwrap();
+        let l = Layout::new(&dir.join("root"), "main");
+        let [(sn, service), (tn, timer)] = render_timer(&l, &exe).unwrap();
+        assert_eq!((sn.as_str(), tn.as_str()), ("vikunja-main-cert-renew.service", "vikunja-main-cert-renew.timer"));
+        assert!(timer.contains("OnCalendar=*-*-* 00,12:00:00\n") && timer.contains("RandomizedDelaySec=21600\n"), "{timer}");
+        assert!(timer.contains("Persistent=true") && timer.contains("Unit=vikunja-main-cert-renew.service\n"), "{timer}");
+        assert!(service.contains("cert renew --instance main --root"), "{service}");
+        let units = dir.join("units");
+        std::fs::create_dir_all(&units).unwrap();
+        for (name, text) in [(&sn, &service), (&tn, &timer)] {
+            std::fs::write(units.join(name), text).unwrap();
+        }
+        for name in [&sn, &tn] {
+            let o = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(units.join(name)).output().unwrap();
+            let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            assert!(o.status.success() && said.trim().is_empty(), "{name}: {said}\n{service}\n{timer}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn not_after_and_names_match_what_openssl_reads() {
         let dir = std::env::temp_dir().join(format!("acme-der-{}", std::process::id()));

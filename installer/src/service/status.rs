@@ -107,7 +107,7 @@ fn cached_health(t: &health::Target) -> Vec<(String, bool, String)> {
             return c.components.into_iter().map(|c| (c.name, c.healthy, c.detail)).collect();
         }
     }
-    let fresh: Vec<Component> = health::check_all(t);
+    let fresh: Vec<Component> = health::report(t);
     let cache = Cached {
         at: now_s(),
         colour: t.colour.name().into(),
