@@ -65,8 +65,7 @@ impl Pebble {
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(dir.path().join("pebble.log")).unwrap())
             .stderr(Stdio::null());
-        let children =
-            vec![vikunja_e2e::spawn_tied(dns_cmd).unwrap(), vikunja_e2e::spawn_tied(cmd).unwrap()];
+        let children = vec![vikunja_e2e::spawn_tied(dns_cmd).unwrap(), vikunja_e2e::spawn_tied(cmd).unwrap()];
         let p = Pebble { children, port, mgmt, _dir: dir };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
@@ -139,17 +138,15 @@ fn served_fingerprint(port: u16) -> String {
 }
 
 fn file_fingerprint(cert: &Path) -> String {
-    let o = Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(cert).output().unwrap();
+    let o =
+        Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(cert).output().unwrap();
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn acme_files(sb: &Sandbox) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = base(sb).join("config/ssl/acme");
-    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
-        .collect();
+    let mut v: Vec<(PathBuf, Vec<u8>)> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| (e.path(), std::fs::read(e.path()).unwrap())).collect();
     v.sort();
     v
 }
@@ -222,10 +219,13 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     let err = stderr(&o);
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(
-        err.contains(&format!("could not validate {DOMAIN}")) && err.contains("port 80") && err.contains("keeps serving"),
+        err.contains(&format!("could not validate {DOMAIN}"))
+            && err.contains("port 80")
+            && err.contains("keeps serving"),
         "{err}"
     );
-    let after: Vec<(PathBuf, Vec<u8>)> = acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
+    let after: Vec<(PathBuf, Vec<u8>)> =
+        acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
     assert_eq!(after, before, "a failed challenge changed the certificate, key or account");
     assert_eq!(served_fingerprint(sb.ports.https), serving);
     assert!(std::fs::read_dir(base(&sb).join("acme-challenge")).unwrap().next().is_none(), "a token was left behind");
@@ -250,7 +250,8 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     let o = installer(&sb, &["cert", "renew", "--force"]);
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(stderr(&o).contains("badNonce"), "the CA's problem is not named: {}", said(&o));
-    let after: Vec<(PathBuf, Vec<u8>)> = acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
+    let after: Vec<(PathBuf, Vec<u8>)> =
+        acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
     assert_eq!(after, before);
     assert_eq!(served_fingerprint(sb.ports.https), serving);
 }

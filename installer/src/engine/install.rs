@@ -358,9 +358,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     } else {
         "nothing".to_string()
     };
-    if d.ssl.acme {
-        changed |= acme(&l, d, init)?;
-    }
+    changed |= acme(&l, d, init)?;
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
     if previous.is_some() && changed {
@@ -383,11 +381,15 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     Ok(())
 }
 
-/// `[ssl] acme`: the renewal timer, and a certificate once nginx serves the challenge location
+/// `[ssl] acme`: the renewal timer (removed when acme is off), and a certificate once nginx serves the challenge location
 /// when none covers the domain yet (renewing the one that does is the timer's). Returns whether
 /// anything changed.
 fn acme(l: &Layout, d: &Deployment, init: Init) -> Result<bool> {
     use crate::service::acme;
+    if !d.ssl.acme {
+        let removed = crate::service::schedule::remove_timer(l, init, &acme::timer_unit(l))?;
+        return Ok(removed && step("certificate renewal timer removed (ssl.acme is off)", true));
+    }
     let mut changed = step("certificate renewal timer", acme::schedule(l, init)?);
     if acme::fits(l, d) {
         return Ok(changed);

@@ -544,7 +544,11 @@ impl Deployment {
                 bad("ssl.acme_email", &d.ssl.acme_email, "the e-mail address the CA sends expiry notices to");
             }
             if !d.ssl.acme_directory.starts_with("https://") {
-                bad("ssl.acme_directory", &d.ssl.acme_directory, &format!("an https:// directory URL, like {ACME_PRODUCTION} (staging: {ACME_STAGING})"));
+                bad(
+                    "ssl.acme_directory",
+                    &d.ssl.acme_directory,
+                    &format!("an https:// directory URL, like {ACME_PRODUCTION} (staging: {ACME_STAGING})"),
+                );
             }
             if !is_hostname(&d.network.domain) || d.network.domain.parse::<std::net::IpAddr>().is_ok() {
                 bad("network.domain", &d.network.domain, "a DNS name that resolves to this container, for ACME");
@@ -722,5 +726,37 @@ mod tests {
         );
         assert!(errs[4].allowed.contains("network.https_port"));
         assert_eq!(errs[0].value, "Main");
+    }
+
+    #[test]
+    fn acme_needs_an_email_an_https_directory_a_dns_name_and_no_own_certificate() {
+        let acme = |extra: &str| {
+            Deployment::parse(
+                &format!("[network]\ndomain = \"tasks.example.org\"\n[ssl]\nacme = true\n{extra}"),
+                Path::new("d.toml"),
+            )
+            .unwrap()
+        };
+        let ok = acme("acme_email = \"admin@example.org\"\n");
+        ok.validate().unwrap();
+        assert_eq!(ok.ssl.acme_directory, ACME_PRODUCTION);
+        assert!(!ok.ssl.acme_fallback_self_signed);
+        let fields = |d: Deployment| match d.validate().unwrap_err() {
+            ConfigError::Invalid(errs) => errs.into_iter().map(|e| (e.field, e.allowed)).collect::<Vec<_>>(),
+            e => panic!("{e}"),
+        };
+        let f = fields(acme(""));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, "ssl.acme_email");
+        let f = fields(acme("acme_email = \"admin@example.org\"\nacme_directory = \"http://ca.example/dir\"\n"));
+        assert_eq!(f[0].0, "ssl.acme_directory");
+        assert!(f[0].1.contains(ACME_STAGING), "the staging URL is offered: {}", f[0].1);
+        let mut d = ok.clone();
+        d.network.domain = "192.0.2.7".into();
+        assert_eq!(fields(d)[0].0, "network.domain");
+        let mut d = ok;
+        d.ssl.cert_path = Some("/nonexistent/c.pem".into());
+        d.ssl.key_path = Some("/nonexistent/k.pem".into());
+        assert!(fields(d).iter().any(|(f, a)| f == "ssl.acme" && a.contains("cert_path")));
     }
 }

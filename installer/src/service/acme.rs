@@ -73,7 +73,9 @@ pub fn days_left(l: &Layout, now: i64) -> Option<i64> {
 
 /// Whether an ACME certificate serves that names the domain (of any age).
 pub fn fits(l: &Layout, d: &Deployment) -> bool {
-    tls::acme_obtained(l, d).and_then(|p| std::fs::read_to_string(p.cert).ok()).is_some_and(|pem| covers(&pem, &d.network.domain))
+    tls::acme_obtained(l, d)
+        .and_then(|p| std::fs::read_to_string(p.cert).ok())
+        .is_some_and(|pem| covers(&pem, &d.network.domain))
 }
 
 /// Renews when forced, when no ACME certificate serves yet, when it names another domain, or
@@ -122,10 +124,11 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
     let domain = d.network.domain.clone();
     let agent = manifests::fetch::api_agent(&format!("vikunja-installer/{}", env!("CARGO_PKG_VERSION")))
         .map_err(|e| AcmeError::Directory { url: directory.clone(), detail: e.to_string() })?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|err| AcmeError::Io { action: "start the ACME runtime for", path: l.acme_dir(), err })?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|err| AcmeError::Io {
+        action: "start the ACME runtime for",
+        path: l.acme_dir(),
+        err,
+    })?;
     std::fs::create_dir_all(l.acme_dir()).map_err(io("create", &l.acme_dir()))?;
     set_mode(&l.acme_dir(), 0o700)?;
     let challenges = l.acme_challenge_dir();
@@ -144,7 +147,10 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
                 other => {
-                    return Err(AcmeError::Challenge { domain: domain.clone(), detail: format!("authorization is {other:?}") })
+                    return Err(AcmeError::Challenge {
+                        domain: domain.clone(),
+                        detail: format!("authorization is {other:?}"),
+                    })
                 }
             }
             let mut ch = a.challenge(ChallengeType::Http01).ok_or_else(|| AcmeError::Ca {
@@ -179,12 +185,7 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
 }
 
 /// The kept account for this directory, or a new one (its credentials saved 0600 before use).
-async fn account(
-    l: &Layout,
-    d: &Deployment,
-    directory: &str,
-    agent: ureq::Agent,
-) -> Result<Account, AcmeError> {
+async fn account(l: &Layout, d: &Deployment, directory: &str, agent: ureq::Agent) -> Result<Account, AcmeError> {
     let path = account_file(l, directory);
     let builder = Account::builder_with_http(Box::new(UreqClient(agent)));
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -259,10 +260,8 @@ fn ca_error(step: &'static str, directory: &str, e: instant_acme::Error) -> Acme
 /// Puts the new pair into service: the old files are kept in memory, the new ones written 0600,
 /// the site pointed at them, `nginx -t`, a graceful reload; a failed check puts every file back.
 fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Result<Renewal, AcmeError> {
-    let not_after = not_after(chain).ok_or_else(|| AcmeError::Ca {
-        step: "certificate",
-        detail: "the CA sent no readable certificate".into(),
-    })?;
+    let not_after = not_after(chain)
+        .ok_or_else(|| AcmeError::Ca { step: "certificate", detail: "the CA sent no readable certificate".into() })?;
     let p = tls::acme_paths(l);
     let old: Vec<(PathBuf, Option<Vec<u8>>)> =
         [&p.cert, &p.key].into_iter().map(|f| (f.clone(), std::fs::read(f).ok())).collect();
@@ -294,11 +293,8 @@ fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Re
         return Err(AcmeError::Nginx(e));
     }
     // What nginx loaded, in install's record, so the next install does not reload for it again.
-    let id = format!(
-        "{} {}",
-        manifests::hash::sha256_hex(chain.as_bytes()),
-        manifests::hash::sha256_hex(key.as_bytes())
-    );
+    let id =
+        format!("{} {}", manifests::hash::sha256_hex(chain.as_bytes()), manifests::hash::sha256_hex(key.as_bytes()));
     let served = l.state_dir().join("served-certificate");
     let _ = write_atomic(&served, id.as_bytes(), 0o644);
     Ok(Renewal::Renewed { not_after })
@@ -443,14 +439,7 @@ pub fn not_after(pem: &str) -> Option<i64> {
         _ => return None,
     };
     let f = |r: std::ops::Range<usize>| rest.get(r).and_then(|x| x.parse::<u32>().ok());
-    let s = format!(
-        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        f(0..2)?,
-        f(2..4)?,
-        f(4..6)?,
-        f(6..8)?,
-        f(8..10)?
-    );
+    let s = format!("{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", f(0..2)?, f(2..4)?, f(4..6)?, f(6..8)?, f(8..10)?);
     manifests::time::parse_rfc3339(&s).ok()
 }
 
@@ -489,8 +478,14 @@ mod tests {
         let l = Layout::new(&dir.join("root"), "main");
         let [(sn, service), (tn, timer)] = render_timer(&l, &exe).unwrap();
         assert_eq!((sn.as_str(), tn.as_str()), ("vikunja-main-cert-renew.service", "vikunja-main-cert-renew.timer"));
-        assert!(timer.contains("OnCalendar=*-*-* 00,12:00:00\n") && timer.contains("RandomizedDelaySec=21600\n"), "{timer}");
-        assert!(timer.contains("Persistent=true") && timer.contains("Unit=vikunja-main-cert-renew.service\n"), "{timer}");
+        assert!(
+            timer.contains("OnCalendar=*-*-* 00,12:00:00\n") && timer.contains("RandomizedDelaySec=21600\n"),
+            "{timer}"
+        );
+        assert!(
+            timer.contains("Persistent=true") && timer.contains("Unit=vikunja-main-cert-renew.service\n"),
+            "{timer}"
+        );
         assert!(service.contains("cert renew --instance main --root"), "{service}");
         let units = dir.join("units");
         std::fs::create_dir_all(&units).unwrap();
@@ -498,11 +493,35 @@ mod tests {
             std::fs::write(units.join(name), text).unwrap();
         }
         for name in [&sn, &tn] {
-            let o = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(units.join(name)).output().unwrap();
+            let o =
+                Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(units.join(name)).output().unwrap();
             let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
             assert!(o.status.success() && said.trim().is_empty(), "{name}: {said}\n{service}\n{timer}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Let's Encrypt's rate-limit problem (pebble has none to show) is told apart from other
+    /// problems, and a failure without a problem document blames the directory URL.
+    #[test]
+    fn a_rate_limit_says_wait_and_other_failures_name_the_ca_or_the_directory() {
+        let problem = |kind: &str| {
+            instant_acme::Error::Api(
+                serde_json::from_value(serde_json::json!({
+                    "type": format!("urn:ietf:params:acme:error:{kind}"),
+                    "detail": "too many certificates (5) already issued for this exact set of identifiers",
+                    "status": 429
+                }))
+                .unwrap(),
+            )
+        };
+        let e = ca_error("new order", "https://ca.example/dir", problem("rateLimited")).to_string();
+        assert!(e.contains("rate limit") && e.contains("too many certificates") && e.contains("HTTP 429"), "{e}");
+        assert!(e.contains("wait until the limit resets") && e.contains("cert renew"), "{e}");
+        let e = ca_error("new order", "https://ca.example/dir", problem("malformed")).to_string();
+        assert!(e.starts_with("the CA failed the order (new order)") && e.contains("(malformed)"), "{e}");
+        let e = ca_error("new account", "https://ca.example/dir", instant_acme::Error::Str("no nonce")).to_string();
+        assert!(e.contains("the ACME directory https://ca.example/dir could not be used"), "{e}");
     }
 
     #[test]

@@ -199,7 +199,11 @@ pub fn report(t: &Target) -> Vec<Component> {
 }
 
 /// The ACME certificate's verdict from its days left and the last renewal attempt (time, error).
-fn certificate_verdict(days: Option<i64>, last: Option<(i64, Option<String>)>, renew_days: i64) -> Result<String, String> {
+fn certificate_verdict(
+    days: Option<i64>,
+    last: Option<(i64, Option<String>)>,
+    renew_days: i64,
+) -> Result<String, String> {
     let failed = last.as_ref().and_then(|(at, e)| {
         e.as_ref().map(|e| format!("the last attempt ({}) failed: {e}", manifests::time::format_rfc3339(*at)))
     });
@@ -210,10 +214,9 @@ fn certificate_verdict(days: Option<i64>, last: Option<(i64, Option<String>)>, r
         )),
         (Some(d), _) if d < 0 => Err(format!("the ACME certificate expired {} days ago", -d)),
         (Some(d), Some(f)) if d < renew_days => Err(format!("ACME certificate: {d} days left and not renewed; {f}")),
-        (Some(d), f) => Ok(format!(
-            "ACME certificate: {d} days left{}",
-            f.map(|f| format!(" ({f})")).unwrap_or_default()
-        )),
+        (Some(d), f) => {
+            Ok(format!("ACME certificate: {d} days left{}", f.map(|f| format!(" ({f})")).unwrap_or_default()))
+        }
     }
 }
 
@@ -245,7 +248,10 @@ mod certificate_tests {
         assert!(certificate_verdict(None, failed.clone(), 30).unwrap_err().contains("could not validate"));
         assert!(certificate_verdict(Some(-2), fine.clone(), 30).unwrap_err().contains("expired 2 days ago"));
         let e = certificate_verdict(Some(12), failed.clone(), 30).unwrap_err();
-        assert!(e.contains("12 days left") && e.contains("1970-01-01T00:00:00Z") && e.contains("could not validate"), "{e}");
+        assert!(
+            e.contains("12 days left") && e.contains("1970-01-01T00:00:00Z") && e.contains("could not validate"),
+            "{e}"
+        );
         // Controls: due but not tried yet (the timer runs twice a day), or plenty left after a
         // failed forced renewal, are healthy and say so.
         assert_eq!(certificate_verdict(Some(12), fine, 30).unwrap(), "ACME certificate: 12 days left");

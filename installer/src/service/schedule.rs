@@ -20,7 +20,11 @@ pub fn unit(l: &Layout) -> String {
 
 /// The two unit files of the schedule: (name with suffix, where it is installed).
 pub fn files(l: &Layout) -> [(String, PathBuf); 2] {
-    let u = unit(l);
+    timer_files(l, &unit(l))
+}
+
+/// The service and timer named `u` (this schedule's, or the ACME renewal's).
+pub fn timer_files(l: &Layout, u: &str) -> [(String, PathBuf); 2] {
     ["service", "timer"].map(|s| {
         let name = format!("{u}.{s}");
         let path = l.system(&format!("/etc/systemd/system/{name}"));
@@ -109,7 +113,12 @@ pub fn systemctl(args: &[&str]) -> Result<()> {
 
 /// Removes the timer and its service (stopped, disabled, files deleted). Returns whether any existed.
 pub fn remove(l: &Layout, init: Init) -> Result<bool> {
-    let f = files(l);
+    remove_timer(l, init, &unit(l))
+}
+
+/// Removes the timer and service named `u` (stopped, disabled, files deleted).
+pub fn remove_timer(l: &Layout, init: Init, u: &str) -> Result<bool> {
+    let f = timer_files(l, u);
     let existed = f.iter().any(|(_, p)| p.exists());
     if existed && init == Init::Systemd {
         let _ = systemctl(&["disable", "--now", &f[1].0]);
