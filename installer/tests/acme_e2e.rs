@@ -235,6 +235,8 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert!(o.status.success(), "{}", said(&o));
     assert!(out.contains("Certificate") && out.contains("ACME certificate: 1825 days left"), "{out}");
     assert!(out.contains("failed: the CA could not validate"), "{out}");
+    let o = installer(&sb, &["status"]);
+    assert!(stdout(&o).contains("║ Certificate:    OK ACME certificate: 1825 days left"), "{}", said(&o));
 
     // A directory that is not there, and a CA that refuses every nonce: exit 13, named clearly.
     let dead = format!("https://127.0.0.1:{}/dir", free());

@@ -390,7 +390,18 @@ fn acme(l: &Layout, d: &Deployment, init: Init) -> Result<bool> {
         let removed = crate::service::schedule::remove_timer(l, init, &acme::timer_unit(l))?;
         return Ok(removed && step("certificate renewal timer removed (ssl.acme is off)", true));
     }
-    let mut changed = step("certificate renewal timer", acme::schedule(l, init)?);
+    // Without the timer the certificate still serves (and `health` flags the missing timer): a
+    // warning, not a failed install.
+    let mut changed = match acme::schedule(l, init) {
+        Ok(c) => step("certificate renewal timer", c),
+        Err(e) => {
+            eprintln!(
+                "warning: the certificate renewal timer was not installed: {e:#}\nuntil it is, renew with \
+                 `vikunja-installer cert renew` before the certificate's last 30 days"
+            );
+            false
+        }
+    };
     if acme::fits(l, d) {
         return Ok(changed);
     }

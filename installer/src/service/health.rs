@@ -175,12 +175,17 @@ pub fn report(t: &Target) -> Vec<Component> {
     if t.d.ssl.acme {
         let l = t.l;
         let now = manifests::time::now_unix();
+        let timer = crate::service::acme::timer_unit(l);
+        let [_, (_, timer_file)] = crate::service::schedule::timer_files(l, &timer);
         let res = certificate_verdict(
             crate::service::acme::days_left(l, now),
             crate::service::acme::last_attempt(l),
             crate::service::acme::RENEW_DAYS,
-        );
-        let timer = crate::service::acme::timer_unit(l);
+        )
+        .and_then(|ok| match t.init == Init::Systemd && !timer_file.is_file() {
+            true => Err(format!("{ok}, but nothing renews it: {timer}.timer is missing (run install again)")),
+            false => Ok(ok),
+        });
         let remediation = if res.is_ok() {
             Vec::new()
         } else {
