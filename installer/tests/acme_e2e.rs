@@ -200,8 +200,16 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     // Forced, under load: a new certificate serves and no request fails.
     let load = Load::start(&t, 2, 1);
     load.warm_up(20);
+    let started = Instant::now();
     let o = installer(&sb, &["cert", "renew", "--force"]);
+    let took = started.elapsed();
     let r = load.stop();
+    eprintln!(
+        "forced renewal: {} ms, {} reads and {} writes meanwhile",
+        took.as_millis(),
+        r.reads_ok,
+        r.writes_acked.len()
+    );
     assert!(o.status.success() && stdout(&o).contains("New certificate for"), "forced renewal: {}", said(&o));
     let renewed = file_fingerprint(&cert);
     assert_ne!(std::fs::read(&cert).unwrap(), files.iter().find(|(p, _)| p == &cert).unwrap().1, "same certificate");
@@ -210,6 +218,10 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert!(r.writes_failed.is_empty(), "writes failed during the switch: {:?}", r.writes_failed);
     let before = acme_files(&sb);
     let serving = served_fingerprint(sb.ports.https);
+    // A re-run of install knows nginx already loaded the renewed pair: nothing to change.
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("Nothing to change"), "{}", said(&o));
+    assert_eq!(acme_files(&sb), before);
 
     // A challenge the CA cannot complete (its validation reaches no nginx): exit 13, the domain
     // and what to do named, every file byte for byte as it was, the old certificate served.
@@ -224,10 +236,7 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
             && err.contains("keeps serving"),
         "{err}"
     );
-    let after: Vec<(PathBuf, Vec<u8>)> =
-        acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
-    assert_eq!(after, before, "a failed challenge changed the certificate, key or account");
-    assert_eq!(served_fingerprint(sb.ports.https), serving);
+    assert_kept(&sb, &before, &serving, "a failed challenge");
     assert!(std::fs::read_dir(base(&sb).join("acme-challenge")).unwrap().next().is_none(), "a token was left behind");
     // `health` shows the days left and the failed attempt; with years left that is no fault.
     let o = installer(&sb, &["health"]);
@@ -252,10 +261,24 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     let o = installer(&sb, &["cert", "renew", "--force"]);
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(stderr(&o).contains("badNonce"), "the CA's problem is not named: {}", said(&o));
+    assert_kept(&sb, &before, &serving, "a dead directory and a refused nonce");
+
+    // A CA whose HTTPS certificate the configured roots do not vouch for is refused (the runs
+    // above, trusting the test CA, are the control): SSL_CERT_FILE names another CA here.
+    set_directory(&sb, &pebble.directory());
+    let o = installer_env(&sb, &["cert", "renew", "--force"], &[("SSL_CERT_FILE", root.to_str().unwrap())]);
+    assert_eq!(code(&o), Some(13), "{}", said(&o));
+    assert!(stderr(&o).contains("UnknownIssuer"), "the refusal does not say why: {}", said(&o));
+    assert_kept(&sb, &before, &serving, "an untrusted CA");
+}
+
+/// Every ACME file that existed is byte for byte as it was (a failure may add an account for
+/// another directory, nothing else), and nginx serves the same certificate.
+fn assert_kept(sb: &Sandbox, before: &[(PathBuf, Vec<u8>)], serving: &str, what: &str) {
     let after: Vec<(PathBuf, Vec<u8>)> =
-        acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
-    assert_eq!(after, before);
-    assert_eq!(served_fingerprint(sb.ports.https), serving);
+        acme_files(sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
+    assert_eq!(after, before, "{what} changed the certificate, key or account");
+    assert_eq!(served_fingerprint(sb.ports.https), serving, "{what} changed what nginx serves");
 }
 
 #[test]
