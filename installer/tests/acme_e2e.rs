@@ -270,6 +270,22 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(stderr(&o).contains("UnknownIssuer"), "the refusal does not say why: {}", said(&o));
     assert_kept(&sb, &before, &serving, "an untrusted CA");
+
+    // A stopped instance: nginx serves no challenge, so the CA is not asked (a failed validation
+    // counts against the account) and renewing starts nothing.
+    let o = installer(&sb, &["stop"]);
+    assert!(o.status.success(), "{}", said(&o));
+    let o = installer(&sb, &["cert", "renew", "--force"]);
+    assert_eq!(code(&o), Some(13), "{}", said(&o));
+    assert!(
+        stderr(&o).contains("nothing was asked of the CA") && stderr(&o).contains("vikunja-installer start"),
+        "{}",
+        said(&o)
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", sb.ports.http)).is_err(), "cert renew started nginx");
+    let after: Vec<(PathBuf, Vec<u8>)> =
+        acme_files(&sb).into_iter().filter(|(p, _)| before.iter().any(|(q, _)| q == p)).collect();
+    assert_eq!(after, before);
 }
 
 /// Every ACME file that existed is byte for byte as it was (a failure may add an account for

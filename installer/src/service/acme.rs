@@ -43,6 +43,8 @@ pub enum AcmeError {
     RateLimited { step: &'static str, detail: String },
     #[error("the CA could not validate {domain}: {detail}; make sure {domain} resolves to this container from the internet and that port 80 reaches its nginx (http://{domain}/.well-known/acme-challenge/ must serve the token), then run `vikunja-installer cert renew`")]
     Challenge { domain: String, detail: String },
+    #[error("nginx does not serve the ACME challenge directory {} at http://{domain}:{port}/.well-known/acme-challenge/ ({detail}); nothing was asked of the CA. Is the instance running (`vikunja-installer start`)? `nginx -t` and the instance's nginx error log say more", dir.display())]
+    SelfCheck { domain: String, port: u16, dir: PathBuf, detail: String },
     #[error("the CA failed the order ({step}): {detail}")]
     Ca { step: &'static str, detail: String },
     #[error("{action} {}: {err}", path.display())]
@@ -134,6 +136,7 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
     let challenges = l.acme_challenge_dir();
     std::fs::create_dir_all(&challenges).map_err(io("create", &challenges))?;
     set_mode(&challenges, 0o755)?;
+    self_check(l, d)?;
     let mut tokens = Vec::new();
     let out = rt.block_on(async {
         let account = account(l, d, &directory, agent).await?;
@@ -182,6 +185,37 @@ fn obtain(l: &Layout, d: &Deployment) -> Result<(String, String), AcmeError> {
         let _ = std::fs::remove_file(t);
     }
     out
+}
+
+/// Fetches a file of our own from the challenge location as the CA will (plain HTTP, the
+/// domain as Host), so a stopped or misconfigured nginx fails here and not as a failed
+/// validation, which the CA counts against the account's limits.
+fn self_check(l: &Layout, d: &Deployment) -> Result<(), AcmeError> {
+    let dir = l.acme_challenge_dir();
+    let seed = format!("{:?} {} {}", std::time::SystemTime::now(), std::process::id(), l.base.display());
+    let value = manifests::hash::sha256_hex(seed.as_bytes());
+    let name = format!("self-check-{}", &value[..16]);
+    let file = dir.join(&name);
+    write_atomic(&file, value.as_bytes(), 0o644).map_err(io("write", &file))?;
+    let addr = crate::service::probe::reach(&d.network.listen_address, d.network.http_port);
+    let got = crate::service::probe::get_host(
+        addr,
+        &d.network.domain,
+        &format!("/.well-known/acme-challenge/{name}"),
+        Duration::from_secs(5),
+    );
+    let _ = std::fs::remove_file(&file);
+    let fail = |detail: String| AcmeError::SelfCheck {
+        domain: d.network.domain.clone(),
+        port: d.network.http_port,
+        dir: dir.clone(),
+        detail,
+    };
+    match got {
+        Ok(r) if r.status == 200 && r.body == value.as_bytes() => Ok(()),
+        Ok(r) => Err(fail(format!("it answered {} instead of the file", r.status))),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// The kept account for this directory, or a new one (its credentials saved 0600 before use).
