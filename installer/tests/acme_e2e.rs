@@ -169,12 +169,24 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     let acme = base(&sb).join("config/ssl/acme");
     let files = acme_files(&sb);
     let names: Vec<String> = files.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert!(names.iter().any(|n| n.starts_with("account-") && n.ends_with(".json")), "{names:?}");
+    assert!(
+        names.len() == 2
+            && names[0].starts_with("account-")
+            && names[0].ends_with(".json")
+            && names[1] == "certificate.pem",
+        "{names:?}"
+    );
+    // Key and chain in one file, so one rename switches both.
+    let text = String::from_utf8(files[1].1.clone()).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN PRIVATE KEY-----") && text.matches("BEGIN CERTIFICATE").count() >= 2,
+        "{text}"
+    );
     for (p, _) in &files {
         let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", p.display());
     }
-    let cert = acme.join("cert.pem");
+    let cert = acme.join("certificate.pem");
     assert_eq!(served_fingerprint(sb.ports.https), file_fingerprint(&cert));
     let root = pebble.root(&sb.root.join("pebble-root.pem"));
     let t = Target::new(DOMAIN, sb.ports.https, root.clone());
@@ -306,7 +318,7 @@ fn a_first_certificate_that_cannot_be_obtained_fails_install_unless_self_signed_
     let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code(&o), Some(13), "{}", said(&o));
     assert!(stderr(&o).contains("temporary self-signed certificate"), "{}", said(&o));
-    assert!(!base(&sb).join("config/ssl/acme/cert.pem").exists());
+    assert!(!base(&sb).join("config/ssl/acme/certificate.pem").exists());
     let o = installer(&sb, &["health"]);
     assert_eq!(code(&o), Some(10), "{}", said(&o));
     assert!(stdout(&o).contains("FAIL Certificate") && stdout(&o).contains("no ACME certificate yet"), "{}", said(&o));

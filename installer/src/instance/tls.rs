@@ -26,16 +26,18 @@ pub const VALIDITY_DAYS: i64 = 825;
 /// A certificate with less left than this is replaced by the next `install`.
 const RENEW_DAYS: i64 = 30;
 
-/// Where the ACME certificate and its key live (`service::acme` writes them).
+/// Where the ACME certificate and its key live: one 0600 file, key first, then the chain
+/// (`service::acme` replaces it with one rename, so the pair always matches).
 pub fn acme_paths(l: &Layout) -> CertPaths {
-    CertPaths { cert: l.acme_dir().join("cert.pem"), key: l.acme_dir().join("key.pem"), self_signed: false }
+    let file = l.acme_dir().join("certificate.pem");
+    CertPaths { cert: file.clone(), key: file, self_signed: false }
 }
 
 /// The ACME pair once one was obtained; until then (`[ssl] acme` before its first certificate,
 /// or a failure with `acme_fallback_self_signed`) the site serves the self-signed one.
 pub fn acme_obtained(l: &Layout, d: &Deployment) -> Option<CertPaths> {
     let p = acme_paths(l);
-    (d.ssl.acme && p.cert.is_file() && p.key.is_file()).then_some(p)
+    (d.ssl.acme && p.cert.is_file()).then_some(p)
 }
 
 pub fn ensure(l: &Layout, d: &Deployment) -> io::Result<(CertPaths, bool)> {

@@ -291,46 +291,43 @@ fn ca_error(step: &'static str, directory: &str, e: instant_acme::Error) -> Acme
     }
 }
 
-/// Puts the new pair into service: the old files are kept in memory, the new ones written 0600,
-/// the site pointed at them, `nginx -t`, a graceful reload; a failed check puts every file back.
+/// Puts the new pair into service. Key and chain share one 0600 file (nginx reads both from it),
+/// so one rename switches them together: a run killed mid-way leaves the old pair or the new one,
+/// never a key that does not match its certificate. Then the site points at it (the first time),
+/// `nginx -t`, a graceful reload; any failure puts the file and the site back.
 fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Result<Renewal, AcmeError> {
     let not_after = not_after(chain)
         .ok_or_else(|| AcmeError::Ca { step: "certificate", detail: "the CA sent no readable certificate".into() })?;
     let p = tls::acme_paths(l);
-    let old: Vec<(PathBuf, Option<Vec<u8>>)> =
-        [&p.cert, &p.key].into_iter().map(|f| (f.clone(), std::fs::read(f).ok())).collect();
-    let put_back = || {
-        for (f, b) in &old {
-            let _ = match b {
-                Some(b) => write_atomic(f, b, 0o600),
-                None => std::fs::remove_file(f),
-            };
-        }
-    };
-    write_atomic(&p.key, key.as_bytes(), 0o600).map_err(io("write", &p.key))?;
-    if let Err(e) = write_atomic(&p.cert, chain.as_bytes(), 0o600) {
-        put_back();
-        return Err(AcmeError::Io { action: "write", path: p.cert.clone(), err: e });
-    }
+    let combined = format!("{}\n{}", key.trim_end(), chain);
+    let old = std::fs::read(&p.cert).ok();
+    let site_file = nginx::site_file(l);
+    let old_site = std::fs::read_to_string(&site_file).ok();
+    write_atomic(&p.cert, combined.as_bytes(), 0o600).map_err(io("write", &p.cert))?;
     let switched = (|| {
         let t = crate::render::templates::load("nginx/site.conf.tmpl").map_err(NginxError::Template)?;
         let site = crate::render::render_site(&t, &nginx::site_spec(l, d, &p)).map_err(NginxError::Render)?;
         // The site changes only the first time (self-signed → ACME); a renewal rewrites the same
-        // paths, so the check must run here too.
-        if !nginx::replace_checked(l, init, &[(nginx::site_file(l), site)])? {
+        // path, so the check must run here too.
+        if !nginx::replace_checked(l, init, &[(site_file.clone(), site)])? {
             nginx::check(l, init).map_err(|e| NginxError::Rejected(Box::new(e)))?;
         }
         nginx::start_or_reload(l, init)
     })();
     if let Err(e) = switched {
-        put_back();
+        let _ = match &old {
+            Some(b) => write_atomic(&p.cert, b, 0o600),
+            None => std::fs::remove_file(&p.cert),
+        };
+        if let Some(text) = old_site {
+            let _ = write_atomic(&site_file, text.as_bytes(), 0o644);
+        }
         return Err(AcmeError::Nginx(e));
     }
-    // What nginx loaded, in install's record, so the next install does not reload for it again.
-    let id =
-        format!("{} {}", manifests::hash::sha256_hex(chain.as_bytes()), manifests::hash::sha256_hex(key.as_bytes()));
-    let served = l.state_dir().join("served-certificate");
-    let _ = write_atomic(&served, id.as_bytes(), 0o644);
+    // What nginx loaded, in install's record (a hash of the certificate file and of the key
+    // file, here the same one), so the next install does not reload for it again.
+    let h = manifests::hash::sha256_hex(combined.as_bytes());
+    let _ = write_atomic(&l.state_dir().join("served-certificate"), format!("{h} {h}").as_bytes(), 0o644);
     Ok(Renewal::Renewed { not_after })
 }
 
