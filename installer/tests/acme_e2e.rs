@@ -228,6 +228,26 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert_eq!(served_fingerprint(sb.ports.https), renewed, "nginx still serves the old certificate");
     assert!(r.reads_ok > 0 && r.reads_failed.is_empty(), "reads failed during the switch: {:?}", r.reads_failed);
     assert!(r.writes_failed.is_empty(), "writes failed during the switch: {:?}", r.writes_failed);
+    // Killed right after the new file's rename: nginx still serves the previous certificate, and
+    // the next `cert renew` (not due) sees nginx never loaded the file and reloads.
+    let o = installer_env(
+        &sb,
+        &["cert", "renew", "--force"],
+        &[("VIKUNJA_INSTALLER_TEST_KILL_AT", "acme-certificate-written")],
+    );
+    assert_eq!(describe(&o), "killed by signal 9", "{}", said(&o));
+    assert_ne!(file_fingerprint(&cert), renewed, "the killed run did not write its certificate");
+    assert_eq!(served_fingerprint(sb.ports.https), renewed, "the killed run reloaded nginx");
+    let o = installer(&sb, &["cert", "renew"]);
+    assert!(o.status.success() && stdout(&o).contains("nginx serves it now"), "{}", said(&o));
+    assert_eq!(served_fingerprint(sb.ports.https), file_fingerprint(&cert));
+    let o = installer(&sb, &["cert", "renew"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("more days; it is renewed when"),
+        "no second reload: {}",
+        said(&o)
+    );
+
     let before = acme_files(&sb);
     let serving = served_fingerprint(sb.ports.https);
     // A re-run of install knows nginx already loaded the renewed pair: nothing to change.

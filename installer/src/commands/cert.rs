@@ -37,6 +37,14 @@ pub fn command(c: Cert) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Ok(Renewal::Reloaded { days_left }) => {
+            println!(
+                "The certificate of {} (valid for {days_left} more days) was renewed by a run that did not finish; \
+                 nginx serves it now (reloaded gracefully).",
+                d.network.domain
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(Renewal::Renewed { not_after }) => {
             println!(
                 "New certificate for {} from {}, valid until {}; nginx serves it (reloaded gracefully).",

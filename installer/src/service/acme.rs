@@ -58,6 +58,8 @@ pub enum AcmeError {
 pub enum Renewal {
     /// Nothing to do: this many whole days remain.
     Kept { days_left: i64 },
+    /// The certificate was already renewed but nginx had not loaded it; now it serves.
+    Reloaded { days_left: i64 },
     /// A new certificate serves, valid until this time (Unix seconds).
     Renewed { not_after: i64 },
 }
@@ -89,6 +91,11 @@ pub fn renew(l: &Layout, d: &Deployment, init: Init, force: bool) -> Result<Rene
     let left = current.as_deref().and_then(not_after).map(|t| (t - now).div_euclid(DAY));
     if let (false, true, Some(days_left)) = (force, fits, left) {
         if days_left >= RENEW_DAYS {
+            // A renewal killed after its rename left nginx on the previous pair: reload now.
+            if std::fs::read_to_string(served_record(l)).ok() != served_id(l) && nginx::is_running(l, init) {
+                take_into_service(l, d, init).map_err(AcmeError::Nginx)?;
+                return Ok(Renewal::Reloaded { days_left });
+            }
             return Ok(Renewal::Kept { days_left });
         }
     }
@@ -304,17 +311,8 @@ fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Re
     let site_file = nginx::site_file(l);
     let old_site = std::fs::read_to_string(&site_file).ok();
     write_atomic(&p.cert, combined.as_bytes(), 0o600).map_err(io("write", &p.cert))?;
-    let switched = (|| {
-        let t = crate::render::templates::load("nginx/site.conf.tmpl").map_err(NginxError::Template)?;
-        let site = crate::render::render_site(&t, &nginx::site_spec(l, d, &p)).map_err(NginxError::Render)?;
-        // The site changes only the first time (self-signed → ACME); a renewal rewrites the same
-        // path, so the check must run here too.
-        if !nginx::replace_checked(l, init, &[(site_file.clone(), site)])? {
-            nginx::check(l, init).map_err(|e| NginxError::Rejected(Box::new(e)))?;
-        }
-        nginx::start_or_reload(l, init)
-    })();
-    if let Err(e) = switched {
+    crate::fault::kill_point("acme-certificate-written");
+    if let Err(e) = take_into_service(l, d, init) {
         let _ = match &old {
             Some(b) => write_atomic(&p.cert, b, 0o600),
             None => std::fs::remove_file(&p.cert),
@@ -324,11 +322,36 @@ fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Re
         }
         return Err(AcmeError::Nginx(e));
     }
-    // What nginx loaded, in install's record (a hash of the certificate file and of the key
-    // file, here the same one), so the next install does not reload for it again.
-    let h = manifests::hash::sha256_hex(combined.as_bytes());
-    let _ = write_atomic(&l.state_dir().join("served-certificate"), format!("{h} {h}").as_bytes(), 0o644);
     Ok(Renewal::Renewed { not_after })
+}
+
+/// Points the site at the ACME file (the first time), `nginx -t`, a graceful reload, and records
+/// what nginx loaded in install's record (a hash of the certificate file and of the key file,
+/// here the same one), so neither the next install nor the next renewal reloads for it again.
+fn take_into_service(l: &Layout, d: &Deployment, init: Init) -> Result<(), NginxError> {
+    let p = tls::acme_paths(l);
+    let t = crate::render::templates::load("nginx/site.conf.tmpl").map_err(NginxError::Template)?;
+    let site = crate::render::render_site(&t, &nginx::site_spec(l, d, &p)).map_err(NginxError::Render)?;
+    // The site changes only the first time (self-signed → ACME); a renewal rewrites the same
+    // path, so the check must run here too.
+    if !nginx::replace_checked(l, init, &[(nginx::site_file(l), site)])? {
+        nginx::check(l, init).map_err(|e| NginxError::Rejected(Box::new(e)))?;
+    }
+    nginx::start_or_reload(l, init)?;
+    if let Some(h) = served_id(l) {
+        let _ = write_atomic(&served_record(l), h.as_bytes(), 0o644);
+    }
+    Ok(())
+}
+
+fn served_record(l: &Layout) -> PathBuf {
+    l.state_dir().join("served-certificate")
+}
+
+/// install's record of the ACME file as it is now.
+fn served_id(l: &Layout) -> Option<String> {
+    let h = manifests::hash::sha256_hex(&std::fs::read(tls::acme_paths(l).cert).ok()?);
+    Some(format!("{h} {h}"))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), AcmeError> {
