@@ -303,6 +303,19 @@ fn install_obtains_a_certificate_renewal_keeps_or_replaces_it_without_a_failed_r
     assert!(stderr(&o).contains("UnknownIssuer"), "the refusal does not say why: {}", said(&o));
     assert_kept(&sb, &before, &serving, "an untrusted CA");
 
+    // A certificate nginx -t refuses (here: the site's include broken beside it) is not taken:
+    // the file and the site go back byte for byte, nginx keeps serving without a reload.
+    let upstream = base(&sb).join("config/nginx/upstream.conf");
+    let good = std::fs::read(&upstream).unwrap();
+    let site = std::fs::read(base(&sb).join("config/nginx/site.conf")).unwrap();
+    std::fs::write(&upstream, "upstream {\n").unwrap();
+    let o = installer(&sb, &["cert", "renew", "--force"]);
+    std::fs::write(&upstream, &good).unwrap();
+    assert_eq!(code(&o), Some(13), "{}", said(&o));
+    assert!(stderr(&o).contains("not taken into service") && stderr(&o).contains("nginx -t"), "{}", said(&o));
+    assert_kept(&sb, &before, &serving, "a refused nginx -t");
+    assert_eq!(std::fs::read(base(&sb).join("config/nginx/site.conf")).unwrap(), site);
+
     // A stopped instance: nginx serves no challenge, so the CA is not asked (a failed validation
     // counts against the account) and renewing starts nothing.
     let o = installer(&sb, &["stop"]);
