@@ -343,7 +343,7 @@ fn assert_kept(sb: &Sandbox, before: &[(PathBuf, Vec<u8>)], serving: &str, what:
 }
 
 #[test]
-fn a_first_certificate_that_cannot_be_obtained_fails_install_unless_self_signed_is_allowed() {
+fn a_first_certificate_not_obtained_fails_install_unless_self_signed_is_allowed_and_later_installs_obtain_one() {
     let sb = Sandbox::new("acme-first").unwrap();
     // Validation goes to a port where nothing listens.
     let Some(blind) = Pebble::start("acme-first-pebble", free(), &[]) else { return };
@@ -363,4 +363,20 @@ fn a_first_certificate_that_cannot_be_obtained_fails_install_unless_self_signed_
     assert!(o.status.success(), "{}", said(&o));
     assert!(stderr(&o).contains("the self-signed certificate serves instead"), "{}", said(&o));
     assert_eq!(served_fingerprint(sb.ports.https), file_fingerprint(&base(&sb).join("config/ssl/cert.pem")));
+
+    // Once the CA can reach nginx, the next install obtains one; a new domain gets a new one.
+    let Some(pebble) = Pebble::start("acme-first-seeing", sb.ports.http, &[]) else { return };
+    let cfg = acme_config(&sb, &pebble.directory(), "");
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("changed   ACME certificate for vikunja.test"), "{}", said(&o));
+    let acme = base(&sb).join("config/ssl/acme/certificate.pem");
+    assert_eq!(served_fingerprint(sb.ports.https), file_fingerprint(&acme));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("domain = \"vikunja.test\"", "domain = \"tasks.test\"");
+    std::fs::write(&cfg, text).unwrap();
+    let o = installer(&sb, &["install", "--init", "process", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("changed   ACME certificate for tasks.test"), "{}", said(&o));
+    let o =
+        Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(&acme).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("DNS:tasks.test"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(served_fingerprint(sb.ports.https), file_fingerprint(&acme));
 }
