@@ -86,10 +86,7 @@ pub fn fits(l: &Layout, d: &Deployment) -> bool {
 /// when fewer than [`RENEW_DAYS`] remain. Records the attempt for `status`/`health`.
 pub fn renew(l: &Layout, d: &Deployment, init: Init, force: bool) -> Result<Renewal, AcmeError> {
     let now = manifests::time::now_unix();
-    let current = tls::acme_obtained(l, d).and_then(|p| std::fs::read_to_string(p.cert).ok());
-    let fits = current.as_deref().is_some_and(|pem| covers(pem, &d.network.domain));
-    let left = current.as_deref().and_then(not_after).map(|t| (t - now).div_euclid(DAY));
-    if let (false, true, Some(days_left)) = (force, fits, left) {
+    if let (false, true, Some(days_left)) = (force, fits(l, d), days_left(l, now)) {
         if days_left >= RENEW_DAYS {
             // A renewal killed after its rename left nginx on the previous pair: reload now.
             if std::fs::read_to_string(served_record(l)).ok() != served_id(l) && nginx::is_running(l, init) {
