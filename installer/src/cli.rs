@@ -38,6 +38,38 @@ pub enum Command {
     Destroy(Destroy),
     Supervise(Supervise),
     Metrics(Metrics),
+    Cert(Cert),
+}
+
+/// ACME certificates (`[ssl] acme = true`): `cert renew` obtains or renews the instance's
+/// certificate; its timer runs it twice a day.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cert")]
+pub struct Cert {
+    #[argh(subcommand)]
+    pub cmd: CertCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum CertCommand {
+    Renew(CertRenew),
+}
+
+/// Renew the ACME certificate when fewer than 30 days remain (or none was obtained yet); a
+/// failure keeps the served certificate and exits 13.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "renew")]
+pub struct CertRenew {
+    /// renew now, however long the certificate still lasts
+    #[argh(switch)]
+    pub force: bool,
+    /// instance name (default: the only one installed)
+    #[argh(option)]
+    pub instance: Option<String>,
+    /// every path lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
 }
 
 /// On the Proxmox host: create an unprivileged LXC container (pct), install this installer into

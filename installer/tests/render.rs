@@ -284,6 +284,7 @@ fn site_spec(root: &Path) -> SiteSpec {
         mcp: false,
         access_log: root.join("access.log"),
         error_log: root.join("error.log"),
+        acme_challenge_dir: root.join("acme-challenge"),
     }
 }
 

@@ -12,6 +12,7 @@
 //! | 10 | deployment unhealthy (installer) |
 //! | 11 | update failed and was rolled back (installer) |
 //! | 12 | rollback failed: manual action needed (installer) |
+//! | 13 | ACME: no certificate obtained or renewed; the previous one still serves (installer `cert renew`, `install` with `[ssl] acme`) |
 //! | 20 | `upgrade --check`: a newer installer release is available (installer) |
 //! | 130 | interrupted by SIGINT/SIGTERM |
 //!
@@ -32,6 +33,7 @@ pub enum Exit {
     Unhealthy = 10,
     RolledBack = 11,
     RollbackFailed = 12,
+    Certificate = 13,
     UpdateAvailable = 20,
     Interrupted = 130,
 }

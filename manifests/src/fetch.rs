@@ -103,6 +103,29 @@ pub fn tls_config() -> Result<TlsConfig, FetchError> {
     Ok(TlsConfig::builder().root_certs(roots_from_env()?).build())
 }
 
+/// An HTTPS-only agent for JSON APIs (ACME): the same roots (`SSL_CERT_FILE` or webpki), name
+/// resolution and timeouts as [`Fetcher`], but every status is handed back (an API's 4xx carries
+/// its error document) and no redirect is followed (a 201's `Location` is data, not a hop).
+pub fn api_agent(user_agent: &str) -> Result<ureq::Agent, FetchError> {
+    let tls = tls_config()?;
+    let config = ureq::Agent::config_builder()
+        .https_only(true)
+        .tls_config(tls)
+        .user_agent(user_agent)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_recv_response(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(30)))
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build();
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        crate::resolve::StaticResolver::default(),
+    ))
+}
+
 impl Fetcher {
     /// `user_agent` names the program; `cancel` lets a signal handler stop a download between reads.
     pub fn new(user_agent: &str, cancel: Option<&'static AtomicBool>) -> Result<Fetcher, FetchError> {

@@ -31,6 +31,9 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("debootstrap", "debootstrap"),
     ("rsync", "rsync"),
     ("debian-distro-info", "distro-info"),
+    // ACME (issue 16): Let's Encrypt's test CA and its DNS stand-in, both in the one package.
+    ("pebble", "pebble"),
+    ("pebble-challtestsrv", "pebble"),
 ];
 
 pub const DEMO_TOOLS: &[(&str, &str)] =

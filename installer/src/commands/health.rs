@@ -23,7 +23,7 @@ pub fn command(h: cli::Health) -> Result<ExitCode> {
     let t = health::Target { l, d, init: inst.init, colour, version: &deployed.version };
     let deadline = Instant::now() + Duration::from_secs(d.health.timeout_s);
     let report = loop {
-        let r = health::check_all(&t);
+        let r = health::report(&t);
         if !h.wait || r.iter().all(|c| c.healthy) || Instant::now() >= deadline {
             break r;
         }

@@ -77,7 +77,7 @@ pub fn command(m: Metrics) -> Result<ExitCode> {
             println!("The metrics timer of instance {} is removed.", l.instance);
             return Ok(ExitCode::SUCCESS);
         }
-        let texts = render(l, &crate::commands::schedule::installer_path(l)?, inst.deployment.metrics.every_minutes)?;
+        let texts = render(l, &crate::service::schedule::installer_path(l)?, inst.deployment.metrics.every_minutes)?;
         for ((name, path), text) in f.iter().zip(&texts) {
             for p in [l.units_dir().join(name), path.clone()] {
                 if let Some(dir) = p.parent() {

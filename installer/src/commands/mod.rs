@@ -4,6 +4,7 @@
 
 pub mod about;
 pub mod backup;
+pub mod cert;
 pub mod health;
 pub mod host;
 pub mod install;
@@ -67,6 +68,7 @@ pub fn run(cmd: Option<Command>, args: &[String]) -> Result<ExitCode> {
         Some(Command::Restore(r)) => restore::command(*r),
         Some(Command::Supervise(s)) => Ok(supervise::command(s)),
         Some(Command::Metrics(m)) => metrics::command(m),
+        Some(Command::Cert(c)) => cert::command(c),
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
         None if crate::host::is_proxmox_host() => host::create_default(),

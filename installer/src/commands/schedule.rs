@@ -4,7 +4,7 @@
 //! installed into /etc/systemd/system. Under `--init process` nothing would run a timer, so the
 //! command refuses (exit 4) rather than leave a schedule that never fires.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{anyhow, Result};
@@ -110,29 +110,9 @@ fn calendar(s: &BackupSchedule) -> Result<(String, u32)> {
     }
 }
 
-/// The installer's path as the timer should run it: the installed command, not the temporary
-/// bundle the bootstrap unpacked (gone after this run).
-pub fn installer_path(l: &Layout) -> Result<PathBuf> {
-    for p in ["/usr/local/bin/vikunja-installer", "/opt/vikunja-pve/current/bin/vikunja-installer"] {
-        if l.system(p).is_file() {
-            return Ok(PathBuf::from(p));
-        }
-    }
-    let exe = std::env::current_exe().map_err(|e| anyhow!("find own executable: {e}"))?;
-    if std::env::var_os("VIKUNJA_BUNDLE_DIR").is_some_and(|b| exe.starts_with(b)) {
-        return Err(fail(
-            Exit::Prerequisite,
-            "this installer runs from the bootstrap's temporary bundle, which the timer could not run later; \
-             nothing was changed. Install it first (`vikunja-installer upgrade`, or run it from the host with \
-             `--instance`), then schedule again",
-        ));
-    }
-    Ok(exe)
-}
-
 /// The backup command the timer runs.
 fn exec(l: &Layout, s: &BackupSchedule) -> Result<Vec<String>> {
-    let mut v = vec![installer_path(l)?.to_string_lossy().into_owned(), "backup".into()];
+    let mut v = vec![crate::service::schedule::installer_path(l)?.to_string_lossy().into_owned(), "backup".into()];
     v.extend(["--instance".into(), l.instance.clone()]);
     if l.root != Path::new("/") {
         v.extend(["--root".into(), l.root.to_string_lossy().into_owned()]);

@@ -93,6 +93,7 @@ pub fn instance(u: &Uninstall) -> Result<()> {
     let others = crate::instance::layout::installed_instances(&l.root).into_iter().any(|i| i != l.instance);
 
     crate::service::schedule::remove(&l, inst.init)?;
+    crate::service::schedule::remove_timer(&l, inst.init, &crate::service::acme::timer_unit(&l))?;
     let colours = Colours { l: &l, d: &inst.deployment, init: inst.init };
     colours.stop_all()?;
     let mut units = Vec::new();

@@ -26,7 +26,7 @@ pub struct Options {
 }
 
 use crate::error::{fail, Failed};
-use crate::report::say;
+use crate::report::{note, say};
 
 fn step(name: &str, changed: bool) -> bool {
     say!("  {} {name}", if changed { "changed  " } else { "unchanged" });
@@ -365,6 +365,7 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     } else {
         "nothing".to_string()
     };
+    changed |= acme(&l, d, init)?;
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
     if previous.is_some() && changed {
@@ -386,6 +387,47 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `[ssl] acme`: the renewal timer (removed when acme is off), and a certificate once nginx serves the challenge location
+/// when none covers the domain yet (renewing the one that does is the timer's). Returns whether
+/// anything changed.
+fn acme(l: &Layout, d: &Deployment, init: Init) -> Result<bool> {
+    use crate::service::acme;
+    if !d.ssl.acme {
+        let removed = crate::service::schedule::remove_timer(l, init, &acme::timer_unit(l))?;
+        return Ok(removed && step("certificate renewal timer removed (ssl.acme is off)", true));
+    }
+    // Without the timer the certificate still serves (and `health` flags the missing timer): a
+    // warning, not a failed install.
+    let mut changed = match acme::schedule(l, init) {
+        Ok(c) => step("certificate renewal timer", c),
+        Err(e) => {
+            note!(
+                "warning: the certificate renewal timer was not installed: {e:#}\nuntil it is, renew with \
+                 `vikunja-installer cert renew` before the certificate's last 30 days"
+            );
+            false
+        }
+    };
+    if acme::fits(l, d) {
+        return Ok(changed);
+    }
+    match acme::renew(l, d, init, false) {
+        Ok(_) => changed |= step(&format!("ACME certificate for {}", d.network.domain), true),
+        Err(e) if d.ssl.acme_fallback_self_signed => note!(
+            "warning: {e}\nthe self-signed certificate serves instead (acme_fallback_self_signed = true); \
+             the renewal timer or `vikunja-installer cert renew` tries again"
+        ),
+        Err(e) => bail!(fail(
+            manifests::Exit::Certificate,
+            format!(
+                "{e}\nVikunja is installed and serves a temporary self-signed certificate until \
+                 `vikunja-installer cert renew` succeeds (set acme_fallback_self_signed = true under [ssl] to accept it)"
+            )
+        )),
+    }
+    Ok(changed)
 }
 
 /// After a refusal on a fresh install, remove what the checks created (the lock and empty

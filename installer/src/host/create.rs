@@ -690,7 +690,9 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
             entry.state = "ready".into();
             reg.save(&entry, &d)?;
             let total = t.start.elapsed();
-            let fingerprint = if d.ssl.cert_path.is_none() {
+            // Only a self-signed certificate needs its fingerprint checked by eye (an ACME one is
+            // verified by the browser).
+            let fingerprint = if d.ssl.cert_path.is_none() && !d.ssl.acme {
                 let pem =
                     crate::instance::layout::Layout::new(Path::new("/"), &d.instance.name).ssl_dir().join("cert.pem");
                 let args = pct_exec(id, &["cat", &pem.to_string_lossy()]);

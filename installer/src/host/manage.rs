@@ -37,6 +37,7 @@ fn target(cmd: &cli::Command) -> Option<(Option<&str>, &Path, bool)> {
         cli::Command::Stop(x) => (x.instance.as_deref(), &x.root, false),
         cli::Command::Start(x) => (x.instance.as_deref(), &x.root, false),
         cli::Command::Metrics(x) => (x.instance.as_deref(), &x.root, false),
+        cli::Command::Cert(cli::Cert { cmd: cli::CertCommand::Renew(x) }) => (x.instance.as_deref(), &x.root, false),
         _ => return None,
     })
 }

@@ -200,7 +200,17 @@ pub struct Ssl {
     /// Both set: the user's certificate; both unset: a self-signed one is generated.
     pub cert_path: Option<PathBuf>,
     pub key_path: Option<PathBuf>,
+    /// A certificate from an ACME CA (HTTP-01 on `network.http_port`), renewed by a timer.
+    pub acme: bool,
+    pub acme_email: String,
+    /// Let's Encrypt production by default; `ACME_STAGING` for trials (untrusted certificates).
+    pub acme_directory: String,
+    /// When obtaining one fails: serve the self-signed certificate instead of failing.
+    pub acme_fallback_self_signed: bool,
 }
+
+pub const ACME_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const ACME_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -321,7 +331,14 @@ defaults! {
     },
     Ports => Ports::for_instance(1),
     Resources => Resources { cores: 2, memory_mb: 2048, disk_gb: 8 },
-    Ssl => Ssl { cert_path: None, key_path: None },
+    Ssl => Ssl {
+        cert_path: None,
+        key_path: None,
+        acme: false,
+        acme_email: String::new(),
+        acme_directory: ACME_PRODUCTION.into(),
+        acme_fallback_self_signed: false,
+    },
     Admin => Admin { email: String::new() },
     Components => Components {
         mcp: false,
@@ -545,6 +562,24 @@ impl Deployment {
             }
             _ => bad("ssl", &"only one of cert_path and key_path", "both (your certificate) or neither (self-signed)"),
         }
+        if d.ssl.acme {
+            if d.ssl.cert_path.is_some() {
+                bad("ssl.acme", &true, "false while cert_path and key_path name your own certificate");
+            }
+            if !is_email(&d.ssl.acme_email) {
+                bad("ssl.acme_email", &d.ssl.acme_email, "the e-mail address the CA sends expiry notices to");
+            }
+            if !d.ssl.acme_directory.starts_with("https://") {
+                bad(
+                    "ssl.acme_directory",
+                    &d.ssl.acme_directory,
+                    &format!("an https:// directory URL, like {ACME_PRODUCTION} (staging: {ACME_STAGING})"),
+                );
+            }
+            if !is_hostname(&d.network.domain) || d.network.domain.parse::<std::net::IpAddr>().is_ok() {
+                bad("network.domain", &d.network.domain, "a DNS name that resolves to this container, for ACME");
+            }
+        }
         if !d.admin.email.is_empty() && !is_email(&d.admin.email) {
             bad("admin.email", &d.admin.email, "an e-mail address like admin@example.com");
         }
@@ -718,5 +753,37 @@ mod tests {
         );
         assert!(errs[4].allowed.contains("network.https_port"));
         assert_eq!(errs[0].value, "Main");
+    }
+
+    #[test]
+    fn acme_needs_an_email_an_https_directory_a_dns_name_and_no_own_certificate() {
+        let acme = |extra: &str| {
+            Deployment::parse(
+                &format!("[network]\ndomain = \"tasks.example.org\"\n[ssl]\nacme = true\n{extra}"),
+                Path::new("d.toml"),
+            )
+            .unwrap()
+        };
+        let ok = acme("acme_email = \"admin@example.org\"\n");
+        ok.validate().unwrap();
+        assert_eq!(ok.ssl.acme_directory, ACME_PRODUCTION);
+        assert!(!ok.ssl.acme_fallback_self_signed);
+        let fields = |d: Deployment| match d.validate().unwrap_err() {
+            ConfigError::Invalid(errs) => errs.into_iter().map(|e| (e.field, e.allowed)).collect::<Vec<_>>(),
+            e => panic!("{e}"),
+        };
+        let f = fields(acme(""));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, "ssl.acme_email");
+        let f = fields(acme("acme_email = \"admin@example.org\"\nacme_directory = \"http://ca.example/dir\"\n"));
+        assert_eq!(f[0].0, "ssl.acme_directory");
+        assert!(f[0].1.contains(ACME_STAGING), "the staging URL is offered: {}", f[0].1);
+        let mut d = ok.clone();
+        d.network.domain = "192.0.2.7".into();
+        assert_eq!(fields(d)[0].0, "network.domain");
+        let mut d = ok;
+        d.ssl.cert_path = Some("/nonexistent/c.pem".into());
+        d.ssl.key_path = Some("/nonexistent/k.pem".into());
+        assert!(fields(d).iter().any(|(f, a)| f == "ssl.acme" && a.contains("cert_path")));
     }
 }

@@ -37,6 +37,15 @@ impl Layout {
     pub fn ssl_dir(&self) -> PathBuf {
         self.config_dir().join("ssl")
     }
+    /// ACME: the account (one file per directory URL), certificate and key, all 0600.
+    pub fn acme_dir(&self) -> PathBuf {
+        self.ssl_dir().join("acme")
+    }
+    /// HTTP-01 tokens while a certificate is ordered, served by nginx on the HTTP port: outside
+    /// `config/` (0750), which nginx's workers cannot enter.
+    pub fn acme_challenge_dir(&self) -> PathBuf {
+        self.base.join("acme-challenge")
+    }
     pub fn nginx_dir(&self) -> PathBuf {
         self.config_dir().join("nginx")
     }
@@ -96,6 +105,7 @@ impl Layout {
             (self.base.clone(), 0o755),
             (self.config_dir(), 0o750),
             (self.ssl_dir(), 0o700),
+            (self.acme_challenge_dir(), 0o755),
             (self.nginx_dir(), 0o755),
             (self.units_dir(), 0o755),
             (self.data_dir(), 0o750),

@@ -26,9 +26,26 @@ pub const VALIDITY_DAYS: i64 = 825;
 /// A certificate with less left than this is replaced by the next `install`.
 const RENEW_DAYS: i64 = 30;
 
+/// Where the ACME certificate and its key live: one 0600 file, key first, then the chain
+/// (`service::acme` replaces it with one rename, so the pair always matches).
+pub fn acme_paths(l: &Layout) -> CertPaths {
+    let file = l.acme_dir().join("certificate.pem");
+    CertPaths { cert: file.clone(), key: file, self_signed: false }
+}
+
+/// The ACME pair once one was obtained; until then (`[ssl] acme` before its first certificate,
+/// or a failure with `acme_fallback_self_signed`) the site serves the self-signed one.
+pub fn acme_obtained(l: &Layout, d: &Deployment) -> Option<CertPaths> {
+    let p = acme_paths(l);
+    (d.ssl.acme && p.cert.is_file()).then_some(p)
+}
+
 pub fn ensure(l: &Layout, d: &Deployment) -> io::Result<(CertPaths, bool)> {
     if let (Some(cert), Some(key)) = (&d.ssl.cert_path, &d.ssl.key_path) {
         return Ok((CertPaths { cert: cert.clone(), key: key.clone(), self_signed: false }, false));
+    }
+    if let Some(p) = acme_obtained(l, d) {
+        return Ok((p, false));
     }
     let cert = l.ssl_dir().join("cert.pem");
     let key = l.ssl_dir().join("key.pem");
@@ -214,7 +231,7 @@ pub fn not_after(pem: &str) -> Option<i64> {
     manifests::time::parse_rfc3339(&rfc).ok()
 }
 
-fn base64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),

@@ -20,6 +20,8 @@ const UPSTREAM_TEMPLATE: &str = "nginx/upstream.conf.tmpl";
 const MAIN_TEMPLATE: &str = "nginx/nginx.conf.tmpl";
 const BACKUP_SERVICE_TEMPLATE: &str = "systemd/backup.service.tmpl";
 const BACKUP_TIMER_TEMPLATE: &str = "systemd/backup.timer.tmpl";
+const CERT_SERVICE_TEMPLATE: &str = "systemd/cert-renew.service.tmpl";
+const CERT_TIMER_TEMPLATE: &str = "systemd/cert-renew.timer.tmpl";
 
 /// The templates compiled into the binary, used when no bundle directory is available.
 pub fn builtin(name: &str) -> Option<&'static str> {
@@ -32,6 +34,8 @@ pub fn builtin(name: &str) -> Option<&'static str> {
         BACKUP_TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/backup.timer.tmpl")),
         "systemd/metrics.service.tmpl" => Some(include_str!("../../templates/systemd/metrics.service.tmpl")),
         "systemd/metrics.timer.tmpl" => Some(include_str!("../../templates/systemd/metrics.timer.tmpl")),
+        CERT_SERVICE_TEMPLATE => Some(include_str!("../../templates/systemd/cert-renew.service.tmpl")),
+        CERT_TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/cert-renew.timer.tmpl")),
         _ => None,
     }
 }
@@ -89,6 +93,8 @@ pub struct SiteSpec {
     pub mcp: bool,
     pub access_log: PathBuf,
     pub error_log: PathBuf,
+    /// Served on the HTTP port under `/.well-known/acme-challenge/` (HTTP-01 tokens).
+    pub acme_challenge_dir: PathBuf,
 }
 
 pub struct Upstreams {
@@ -225,7 +231,25 @@ pub fn render_backup_timer(
     timer_template: &str,
     s: &BackupTimerSpec,
 ) -> Result<(String, String), RenderError> {
-    let ts = BACKUP_SERVICE_TEMPLATE;
+    render_timer((BACKUP_SERVICE_TEMPLATE, BACKUP_TIMER_TEMPLATE), service_template, timer_template, s)
+}
+
+/// Renders (service, timer) of ACME certificate renewal: the same oneshot-and-timer shape as a
+/// scheduled backup, running `cert renew`.
+pub fn render_cert_timer(
+    service_template: &str,
+    timer_template: &str,
+    s: &BackupTimerSpec,
+) -> Result<(String, String), RenderError> {
+    render_timer((CERT_SERVICE_TEMPLATE, CERT_TIMER_TEMPLATE), service_template, timer_template, s)
+}
+
+fn render_timer(
+    (ts, tt): (&str, &str),
+    service_template: &str,
+    timer_template: &str,
+    s: &BackupTimerSpec,
+) -> Result<(String, String), RenderError> {
     let unit = unit_name(ts, "unit", &s.unit)?;
     let description = systemd_text(ts, "description", &s.description)?;
     let service = fill(
@@ -237,7 +261,6 @@ pub fn render_backup_timer(
             ("exec_start", Value::Line(exec_start(ts, &s.exec)?)),
         ],
     )?;
-    let tt = BACKUP_TIMER_TEMPLATE;
     let calendar = systemd_text(tt, "on_calendar", &s.on_calendar)?;
     if calendar.trim().is_empty() {
         return Err(invalid(tt, "on_calendar", "is empty"));
@@ -328,6 +351,7 @@ pub fn render_site(template: &str, s: &SiteSpec) -> Result<String, RenderError> 
         ("freeze_flag", Value::Line(nginx_path(t, "freeze_flag", &s.freeze_flag)?.to_owned())),
         ("access_log", Value::Line(nginx_path(t, "access_log", &s.access_log)?.to_owned())),
         ("error_log", Value::Line(nginx_path(t, "error_log", &s.error_log)?.to_owned())),
+        ("acme_challenge_dir", Value::Line(nginx_path(t, "acme_challenge_dir", &s.acme_challenge_dir)?.to_owned())),
     ];
     let root_snippet = match &s.static_frontend {
         Some(dir) => {

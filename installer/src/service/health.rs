@@ -172,6 +172,63 @@ pub fn check_all(t: &Target) -> Vec<Component> {
     out
 }
 
+/// What `health` and `status` show: [`check_all`] and, with `[ssl] acme`, the certificate. The
+/// colour's health gate uses `check_all` alone: a renewal problem must not undo an update.
+pub fn report(t: &Target) -> Vec<Component> {
+    let mut out = check_all(t);
+    if t.d.ssl.acme {
+        let l = t.l;
+        let now = manifests::time::now_unix();
+        let timer = crate::service::acme::timer_unit(l);
+        let [_, (_, timer_file)] = crate::service::schedule::timer_files(l, &timer);
+        let res = certificate_verdict(
+            crate::service::acme::days_left(l, now),
+            crate::service::acme::last_attempt(l),
+            crate::service::acme::RENEW_DAYS,
+        )
+        .and_then(|ok| match t.init == Init::Systemd && !timer_file.is_file() {
+            true => Err(format!("{ok}, but nothing renews it: {timer}.timer is missing (run install again)")),
+            false => Ok(ok),
+        });
+        let remediation = if res.is_ok() {
+            Vec::new()
+        } else {
+            vec![
+                format!("Renew now and read the error: vikunja-installer cert renew --instance {}", l.instance),
+                format!("Check the renewal timer: systemctl list-timers {timer}.timer; journalctl -u {timer} -n 50"),
+            ]
+        };
+        let (healthy, detail) = match res {
+            Ok(d) => (true, d),
+            Err(e) => (false, e),
+        };
+        out.push(Component { name: "Certificate", healthy, detail, port: None, unit: None, remediation });
+    }
+    out
+}
+
+/// The ACME certificate's verdict from its days left and the last renewal attempt (time, error).
+fn certificate_verdict(
+    days: Option<i64>,
+    last: Option<(i64, Option<String>)>,
+    renew_days: i64,
+) -> Result<String, String> {
+    let failed = last.as_ref().and_then(|(at, e)| {
+        e.as_ref().map(|e| format!("the last attempt ({}) failed: {e}", manifests::time::format_rfc3339(*at)))
+    });
+    match (days, failed) {
+        (None, f) => Err(format!(
+            "no ACME certificate yet, a self-signed one serves{}",
+            f.map(|f| format!("; {f}")).unwrap_or_default()
+        )),
+        (Some(d), _) if d < 0 => Err(format!("the ACME certificate expired {} days ago", -d)),
+        (Some(d), Some(f)) if d < renew_days => Err(format!("ACME certificate: {d} days left and not renewed; {f}")),
+        (Some(d), f) => {
+            Ok(format!("ACME certificate: {d} days left{}", f.map(|f| format!(" ({f})")).unwrap_or_default()))
+        }
+    }
+}
+
 pub fn print_report(components: &[Component]) {
     for c in components {
         let mark = if c.healthy { "OK  " } else { "FAIL" };
@@ -185,5 +242,28 @@ pub fn print_report(components: &[Component]) {
                 say!("         {}. {r}", i + 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::certificate_verdict;
+
+    #[test]
+    fn the_certificate_is_unhealthy_when_missing_expired_or_due_with_a_failed_renewal() {
+        let failed = Some((0, Some("the CA could not validate x".to_string())));
+        let fine = Some((0, None));
+        assert!(certificate_verdict(None, None, 30).unwrap_err().contains("self-signed"));
+        assert!(certificate_verdict(None, failed.clone(), 30).unwrap_err().contains("could not validate"));
+        assert!(certificate_verdict(Some(-2), fine.clone(), 30).unwrap_err().contains("expired 2 days ago"));
+        let e = certificate_verdict(Some(12), failed.clone(), 30).unwrap_err();
+        assert!(
+            e.contains("12 days left") && e.contains("1970-01-01T00:00:00Z") && e.contains("could not validate"),
+            "{e}"
+        );
+        // Controls: due but not tried yet (the timer runs twice a day), or plenty left after a
+        // failed forced renewal, are healthy and say so.
+        assert_eq!(certificate_verdict(Some(12), fine, 30).unwrap(), "ACME certificate: 12 days left");
+        assert!(certificate_verdict(Some(80), failed, 30).unwrap().contains("80 days left (the last attempt"));
     }
 }

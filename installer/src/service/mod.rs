@@ -1,6 +1,7 @@
 //! What runs an instance: its units and colours, the init system behind them, nginx in front, and
 //! the checks that judge them (probe, database check, health, status, sockets).
 
+pub mod acme;
 pub mod colour;
 pub mod dbcheck;
 pub mod freeze;

@@ -159,6 +159,7 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
         mcp: d.components.mcp,
         access_log: l.logs_dir().join("nginx/access.log"),
         error_log: l.logs_dir().join("nginx/error.log"),
+        acme_challenge_dir: l.acme_challenge_dir(),
     }
 }
 
@@ -200,10 +201,14 @@ pub fn route(l: &Layout, d: &Deployment, init: Init, colour: Colour, write_freez
 
 /// The certificate files the site names: the configured ones, or the self-signed pair `install`
 /// made (`tls::ensure`, which this does not call: an update must not renew a certificate).
-fn cert_paths(l: &Layout, d: &Deployment) -> CertPaths {
+pub fn cert_paths(l: &Layout, d: &Deployment) -> CertPaths {
     match (&d.ssl.cert_path, &d.ssl.key_path) {
         (Some(cert), Some(key)) => CertPaths { cert: cert.clone(), key: key.clone(), self_signed: false },
-        _ => CertPaths { cert: l.ssl_dir().join("cert.pem"), key: l.ssl_dir().join("key.pem"), self_signed: true },
+        _ => crate::instance::tls::acme_obtained(l, d).unwrap_or_else(|| CertPaths {
+            cert: l.ssl_dir().join("cert.pem"),
+            key: l.ssl_dir().join("key.pem"),
+            self_signed: true,
+        }),
     }
 }
 

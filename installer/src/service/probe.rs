@@ -23,11 +23,16 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, String>
 
 /// GET from a given address: nginx may listen on one address only (`network.listen_address`).
 pub fn get_at(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
+    get_host(addr, &addr.to_string(), path, timeout)
+}
+
+/// [`get_at`] with the `Host` header a client of `host` sends (name-based virtual servers).
+pub fn get_host(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Response, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vikunja-installer-health\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vikunja-installer-health\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();

@@ -20,7 +20,11 @@ pub fn unit(l: &Layout) -> String {
 
 /// The two unit files of the schedule: (name with suffix, where it is installed).
 pub fn files(l: &Layout) -> [(String, PathBuf); 2] {
-    let u = unit(l);
+    timer_files(l, &unit(l))
+}
+
+/// The service and timer named `u` (this schedule's, or the ACME renewal's).
+pub fn timer_files(l: &Layout, u: &str) -> [(String, PathBuf); 2] {
     ["service", "timer"].map(|s| {
         let name = format!("{u}.{s}");
         let path = l.system(&format!("/etc/systemd/system/{name}"));
@@ -109,7 +113,12 @@ pub fn systemctl(args: &[&str]) -> Result<()> {
 
 /// Removes the timer and its service (stopped, disabled, files deleted). Returns whether any existed.
 pub fn remove(l: &Layout, init: Init) -> Result<bool> {
-    let f = files(l);
+    remove_timer(l, init, &unit(l))
+}
+
+/// Removes the timer and service named `u` (stopped, disabled, files deleted).
+pub fn remove_timer(l: &Layout, init: Init, u: &str) -> Result<bool> {
+    let f = timer_files(l, u);
     let existed = f.iter().any(|(_, p)| p.exists());
     if existed && init == Init::Systemd {
         let _ = systemctl(&["disable", "--now", &f[1].0]);
@@ -129,4 +138,24 @@ pub fn remove(l: &Layout, init: Init) -> Result<bool> {
         systemctl(&["daemon-reload"])?;
     }
     Ok(existed)
+}
+
+/// The installer's path as the timer should run it: the installed command, not the temporary
+/// bundle the bootstrap unpacked (gone after this run).
+pub fn installer_path(l: &Layout) -> Result<PathBuf> {
+    for p in ["/usr/local/bin/vikunja-installer", "/opt/vikunja-pve/current/bin/vikunja-installer"] {
+        if l.system(p).is_file() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| anyhow!("find own executable: {e}"))?;
+    if std::env::var_os("VIKUNJA_BUNDLE_DIR").is_some_and(|b| exe.starts_with(b)) {
+        return Err(crate::error::fail(
+            manifests::Exit::Prerequisite,
+            "this installer runs from the bootstrap's temporary bundle, which the timer could not run later; \
+             nothing was changed. Install it first (`vikunja-installer upgrade`, or run it from the host with \
+             `--instance`), then schedule again",
+        ));
+    }
+    Ok(exe)
 }

@@ -107,7 +107,7 @@ fn cached_health(t: &health::Target) -> Vec<(String, bool, String)> {
             return c.components.into_iter().map(|c| (c.name, c.healthy, c.detail)).collect();
         }
     }
-    let fresh: Vec<Component> = health::check_all(t);
+    let fresh: Vec<Component> = health::report(t);
     let cache = Cached {
         at: now_s(),
         colour: t.colour.name().into(),
@@ -260,7 +260,7 @@ pub fn render(s: &Status, fancy: bool) -> String {
     o += &rule('╠', '═', '╣');
     o += &line(&format!("{:<15} {:<12} {:<7} {:<9} {}", "Component", "Status", "Port", "Uptime", "Health"));
     o += &rule('╟', '─', '╢');
-    for c in &s.components {
+    for c in s.components.iter().filter(|c| c.name != "Certificate") {
         let state = if c.name == "Database" {
             format!("{} {}", if c.healthy { ok } else { bad }, if c.healthy { "Connected" } else { "Down" })
         } else {
@@ -270,6 +270,14 @@ pub fn render(s: &Status, fancy: bool) -> String {
             format!("{} {}", if c.healthy { ok } else { bad }, if c.healthy { "Healthy" } else { "Unhealthy" });
         let port = c.port.map(|p| p.to_string()).unwrap_or("-".into());
         o += &line(&format!("{:<15} {:<12} {:<7} {:<9} {}", c.name, state, port, uptime_text(c.uptime_s), health));
+    }
+    // The ACME certificate (`health::report`): its verdict, shortened to the box (`health` and
+    // `--json` carry the whole text).
+    if let Some(c) = s.components.iter().find(|c| c.name == "Certificate") {
+        let text = format!("Certificate:    {} {}", if c.healthy { ok } else { bad }, c.detail);
+        let short: String = text.chars().take(W - 2).collect();
+        o += &rule('╟', '─', '╢');
+        o += &line(&short);
     }
     o += &rule('╠', '═', '╣');
     o += &line(&format!("{:<15} Used / Total", "Resources"));
