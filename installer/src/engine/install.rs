@@ -160,11 +160,31 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         }
     };
 
+    // Like the release: pinned wheels checked before anything of the instance changes.
+    let mcp_installed = if d.components.mcp {
+        match crate::instance::mcp::ensure_installed(&l, &d.components) {
+            Ok(c) => c,
+            Err(e) => {
+                if previous.is_none() {
+                    cleanup_fresh(&l);
+                }
+                return Err(fail(e.exit(), e.to_string()));
+            }
+        }
+    } else {
+        false
+    };
+
     // ---- changes ----
     let mut changed = step(
         &format!("release {} verified in {}", d.vikunja.version, l.release_dir(&d.vikunja.version).display()),
         release_changed,
     );
+    if d.components.mcp {
+        let venv = crate::instance::mcp::venv_dir(&l, &d.components);
+        let what = format!("MCP server {} + {} in {}", d.components.mcp_server, d.components.mcp_bridge, venv.display());
+        changed |= step(&what, mcp_installed);
+    }
     let ids = account::ensure(&l.root, units::SERVICE_USER).map_err(|e| anyhow!(e))?;
     for (dir, mode) in l.dirs() {
         let fresh = !dir.exists();
@@ -202,7 +222,15 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             account::chown(&f, ids)?;
         }
     }
-    let secrets_changed = secret_new || pw_new || copies_new;
+    let mut mcp_new = false;
+    if d.components.mcp {
+        use crate::instance::mcp;
+        let e = |e: mcp::McpError| fail(e.exit(), e.to_string());
+        mcp_new = mcp::ensure_api_token(&l, &d.components).map_err(e)?;
+        mcp_new |= mcp::ensure_bearer(&l).map_err(e)?;
+        account::chown(&mcp::api_token_file(&l), ids)?;
+    }
+    let secrets_changed = secret_new || pw_new || copies_new || mcp_new;
     changed |= step("secrets (0600)", secrets_changed);
     let old_yml = std::fs::read_to_string(l.vikunja_config()).unwrap_or_default();
     let yml = vikunja_conf::render(&l, d);

@@ -5,6 +5,7 @@ pub mod colour;
 pub mod dbcheck;
 pub mod freeze;
 pub mod health;
+pub mod mcp_probe;
 pub mod init;
 pub mod nginx;
 pub mod probe;
