@@ -752,7 +752,12 @@ fn nginx_proxies_embedded_frontend_and_mcp() {
     assert!(out.contains("upgrade=websocket connection=upgrade"), "{out}");
     assert!(out.ends_with("authorization=\n"), "the bearer token must not reach the MCP server: {out}");
     // Attacks: no token, a wrong one, the right one without the scheme; each stops at nginx.
-    for h in ["X-None: 1", "Authorization: Bearer test-bearex", "Authorization: test-bearer", "Authorization: Bearer test-bearer2"] {
+    for h in [
+        "X-None: 1",
+        "Authorization: Bearer test-bearex",
+        "Authorization: test-bearer",
+        "Authorization: Bearer test-bearer2",
+    ] {
         let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", h, &https(&n, "/mcp")]);
         assert!(ok && out == "401", "{h}: /mcp must answer 401, got {out}");
     }

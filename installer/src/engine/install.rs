@@ -148,19 +148,8 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
                 "copy the release zip here, set vikunja.artifact = \"/path/to/the.zip\" in deployment.toml \
                  (the wizard's \"Offline Vikunja zip\") and run install again",
             );
-    std::fs::create_dir_all(l.releases_dir()).with_context(|| format!("create {}", l.releases_dir().display()))?;
-    let release_changed = match artifact::ensure_release(&l, d, Some(&fetcher)) {
-        Ok(c) => c,
-        Err(e) => {
-            let code = e.exit();
-            if previous.is_none() {
-                cleanup_fresh(&l);
-            }
-            return Err(fail(code, e.to_string()));
-        }
-    };
-
-    // Like the release: pinned wheels checked before anything of the instance changes.
+    // Like the release below: pinned wheels checked before anything of the instance changes (and
+    // first, so a refusal leaves no verified release behind on a fresh instance either).
     let mcp_installed = if d.components.mcp {
         match crate::instance::mcp::ensure_installed(&l, &d.components) {
             Ok(c) => c,
@@ -175,6 +164,18 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         false
     };
 
+    std::fs::create_dir_all(l.releases_dir()).with_context(|| format!("create {}", l.releases_dir().display()))?;
+    let release_changed = match artifact::ensure_release(&l, d, Some(&fetcher)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit();
+            if previous.is_none() {
+                cleanup_fresh(&l);
+            }
+            return Err(fail(code, e.to_string()));
+        }
+    };
+
     // ---- changes ----
     let mut changed = step(
         &format!("release {} verified in {}", d.vikunja.version, l.release_dir(&d.vikunja.version).display()),
@@ -182,7 +183,8 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     );
     if d.components.mcp {
         let venv = crate::instance::mcp::venv_dir(&l, &d.components);
-        let what = format!("MCP server {} + {} in {}", d.components.mcp_server, d.components.mcp_bridge, venv.display());
+        let what =
+            format!("MCP server {} + {} in {}", d.components.mcp_server, d.components.mcp_bridge, venv.display());
         changed |= step(&what, mcp_installed);
     }
     let ids = account::ensure(&l.root, units::SERVICE_USER).map_err(|e| anyhow!(e))?;
@@ -412,6 +414,8 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
 /// directories), so nothing looks half-installed.
 fn cleanup_fresh(l: &Layout) {
     let _ = std::fs::remove_file(l.locks_dir().join("operation.lock"));
+    // The MCP environment is installed before the release is fetched; a fresh instance keeps neither.
+    let _ = std::fs::remove_dir_all(l.base.join("mcp"));
     for d in [l.releases_dir(), l.locks_dir(), l.state_dir(), l.base.clone()] {
         let _ = std::fs::remove_dir(d);
     }

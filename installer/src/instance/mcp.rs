@@ -184,7 +184,11 @@ fn build(venv: &Path, c: &Components) -> Result<(), McpError> {
         let [wheel] = files.as_slice() else {
             return Err(McpError::Io {
                 what: format!("pip download {pin}"),
-                source: io::Error::other(format!("left {} files in {}, expected one wheel", files.len(), dir.display())),
+                source: io::Error::other(format!(
+                    "left {} files in {}, expected one wheel",
+                    files.len(),
+                    dir.display()
+                )),
             });
         };
         let bytes = std::fs::read(wheel).map_err(io_err(format!("read {}", wheel.display())))?;
@@ -196,7 +200,9 @@ fn build(venv: &Path, c: &Components) -> Result<(), McpError> {
         wheels.push(wheel.clone());
     }
     run(
-        Command::new(&pip).args(["install", "--no-input", "--disable-pip-version-check", "--only-binary=:all:"]).args(&wheels),
+        Command::new(&pip)
+            .args(["install", "--no-input", "--disable-pip-version-check", "--only-binary=:all:"])
+            .args(&wheels),
         &format!("pip install {} {}", c.mcp_server, c.mcp_bridge),
         py,
     )?;
@@ -258,7 +264,8 @@ fn write_owner_only(path: &Path, text: &str) -> Result<bool, McpError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
-    manifests::atomic::write_atomic(path, text.as_bytes(), 0o600).map_err(io_err(format!("write {}", path.display())))?;
+    manifests::atomic::write_atomic(path, text.as_bytes(), 0o600)
+        .map_err(io_err(format!("write {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err(format!("chmod 0600 {}", path.display())))?;
     Ok(true)
@@ -273,7 +280,8 @@ mod tests {
         for ok in ["rmc-vikunja-mcp==0.4.6", "mcp-proxy==0.13.0", "a_b.c==1.0.0+local"] {
             assert!(is_pin(ok), "{ok}");
         }
-        for bad in ["mcp-proxy", "mcp-proxy>=0.13", "--index-url==1", "x==1 --pre", "https://e/x.whl==1", "x==", "==1"] {
+        for bad in ["mcp-proxy", "mcp-proxy>=0.13", "--index-url==1", "x==1 --pre", "https://e/x.whl==1", "x==", "==1"]
+        {
             assert!(!is_pin(bad), "{bad}");
         }
     }

@@ -95,7 +95,9 @@ fn request(
     head.push_str("\r\n");
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.write_all(head.as_bytes()).and_then(|()| s.write_all(body.as_bytes())).map_err(|e| format!("send to {addr}: {e}"))?;
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body.as_bytes()))
+        .map_err(|e| format!("send to {addr}: {e}"))?;
     // An SSE answer may stay open after the response event: stop as soon as it has arrived.
     let deadline = Instant::now() + timeout;
     let mut raw = Vec::new();
@@ -152,7 +154,10 @@ fn parse(raw: &[u8], id: Option<&Value>) -> Option<Reply> {
         } else {
             serde_json::from_str::<Value>(&text).ok().into_iter().collect()
         };
-        candidates.into_iter().flat_map(|v| if let Value::Array(a) = v { a } else { vec![v] }).find(|m| m.get("id") == Some(id))
+        candidates
+            .into_iter()
+            .flat_map(|v| if let Value::Array(a) = v { a } else { vec![v] })
+            .find(|m| m.get("id") == Some(id))
     });
     Some(Reply { status, session: header("mcp-session-id").map(str::to_string), message })
 }
