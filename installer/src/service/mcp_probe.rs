@@ -217,4 +217,30 @@ mod tests {
         assert!(parse(cut.as_bytes(), Some(&id)).unwrap().message.is_none());
         assert!(parse(chunked.as_bytes(), Some(&Value::from(2))).unwrap().message.is_none());
     }
+
+    /// A listener that answers HTTP but not MCP (the old health check's "accepts connections"),
+    /// and one that never answers, are both unhealthy.
+    #[test]
+    fn an_open_port_without_an_mcp_answer_is_unhealthy() {
+        use std::net::TcpListener;
+        let http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = http.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut s in http.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+            }
+        });
+        let e = round_trip(port, Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("initialize answered HTTP 404"), "{e}");
+
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let started = Instant::now();
+        let e = round_trip(port, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("no complete answer to POST within"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2), "the timeout was not kept");
+        drop(silent);
+    }
 }
