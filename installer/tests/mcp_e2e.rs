@@ -125,6 +125,8 @@ fn mcp_lists_tools_through_nginx_only_with_the_bearer_token_and_an_update_switch
     let mcp = v["components"].as_array().unwrap().iter().find(|c| c["name"] == "MCP Server").unwrap().clone();
     assert!(mcp["healthy"] == true && mcp["detail"].as_str().unwrap().contains("tools/list"), "{mcp}");
     assert_eq!(mcp["port"], sb.ports.mcp_blue, "{mcp}");
+    let o = Command::new(base.join("scripts/health-check.sh")).output().unwrap();
+    assert!(o.status.success(), "the operator script must agree: {}", String::from_utf8_lossy(&o.stdout));
 
     // The server got the API token through its environment (from the 0600 copy).
     let pid = listener_pid(sb.ports.mcp_blue).expect("nothing listens on mcp_blue");
