@@ -390,6 +390,10 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     };
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
+    // Every colour that runs now runs these settings: older MCP environments have no user left.
+    for p in crate::instance::mcp::prune(&l, &d.components) {
+        step(&format!("MCP environment {} removed (no longer used)", p.display()), true);
+    }
     if previous.is_some() && changed {
         println!("Restarted: {restarted}");
     }

@@ -212,6 +212,23 @@ fn build(venv: &Path, c: &Components) -> Result<(), McpError> {
         .map_err(io_err(format!("write {}", venv.join(MARKER).display())))
 }
 
+/// Removes the environments of earlier pins (and all of them with MCP off). Only for after every
+/// colour runs the current settings: a colour still serving may run from an older one.
+pub fn prune(l: &Layout, c: &Components) -> Vec<PathBuf> {
+    let keep = c.mcp.then(|| venv_dir(l, c));
+    let mut removed = Vec::new();
+    for e in std::fs::read_dir(l.base.join("mcp")).into_iter().flatten().flatten() {
+        let p = e.path();
+        if Some(&p) != keep.as_ref() && std::fs::remove_dir_all(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    if keep.is_none() {
+        let _ = std::fs::remove_dir(l.base.join("mcp"));
+    }
+    removed
+}
+
 /// Copies the API token's first line into [`api_token_file`]; returns whether it changed.
 pub fn ensure_api_token(l: &Layout, c: &Components) -> Result<bool, McpError> {
     let Some(src) = &c.mcp_api_token_file else {
@@ -284,6 +301,24 @@ mod tests {
         {
             assert!(!is_pin(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn prune_keeps_only_the_current_pins_environment() {
+        let root = std::env::temp_dir().join(format!("mcp-prune-{}", std::process::id()));
+        let l = Layout::new(&root, "p");
+        let mut c = crate::instance::config::Components { mcp: true, ..Default::default() };
+        let current = venv_dir(&l, &c);
+        let old = l.base.join("mcp/rmc-vikunja-mcp-0.4.5+mcp-proxy-0.12.0");
+        for d in [&current, &old] {
+            std::fs::create_dir_all(d.join("bin")).unwrap();
+        }
+        assert_eq!(prune(&l, &c), vec![old.clone()]);
+        assert!(current.is_dir() && !old.exists());
+        c.mcp = false;
+        assert_eq!(prune(&l, &c), vec![current]);
+        assert!(!l.base.join("mcp").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
