@@ -159,6 +159,16 @@ fn mcp_lists_tools_through_nginx_only_with_the_bearer_token_and_an_update_switch
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mcp = v["components"].as_array().unwrap().iter().find(|c| c["name"] == "MCP Server").unwrap().clone();
     assert!(mcp["healthy"] == true && mcp["port"] == sb.ports.mcp_green, "{mcp}");
+
+    // MCP switched off: rolled out like any setting; no bridge, no /mcp check, no environment left.
+    let off = sb.root.join("off.toml");
+    std::fs::write(&off, sb.config(INSTANCE, V2, &site().base(), "")).unwrap();
+    let o = installer(&sb, &["install", "--init", "process", "--config", off.to_str().unwrap()]);
+    assert!(o.status.success(), "install with mcp = false failed");
+    assert!(listener_pid(sb.ports.mcp_green).is_none() && listener_pid(sb.ports.mcp_blue).is_none());
+    assert!(!base.join("mcp").exists(), "the MCP environment was left behind");
+    let site_conf = std::fs::read_to_string(base.join("config/nginx/site.conf")).unwrap();
+    assert!(!site_conf.contains("location /mcp"), "{site_conf}");
     sb.stop_all();
 }
 
