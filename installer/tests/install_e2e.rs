@@ -229,10 +229,20 @@ fn an_unreachable_database_is_refused_before_any_change() {
 #[test]
 fn two_instances_with_mcp_side_by_side_and_units_pass_systemd_analyze() {
     let sb = Sandbox::new("install-multi").unwrap();
-    // The MCP server is any program listening on {port}: Python's http.server stands in for it.
-    let mcp = "\n[components]\nmcp = true\nmcp_command = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"{port}\", \"--bind\", \"127.0.0.1\"]\n";
-    let cfg = write_config(&sb, "a", &sb.config("alpha", V, &site().base(), mcp));
-    assert!(install(&sb, &cfg).status.success());
+    // The real MCP server and bridge (tests/src/mcp.rs: the pinned wheels, cached under target/).
+    let token = sb.root.join("api-token");
+    std::fs::write(&token, "tk_alpha\n").unwrap();
+    let mcp = format!("\n[components]\nmcp = true\nmcp_api_token_file = \"{}\"\n", token.display());
+    let cfg = write_config(&sb, "a", &sb.config("alpha", V, &site().base(), &mcp));
+    let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
+        .args(["install", "--init", "process", "--config", cfg.to_str().unwrap(), "--root"])
+        .arg(&sb.root)
+        .env("SSL_CERT_FILE", &site().ca.ca_pem)
+        .envs(vikunja_e2e::mcp::pip_offline_env().unwrap())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let other = Sandbox::new("install-multi-ports").unwrap();
     let cfg2 = other.config("beta", V, &site().base(), "");
     let cfg2 = write_config(&sb, "b", &cfg2);
@@ -249,19 +259,30 @@ fn two_instances_with_mcp_side_by_side_and_units_pass_systemd_analyze() {
     let o = installer(&sb, &["health", "--instance", "beta", "--json"]);
     assert!(o.status.success());
 
-    // /mcp through nginx reaches the MCP server of the active colour.
+    // /mcp through nginx reaches the MCP server of the active colour, with the bearer token only
+    // (mcp_e2e.rs lists the tools with the reference client).
     let cert = sb.instance_dir("alpha").join("config/ssl/cert.pem");
     let resolve = format!("vikunja.test:{}:127.0.0.1", sb.ports.https);
-    // Python's http.server answers with its own HTML error page (the backend answers JSON): proof
-    // the MCP process answered. (nginx hides upstream Server headers.)
-    let o = curl(&[
-        "--cacert",
-        cert.to_str().unwrap(),
-        "--resolve",
-        &resolve,
-        &format!("https://vikunja.test:{}/mcp/", sb.ports.https),
-    ]);
-    assert!(text(&o).contains("Error code: 404"), "/mcp did not reach the MCP server: {o:?}");
+    let bearer = std::fs::read_to_string(sb.instance_dir("alpha").join("config/mcp-bearer-token")).unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    for (auth, want) in [(format!("Authorization: Bearer {bearer}"), "serverInfo"), ("X-No: auth".into(), "401")] {
+        let o = curl(&[
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-H",
+            &auth,
+            "-H",
+            "Accept: application/json, text/event-stream",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            init,
+            &format!("https://vikunja.test:{}/mcp", sb.ports.https),
+        ]);
+        assert!(text(&o).contains(want), "/mcp with {auth:.20}: {o:?}");
+    }
 
     // Every unit the installer wrote passes the strict verify and scores at most 2.0.
     let units = sb.instance_dir("alpha").join("config/units");

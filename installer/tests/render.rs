@@ -282,6 +282,7 @@ fn site_spec(root: &Path) -> SiteSpec {
         freeze_flag: root.join("writes-frozen"),
         static_frontend: None,
         mcp: false,
+        mcp_auth: root.join("mcp-auth.conf"),
         access_log: root.join("access.log"),
         error_log: root.join("error.log"),
         acme_challenge_dir: root.join("acme-challenge"),
@@ -539,6 +540,12 @@ fn write_nginx(c: Setup) -> Nginx {
         ..site_spec(&prefix)
     };
     let upstreams = Upstreams { instance: "main".into(), backend_port: c.backend_port, mcp_port: c.mcp_port };
+    // What instance::mcp::nginx_auth writes for the token "test-bearer".
+    std::fs::write(
+        &site.mcp_auth,
+        "if ($http_authorization != \"Bearer test-bearer\") {\n    return 401;\n}\nproxy_set_header Authorization \"\";\n",
+    )
+    .unwrap();
     if c.write_freeze {
         std::fs::write(&site.freeze_flag, "").unwrap();
     }
@@ -603,12 +610,13 @@ fn serve(name: &str, stream: TcpStream) {
         let mut parts = request_line.split_whitespace();
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let reply = format!(
-            "{name} {method} {path} host={} proto={} real_ip={} upgrade={} connection={} body={len}\n",
+            "{name} {method} {path} host={} proto={} real_ip={} upgrade={} connection={} body={len} authorization={}\n",
             h("host"),
             h("x-forwarded-proto"),
             h("x-real-ip"),
             h("upgrade"),
             h("connection").to_ascii_lowercase(),
+            h("authorization"),
         );
         let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", reply.len());
         // No body for HEAD: left on a kept-alive connection, it would be read as the next response.
@@ -729,11 +737,31 @@ fn nginx_proxies_embedded_frontend_and_mcp() {
     let (ok, out) = curl(&["--tlsv1.1", "--tls-max", "1.1", "--ciphers", "DEFAULT:@SECLEVEL=0", &https(&n, "/")]);
     assert!(!ok, "TLS 1.1 must be refused: {out}");
 
-    let (ok, out) =
-        curl(&["--http1.1", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade", &https(&n, "/mcp/session")]);
+    let bearer = "Authorization: Bearer test-bearer";
+    let (ok, out) = curl(&[
+        "--http1.1",
+        "-H",
+        bearer,
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Connection: Upgrade",
+        &https(&n, "/mcp/session"),
+    ]);
     assert!(ok, "{out}");
     assert!(out.starts_with("mcp GET /mcp/session host=127.0.0.1 proto=https"), "{out}");
     assert!(out.contains("upgrade=websocket connection=upgrade"), "{out}");
+    assert!(out.ends_with("authorization=\n"), "the bearer token must not reach the MCP server: {out}");
+    // Attacks: no token, a wrong one, the right one without the scheme; each stops at nginx.
+    for h in [
+        "X-None: 1",
+        "Authorization: Bearer test-bearex",
+        "Authorization: test-bearer",
+        "Authorization: Bearer test-bearer2",
+    ] {
+        let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", h, &https(&n, "/mcp")]);
+        assert!(ok && out == "401", "{h}: /mcp must answer 401, got {out}");
+    }
 
     let limit = MAX_BODY_MB as usize * 1024 * 1024;
     let big = n.prefix.join("big.bin");

@@ -10,6 +10,7 @@ pub mod disk;
 pub mod evil;
 pub mod keepalive;
 pub mod load;
+pub mod mcp;
 pub mod nginx;
 pub mod postgres;
 pub mod proxy;

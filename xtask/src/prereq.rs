@@ -34,6 +34,10 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
     // ACME (issue 16): Let's Encrypt's test CA and its DNS stand-in, both in the one package.
     ("pebble", "pebble"),
     ("pebble-challtestsrv", "pebble"),
+    // The MCP tests: the installer makes a venv with Debian's python3 (its default mcp_python) and
+    // the test fills target/mcp-wheels with `python3 -m pip download`. Neither has a command.
+    ("/usr/share/doc/python3-venv/copyright", "python3-venv"),
+    ("/usr/lib/python3/dist-packages/pip/__init__.py", "python3-pip"),
 ];
 
 pub const DEMO_TOOLS: &[(&str, &str)] =

@@ -155,6 +155,22 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
                 "copy the release zip here, set vikunja.artifact = \"/path/to/the.zip\" in deployment.toml \
                  (the wizard's \"Offline Vikunja zip\") and run install again",
             );
+    // Like the release below: pinned wheels checked before anything of the instance changes (and
+    // first, so a refusal leaves no verified release behind on a fresh instance either).
+    let mcp_installed = if d.components.mcp {
+        match crate::instance::mcp::ensure_installed(&l, &d.components) {
+            Ok(c) => c,
+            Err(e) => {
+                if previous.is_none() {
+                    cleanup_fresh(&l);
+                }
+                return Err(fail(e.exit(), e.to_string()));
+            }
+        }
+    } else {
+        false
+    };
+
     std::fs::create_dir_all(l.releases_dir()).with_context(|| format!("create {}", l.releases_dir().display()))?;
     let release_changed = match artifact::ensure_release(&l, d, Some(&fetcher)) {
         Ok(c) => c,
@@ -172,6 +188,12 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
         &format!("release {} verified in {}", d.vikunja.version, l.release_dir(&d.vikunja.version).display()),
         release_changed,
     );
+    if d.components.mcp {
+        let venv = crate::instance::mcp::venv_dir(&l, &d.components);
+        let what =
+            format!("MCP server {} + {} in {}", d.components.mcp_server, d.components.mcp_bridge, venv.display());
+        changed |= step(&what, mcp_installed);
+    }
     let ids = account::ensure(&l.root, units::SERVICE_USER)?;
     for (dir, mode) in l.dirs() {
         let fresh = !dir.exists();
@@ -209,7 +231,15 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
             account::chown(&f, ids)?;
         }
     }
-    let secrets_changed = secret_new || pw_new || copies_new;
+    let mut mcp_new = false;
+    if d.components.mcp {
+        use crate::instance::mcp;
+        let e = |e: mcp::McpError| fail(e.exit(), e.to_string());
+        mcp_new = mcp::ensure_api_token(&l, &d.components).map_err(e)?;
+        mcp_new |= mcp::ensure_bearer(&l).map_err(e)?;
+        account::chown(&mcp::api_token_file(&l), ids)?;
+    }
+    let secrets_changed = secret_new || pw_new || copies_new || mcp_new;
     changed |= step("secrets (0600)", secrets_changed);
     let old_yml = std::fs::read_to_string(l.vikunja_config()).unwrap_or_default();
     let yml = vikunja_conf::render(&l, d);
@@ -368,6 +398,10 @@ pub fn run(opts: &Options, d: &Deployment) -> Result<()> {
     changed |= acme(&l, d, init)?;
     duration_ms = started.elapsed().as_millis() as u64;
     let _ = std::fs::remove_file(&pending);
+    // Every colour that runs now runs these settings: older MCP environments have no user left.
+    for p in crate::instance::mcp::prune(&l, &d.components) {
+        step(&format!("MCP environment {} removed (no longer used)", p.display()), true);
+    }
     if previous.is_some() && changed {
         say!("Restarted: {restarted}");
     }
@@ -434,6 +468,8 @@ fn acme(l: &Layout, d: &Deployment, init: Init) -> Result<bool> {
 /// directories), so nothing looks half-installed.
 fn cleanup_fresh(l: &Layout) {
     let _ = std::fs::remove_file(l.locks_dir().join("operation.lock"));
+    // The MCP environment is installed before the release is fetched; a fresh instance keeps neither.
+    let _ = std::fs::remove_dir_all(l.base.join("mcp"));
     for d in [l.releases_dir(), l.locks_dir(), l.state_dir(), l.base.clone()] {
         let _ = std::fs::remove_dir(d);
     }

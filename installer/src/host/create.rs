@@ -920,9 +920,11 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
 
     step("install packages in the container (apt-get)");
     let p0 = Instant::now();
+    // The MCP server runs in a venv of Debian's python3 (instance::mcp).
+    let packages = if d.components.mcp { format!("{PACKAGES} python3-venv") } else { PACKAGES.to_string() };
     let apt = format!(
-        "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {PACKAGES} || \
-         {{ apt-get update -q && apt-get install -y -q --no-install-recommends {PACKAGES}; }}"
+        "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {packages} || \
+         {{ apt-get update -q && apt-get install -y -q --no-install-recommends {packages}; }}"
     );
     let mut cmd = vec!["env".to_string()];
     cmd.extend(proxy_env());
@@ -949,6 +951,7 @@ fn provision(r: &mut Runner, t: &mut Timer, d: &Deployment, entry: &mut Entry) -
         ("key", &mut inner.ssl.key_path, "0600"),
         ("db-password", &mut inner.database.password_file, "0600"),
         ("mail-password", &mut inner.mail.password_file, "0600"),
+        ("mcp-api-token", &mut inner.components.mcp_api_token_file, "0600"),
     ];
     for o in inner.auth.openid.iter_mut() {
         files.push(("openid-secret", &mut o.client_secret_file, "0600"));

@@ -222,8 +222,21 @@ pub struct Admin {
 #[serde(deny_unknown_fields, default)]
 pub struct Components {
     pub mcp: bool,
-    /// The MCP server's command line; `{port}` and `{api_url}` are filled in.
+    /// The MCP service's command line; `{port}`, `{api_url}` and `{venv}` (the environment the
+    /// pinned packages below are installed into) are filled in. It must serve MCP over streamable
+    /// HTTP at `/mcp` on 127.0.0.1:{port}; the Vikunja API token arrives as `VIKUNJA_TOKEN`.
     pub mcp_command: Vec<String>,
+    /// The Python that makes the MCP server's virtual environment (needs Debian's python3-venv).
+    pub mcp_python: PathBuf,
+    /// The Vikunja MCP server from PyPI as `name==version`, and the sha256 of its wheel.
+    pub mcp_server: String,
+    pub mcp_server_sha256: String,
+    /// The stdio ↔ streamable-HTTP bridge from PyPI as `name==version`, and its wheel's sha256.
+    pub mcp_bridge: String,
+    pub mcp_bridge_sha256: String,
+    /// A file whose first line is a Vikunja API token for the MCP server (Settings → API
+    /// Tokens); required with `mcp = true`. It is copied into the instance (0600).
+    pub mcp_api_token_file: Option<PathBuf>,
     /// Serve a separately built frontend from this directory instead of the embedded one.
     pub frontend_dir: Option<PathBuf>,
 }
@@ -259,6 +272,22 @@ pub struct Metadata {
 
 pub const DEFAULT_VIKUNJA_VERSION: &str = "v2.5.0";
 pub const DEFAULT_DOWNLOAD_BASE: &str = "https://dl.vikunja.io/vikunja";
+/// PyPI's rmc-vikunja-mcp: a stdio server (VIKUNJA_URL, VIKUNJA_TOKEN) on the reference SDK `mcp`
+/// 1.x. npm has no Vikunja MCP server at all; PyPI's vikunja-mcp pulls in fastmcp and its web
+/// stack, altiplano needs `mcp` 2.x, which the bridge cannot share a venv with.
+pub const DEFAULT_MCP_SERVER: (&str, &str) =
+    ("rmc-vikunja-mcp==0.4.6", "06feef3d12a29e9d3276de67e822ce28ba611a65f6f8140502a39a0b4a414fa7");
+/// PyPI's mcp-proxy: runs a stdio server as a child and serves it over streamable HTTP at /mcp.
+pub const DEFAULT_MCP_BRIDGE: (&str, &str) =
+    ("mcp-proxy==0.13.0", "4058835aa81db752e9601011c36028eb387405f628222bb48c729ee734c44536");
+pub const DEFAULT_MCP_COMMAND: [&str; 6] = [
+    "{venv}/bin/mcp-proxy",
+    "--host=127.0.0.1",
+    "--port={port}",
+    "--pass-environment",
+    "--",
+    "{venv}/bin/rmc-vikunja-mcp",
+];
 
 impl Ports {
     /// The seed's pattern: instance n gets backend/frontend ports 8080+10(n-1) and MCP 3456+2(n-1).
@@ -342,7 +371,13 @@ defaults! {
     Admin => Admin { email: String::new() },
     Components => Components {
         mcp: false,
-        mcp_command: vec!["/usr/bin/node".into(), "/opt/vikunja-mcp/build/index.js".into()],
+        mcp_command: DEFAULT_MCP_COMMAND.iter().map(|s| s.to_string()).collect(),
+        mcp_python: "/usr/bin/python3".into(),
+        mcp_server: DEFAULT_MCP_SERVER.0.into(),
+        mcp_server_sha256: DEFAULT_MCP_SERVER.1.into(),
+        mcp_bridge: DEFAULT_MCP_BRIDGE.0.into(),
+        mcp_bridge_sha256: DEFAULT_MCP_BRIDGE.1.into(),
+        mcp_api_token_file: None,
         frontend_dir: None,
     },
     Files => Files { max_size_mb: 20 },
@@ -583,8 +618,8 @@ impl Deployment {
         if !d.admin.email.is_empty() && !is_email(&d.admin.email) {
             bad("admin.email", &d.admin.email, "an e-mail address like admin@example.com");
         }
-        if d.components.mcp && d.components.mcp_command.first().is_none_or(|c| !c.starts_with('/')) {
-            bad("components.mcp_command", &format!("{:?}", d.components.mcp_command), "an absolute program path first");
+        if d.components.mcp {
+            crate::instance::mcp::validate(&d.components, &mut bad);
         }
         if let Some(f) = &d.components.frontend_dir {
             if !f.is_dir() {

@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod config;
 pub mod layout;
 pub mod lock;
+pub mod mcp;
 pub mod observe;
 pub mod secrets;
 pub mod settings;

@@ -91,6 +91,8 @@ pub struct SiteSpec {
     pub static_frontend: Option<PathBuf>,
     /// Add a `/mcp` location; the upstream file must then define the mcp upstream too.
     pub mcp: bool,
+    /// The snippet the `/mcp` location includes first: the bearer-token check (`instance::mcp`).
+    pub mcp_auth: PathBuf,
     pub access_log: PathBuf,
     pub error_log: PathBuf,
     /// Served on the HTTP port under `/.well-known/acme-challenge/` (HTTP-01 tokens).
@@ -298,6 +300,8 @@ location ~ ^/(dav/|\\.well-known/|health$) {
 // Setting any proxy_set_header here drops all inherited ones, hence the full set.
 const MCP_LOCATION: &str = "
 location /mcp {
+    # 401 unless the request carries the instance's bearer token (a 0600 file only root reads).
+    include {{mcp_auth}};
     proxy_pass http://vikunja_{{upstream_id}}_mcp;
     proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection \"upgrade\";
@@ -361,7 +365,12 @@ pub fn render_site(template: &str, s: &SiteSpec) -> Result<String, RenderError> 
         None => ROOT_PROXIED,
     };
     let root_location = fill(t, root_snippet, &vars)?;
-    let mcp_location = if s.mcp { fill(t, MCP_LOCATION, &vars)? } else { String::new() };
+    let mcp_location = if s.mcp {
+        vars.push(("mcp_auth", Value::Line(nginx_path(t, "mcp_auth", &s.mcp_auth)?.to_owned())));
+        fill(t, MCP_LOCATION, &vars)?
+    } else {
+        String::new()
+    };
     vars.push(("root_location", Value::Block(root_location)));
     vars.push(("mcp_location", Value::Block(mcp_location)));
     fill(t, template, &vars)

@@ -141,9 +141,8 @@ pub fn check_all(t: &Target) -> Vec<Component> {
             "MCP Server",
             Some(port),
             Some(unit),
-            probe::tcp_open(port, PROBE_TIMEOUT)
-                .and_then(|()| identity(t, &l.unit_name("mcp", t.colour.name()), port))
-                .map(|()| "accepts connections".into()),
+            crate::service::mcp_probe::round_trip(port, PROBE_TIMEOUT)
+                .and_then(|ok| identity(t, &l.unit_name("mcp", t.colour.name()), port).map(|()| ok)),
         ));
     }
     let pw = crate::instance::secrets::db_password(l);

@@ -7,6 +7,7 @@ pub mod dbcheck;
 pub mod freeze;
 pub mod health;
 pub mod init;
+pub mod mcp_probe;
 pub mod metrics;
 pub mod nginx;
 pub mod notify;

@@ -157,6 +157,7 @@ pub fn site_spec(l: &Layout, d: &Deployment, cert: &CertPaths) -> SiteSpec {
         freeze_flag: crate::service::freeze::flag(l),
         static_frontend: d.components.frontend_dir.clone(),
         mcp: d.components.mcp,
+        mcp_auth: crate::instance::mcp::nginx_auth_file(l),
         access_log: l.logs_dir().join("nginx/access.log"),
         error_log: l.logs_dir().join("nginx/error.log"),
         acme_challenge_dir: l.acme_challenge_dir(),

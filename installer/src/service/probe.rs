@@ -69,11 +69,6 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:port.
-pub fn tcp_open(port: u16, timeout: Duration) -> Result<(), String> {
-    tcp_open_at(SocketAddr::from(([127, 0, 0, 1], port)), timeout)
-}
-
 pub fn tcp_open_at(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     TcpStream::connect_timeout(&addr, timeout).map(|_| ()).map_err(|e| format!("connect {addr}: {e}"))
 }

@@ -62,7 +62,22 @@ pub fn backend_spec(l: &Layout, d: &Deployment, c: Colour, version: &str) -> Ser
 pub fn mcp_spec(l: &Layout, d: &Deployment, c: Colour) -> ServiceSpec {
     let port = mcp_port(d, c).to_string();
     let api = format!("http://127.0.0.1:{}/api/v1", backend_port(d, c));
-    let exec = d.components.mcp_command.iter().map(|a| a.replace("{port}", &port).replace("{api_url}", &api)).collect();
+    let venv = crate::instance::mcp::venv_dir(l, &d.components).to_string_lossy().into_owned();
+    // The server reads its API token only from VIKUNJA_TOKEN, and a unit file is world-readable:
+    // a shell reads the 0600 copy into the environment and then becomes the command.
+    let mut exec: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "VIKUNJA_TOKEN=$(cat \"$VIKUNJA_TOKEN_FILE\") || exit 1; export VIKUNJA_TOKEN; exec \"$@\"".into(),
+        "vikunja-mcp".into(),
+    ];
+    exec.extend(
+        d.components
+            .mcp_command
+            .iter()
+            .map(|a| a.replace("{port}", &port).replace("{api_url}", &api).replace("{venv}", &venv)),
+    );
+    let token = crate::instance::mcp::api_token_file(l).to_string_lossy().into_owned();
     ServiceSpec {
         unit: l.unit_name("mcp", c.name()),
         description: format!("Vikunja MCP server (instance {}, {})", d.instance.name, c.name()),
@@ -70,7 +85,7 @@ pub fn mcp_spec(l: &Layout, d: &Deployment, c: Colour) -> ServiceSpec {
         working_dir: l.data_dir(),
         user: SERVICE_USER.into(),
         group: SERVICE_USER.into(),
-        env: vec![("PORT".into(), port), ("VIKUNJA_URL".into(), api)],
+        env: vec![("PORT".into(), port), ("VIKUNJA_URL".into(), api), ("VIKUNJA_TOKEN_FILE".into(), token)],
         read_write_paths: vec![l.logs_dir()],
         kill_signal: "SIGINT".into(),
         stop_timeout_s: 20,

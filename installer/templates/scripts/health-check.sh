@@ -1,7 +1,7 @@
 #!/bin/sh
 # Health check of Vikunja instance {{instance}}, installed by vikunja-installer: the same components
 # as `vikunja-installer health`, for cron and monitoring: the active colour's backend (/health and
-# /api/v1/info), the frontend, the MCP port, the database, and nginx (HTTPS answers, HTTP redirects)
+# /api/v1/info), the frontend, the MCP server (initialize), the database, and nginx (HTTPS answers, HTTP redirects)
 # on network.listen_address. Exit 0 when healthy, 10 when a component is not. Needs curl.
 set -u
 base="{{base}}"
@@ -30,7 +30,10 @@ curl -fsS -m 5 "http://127.0.0.1:$backend/health" >/dev/null 2>&1 || fail "Backe
 curl -fsS -m 5 "http://127.0.0.1:$backend/api/v1/info" 2>/dev/null | grep -q '"version"' || fail "Backend API info missing (port $backend)"
 curl -fsS -m 5 "http://127.0.0.1:$backend/" 2>/dev/null | grep -qi '<html' || fail "Frontend unhealthy"
 if [ "$mcp_enabled" = yes ]; then
-    curl -s -m 5 -o /dev/null "http://127.0.0.1:$mcp/" || fail "MCP server unhealthy (port $mcp)"
+    # An MCP initialize over streamable HTTP (what `vikunja-installer health` does, plus tools/list).
+    curl -fsS -m 5 -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+        -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"health-check.sh","version":"1"}}}' \
+        "http://127.0.0.1:$mcp/mcp" 2>/dev/null | grep -q '"serverInfo"' || fail "MCP server unhealthy (port $mcp: no answer to initialize at /mcp)"
 fi
 
 case "$(setting database type)" in
