@@ -69,8 +69,11 @@ fn main() -> ExitCode {
             Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
         }
         Some(cli::Command::Create(c)) => {
-            host::create::run(&host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root })
+            let (node, ha, ha_group) = (c.node, c.ha, c.ha_group);
+            let o = host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root, node, ha, ha_group };
+            host::create::run(&o)
         }
+        Some(cli::Command::Migrate(m)) => commands::migrate::run(&m),
         Some(cli::Command::List(l)) => host::manage::list(&l),
         Some(cli::Command::Destroy(d)) => host::manage::destroy(&d),
         Some(cli::Command::About(a)) => {
@@ -134,7 +137,7 @@ fn main() -> ExitCode {
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
         None if host::is_proxmox_host() => {
-            host::create::run(&host::create::Options { config: None, yes: false, dry_run: false, root: "/".into() })
+            host::create::run(&host::create::Options { root: "/".into(), ..Default::default() })
         }
         None => {
             print!("{}", cli::WELCOME);

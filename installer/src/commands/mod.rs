@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod logs;
+pub mod migrate;
 pub mod restore;
 pub mod schedule;
 pub mod uninstall;

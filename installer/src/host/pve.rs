@@ -43,11 +43,35 @@ pub struct Runner {
     pub dry_run: bool,
     /// Changes made so far, in order: what a failure report lists.
     pub done: Vec<String>,
+    /// Another cluster node that node-local tools run on (through ssh); None: this one.
+    pub node: Option<String>,
 }
 
 impl Runner {
     pub fn new(dry_run: bool) -> Runner {
-        Runner { dry_run, done: Vec::new() }
+        Runner { dry_run, done: Vec::new(), node: None }
+    }
+
+    /// A runner whose node-local commands run on `node` (None: here).
+    pub fn on(dry_run: bool, node: Option<String>) -> Runner {
+        Runner { dry_run, done: Vec::new(), node }
+    }
+
+    /// The command as it runs: on another node through ssh, except pvesh and ha-manager, which
+    /// act on the whole cluster from any node. `pct push` of a file here reads it from stdin
+    /// there (pct opens the path it is given, /dev/stdin too): the file's bytes come back.
+    pub fn wire(&self, args: &[String]) -> (Vec<String>, Option<Vec<u8>>) {
+        let Some(node) = self.node.as_deref() else { return (args.to_vec(), None) };
+        if matches!(args[0].as_str(), "pvesh" | "ha-manager") {
+            return (args.to_vec(), None);
+        }
+        if args.len() > 4 && args[0] == "pct" && args[1] == "push" && !self.dry_run {
+            let mut a = args.to_vec();
+            let data = std::fs::read(&a[3]).ok();
+            a[3] = "/dev/stdin".into();
+            return (super::cluster::at(Some(node), &a), data);
+        }
+        (super::cluster::at(Some(node), args), None)
     }
 
     fn exec(args: &[String], stdin: Option<&[u8]>) -> Result<Output, PveError> {
@@ -77,17 +101,20 @@ impl Runner {
     /// A read-only command: runs under `--dry-run` too.
     pub fn query(&self, args: &[&str]) -> Result<String, PveError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (args, _) = self.wire(&args);
         Runner::exec(&args, None).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     /// A command that changes something; its output is captured. Under `--dry-run` it is printed.
     pub fn change(&mut self, args: &[String]) -> Result<String, PveError> {
+        let (args, stdin) = self.wire(args);
+        let args = &args[..];
         let line = shell_line(args);
         if self.dry_run {
             println!("  {line}");
             return Ok(String::new());
         }
-        let o = Runner::exec(args, None)?;
+        let o = Runner::exec(args, stdin.as_deref())?;
         self.done.push(line);
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
@@ -95,6 +122,8 @@ impl Runner {
     /// A change whose exit code means nothing (`pveam update` exits 0 even when it failed):
     /// stdout and stderr for the caller to judge. Under `--dry-run` it is printed, and both are empty.
     pub fn change_judged(&mut self, args: &[String]) -> Result<(String, String), PveError> {
+        let (args, _) = self.wire(args);
+        let args = &args[..];
         let line = shell_line(args);
         if self.dry_run {
             println!("  {line}");
@@ -111,6 +140,8 @@ impl Runner {
 
     /// A change whose output the user should see as it happens (the deployment engine's progress).
     pub fn change_streamed(&mut self, args: &[String]) -> Result<(), PveError> {
+        let (args, _) = self.wire(args);
+        let args = &args[..];
         let line = shell_line(args);
         if self.dry_run {
             println!("  {line}");
