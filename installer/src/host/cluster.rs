@@ -196,7 +196,8 @@ mod tests {
         let a = at(Some("b"), &strings(&["pct", "exec", "101", "--", "sh", "-c", "echo 'x y'"]));
         assert_eq!(a[..5], strings(&["ssh", "-o", "BatchMode=yes", "root@b", "--"]));
         assert_eq!(a[5], "pct exec 101 -- sh -c 'echo '\\''x y'\\'''");
-        let c = strings(&["pct", "create", "120", "local:vztmpl/t.tar.zst", "--hostname", "h", "--ssh-public-keys", "/k"]);
+        let c =
+            strings(&["pct", "create", "120", "local:vztmpl/t.tar.zst", "--hostname", "h", "--ssh-public-keys", "/k"]);
         assert_eq!(
             api_create(&c, "b", Some("ssh-ed25519 AAA")),
             strings(&[

@@ -913,7 +913,10 @@ fn choose_node(r: &Runner, want: Option<&str>, local: &str, d: &Deployment) -> R
         fail(Exit::Usage, format!("--node {name}: no such node in this cluster; its nodes: {}", names()))
     })?;
     if !n.online {
-        return Err(fail(Exit::Prerequisite, format!("--node {name}: the node is offline; choose another: {}", names())));
+        return Err(fail(
+            Exit::Prerequisite,
+            format!("--node {name}: the node is offline; choose another: {}", names()),
+        ));
     }
     Ok((name, Some(n.free_mem / 1024 / 1024)))
 }

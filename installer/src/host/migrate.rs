@@ -90,7 +90,10 @@ pub fn run(o: &Options) -> Result<ExitCode> {
     let ids = e.ctid.to_string();
     let t0 = Instant::now();
     if !o.dry_run {
-        println!("==> move CT {} from node {} to node {} (restart migration: the instance is down meanwhile)", e.ctid, g.node, o.to);
+        println!(
+            "==> move CT {} from node {} to node {} (restart migration: the instance is down meanwhile)",
+            e.ctid, g.node, o.to
+        );
     }
     r.change_streamed(&strings(&["pct", "migrate", &ids, &o.to, "--restart"])).map_err(|x| {
         fail(
@@ -119,7 +122,10 @@ pub fn run(o: &Options) -> Result<ExitCode> {
             _ if Instant::now() > end => {
                 return Err(fail(
                     Exit::Error,
-                    format!("CT {} did not come up on node {} within 300 s (pvesh get /cluster/resources --type vm)", e.ctid, o.to),
+                    format!(
+                        "CT {} did not come up on node {} within 300 s (pvesh get /cluster/resources --type vm)",
+                        e.ctid, o.to
+                    ),
                 ))
             }
             _ => std::thread::sleep(Duration::from_millis(200)),

@@ -156,18 +156,17 @@ fn read_dir(dir: &Path) -> Result<Vec<Entry>, RegistryError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(RegistryError::Read { path: dir.to_path_buf(), message: e.to_string() }),
     };
-        for e in rd.flatten() {
-            let p = e.path();
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if n.ends_with(".toml") && !n.ends_with(".deployment.toml") {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| RegistryError::Read { path: p.clone(), message: e.to_string() })?;
-                out.push(
-                    toml::from_str(&text)
-                        .map_err(|e| RegistryError::Read { path: p.clone(), message: e.to_string() })?,
-                );
-            }
+    for e in rd.flatten() {
+        let p = e.path();
+        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if n.ends_with(".toml") && !n.ends_with(".deployment.toml") {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| RegistryError::Read { path: p.clone(), message: e.to_string() })?;
+            out.push(
+                toml::from_str(&text).map_err(|e| RegistryError::Read { path: p.clone(), message: e.to_string() })?,
+            );
         }
+    }
     Ok(out)
 }
 
