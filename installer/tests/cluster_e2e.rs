@@ -209,7 +209,7 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("--node auto: pve3 has the most free memory"), "{t}");
-    assert!(t.contains("pvesh create /nodes/pve3/lxc --vmid 100 --ostemplate local:vztmpl/"), "{t}");
+    assert!(t.contains("pvesh create /nodes/pve3/lxc --vmid 100 --ostemplate "), "{t}");
     assert!(t.contains("ssh -o BatchMode=yes root@pve3 -- 'pct start 100'"), "{t}");
     // The dry run changed nothing: no container anywhere.
     assert!(NODES.iter().all(|n| !c.conf(n, "100").exists()));
@@ -280,6 +280,15 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     let (code, body) = target.create_task("made before the move");
     assert!((200..300).contains(&code), "{body}");
 
+    // The plan first: the migration runs where the container is; nothing moves.
+    let o = c.run("pve3", &["migrate", "--instance", "one", "--to", "pve1", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ssh -o BatchMode=yes root@pve2 -- 'pct migrate 100 pve1 --restart'"), "{}", text(&o));
+    assert!(c.conf("pve2", "100").is_file());
+    let o = c.run("pve3", &["migrate", "--instance", "one", "--to", "pve2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is on node pve2 already"), "{}", text(&o));
+
     // Moved to pve1 from pve3 under a read load: backup first, restart migration, health after.
     let reads = Reader::start(&target);
     std::thread::sleep(Duration::from_secs(2));
@@ -291,6 +300,7 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     assert!(o.status.success(), "migrate failed");
     let t = text(&o);
     assert!(t.contains("moved from node pve2 to node pve1 and is healthy"), "{t}");
+    assert!(t.contains("Requesting HA migration for CT 100 to node pve1"), "HA-managed: HA moves it: {t}");
     assert!(t.contains(&format!("https://{domain}:{}/", p.https)), "{t}");
     assert!(c.conf("pve1", "100").is_file() && !c.conf("pve2", "100").exists());
     let backups = c.root("pve3").join("var/lib/vikunja-pve/backups/one");

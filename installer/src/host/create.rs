@@ -894,7 +894,7 @@ fn choose_node(r: &Runner, want: Option<&str>, local: &str, d: &Deployment) -> R
             fail(
                 Exit::Prerequisite,
                 format!(
-                    "--node auto: no online node has {} MiB of memory and {} GiB on storage {storage} free (nodes: {});                      lower resources.memory_mb or resources.disk_gb, or free room",
+                    "--node auto: no online node has {} MiB of memory and {} GiB on storage {storage} free (nodes: {}); lower resources.memory_mb or resources.disk_gb, or free room",
                     d.resources.memory_mb,
                     d.resources.disk_gb,
                     names()

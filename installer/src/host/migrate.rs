@@ -166,14 +166,16 @@ pub fn run(o: &Options) -> Result<ExitCode> {
         ));
     }
     println!(
-        "Instance {} (CT {}) moved from node {} to node {} and is healthy; it was unavailable for about {:.1} s \
-         (the move) and its URL {} is unchanged.",
+        "Instance {} (CT {}) moved from node {} to node {} and is healthy; its URL {} is unchanged. The move took \
+         {:.1} s and the instance was healthy again {:.1} s after it began (it is down from the shutdown until its \
+         services answer on the new node).",
         e.name,
         e.ctid,
         g.node,
         o.to,
+        super::fleet::url(&e),
         moved.as_secs_f64(),
-        super::fleet::url(&e)
+        t0.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
 }

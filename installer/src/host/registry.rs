@@ -180,3 +180,51 @@ fn remove_files(files: &[PathBuf]) -> Result<(), RegistryError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_a_cluster_filesystem_the_records_live_there_and_older_node_local_ones_move_there() {
+        let t = std::env::temp_dir().join(format!("vikunja-registry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let entry = |name: &str, number| Entry {
+            name: name.into(),
+            number,
+            ctid: 100 + u32::from(number),
+            node: "pve1".into(),
+            hostname: name.into(),
+            address: "dhcp".into(),
+            domain: format!("{name}.test"),
+            https_port: 443,
+            storage: "local".into(),
+            template: "t".into(),
+            state: "ready".into(),
+            created_at: String::new(),
+            installer_version: String::new(),
+            ca_bundle: String::new(),
+        };
+        // No /etc/pve/nodes: the node's state directory, as before.
+        let local = Registry::open(&t);
+        assert_eq!(local.dir, t.join("var/lib/vikunja-pve/instances"));
+        local.save(&entry("old", 1), &Deployment::default()).unwrap();
+        std::fs::create_dir_all(t.join("etc/pve/nodes/pve1")).unwrap();
+        let reg = Registry::open(&t);
+        assert_eq!(reg.dir, t.join("etc/pve/priv/vikunja-pve/instances"));
+        assert_eq!(reg.backups, t.join("var/lib/vikunja-pve/backups"), "backups stay on the node");
+        reg.save(&entry("new", 2), &Deployment::default()).unwrap();
+        let names = |r: &Registry| r.all().unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(&reg), ["old", "new"], "the older record is read along");
+        // Saved again (a migration records its node), the older record moves, deployment and all.
+        let mut old = reg.get("old").unwrap().unwrap();
+        old.node = "pve2".into();
+        reg.save_entry(&old).unwrap();
+        assert!(reg.dir.join("old.deployment.toml").is_file());
+        assert!(!t.join("var/lib/vikunja-pve/instances/old.toml").exists());
+        assert_eq!(reg.get("old").unwrap().unwrap().node, "pve2");
+        reg.remove("old").unwrap();
+        assert_eq!(names(&reg), ["new"]);
+        let _ = std::fs::remove_dir_all(&t);
+    }
+}
