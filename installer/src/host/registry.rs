@@ -144,6 +144,12 @@ impl Registry {
         self.forget_legacy(name)
     }
 
+    /// What `self uninstall --purge` removes on this node: its own registry and copied-out backups,
+    /// never the cluster's registry, which the other nodes use.
+    pub fn node_local(&self) -> Vec<PathBuf> {
+        vec![self.legacy.clone().unwrap_or_else(|| self.dir.clone()), self.backups.clone()]
+    }
+
     pub fn backups_of(&self, name: &str) -> PathBuf {
         self.backups.join(name)
     }
@@ -223,6 +229,7 @@ mod tests {
         assert!(reg.dir.join("old.deployment.toml").is_file());
         assert!(!t.join("var/lib/vikunja-pve/instances/old.toml").exists());
         assert_eq!(reg.get("old").unwrap().unwrap().node, "pve2");
+        assert_eq!(reg.node_local()[0], t.join("var/lib/vikunja-pve/instances"), "purge leaves the cluster's");
         reg.remove("old").unwrap();
         assert_eq!(names(&reg), ["new"]);
         let _ = std::fs::remove_dir_all(&t);
