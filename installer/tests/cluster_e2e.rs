@@ -345,3 +345,96 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["instances"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// The cluster doubles' documented behaviour (tests/pve-doubles/CLUSTER.md), which needs no
+/// container: outputs, errors and exit codes.
+#[test]
+fn the_cluster_doubles_keep_the_contract() {
+    let dir = vikunja_e2e::TestDir::new("cluster-doubles").unwrap();
+    for n in NODES {
+        std::fs::create_dir_all(dir.join(format!("pve/etc/pve/nodes/{n}/lxc"))).unwrap();
+    }
+    let tool = |node: &str, args: &[&str]| {
+        let path = format!("{}:{}", doubles().display(), std::env::var("PATH").unwrap_or_default());
+        Command::new(doubles().join(args[0]))
+            .args(&args[1..])
+            .env("PATH", path)
+            .env("PVE_DOUBLE_DIR", dir.join("pve"))
+            .env("PVE_DOUBLE_NODE", node)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let json = |o: &Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap();
+    for name in ["pvesh", "pct", "ha-manager", "ssh"] {
+        let head = std::fs::read_to_string(doubles().join(name)).unwrap();
+        assert!(head.lines().take(3).any(|l| l.contains("TEST DOUBLE")), "{name} does not say it is a double");
+    }
+    // /cluster/status: the answering node is `local`.
+    let st = json(&tool("pve2", &["pvesh", "get", "/cluster/status", "--output-format", "json"]));
+    let local: Vec<&str> =
+        st.as_array().unwrap().iter().filter(|e| e["local"] == 1).filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(local, ["pve2"], "{st}");
+    assert_eq!(st[0]["type"], "cluster");
+    let o = tool("pve1", &["pvesh", "get", "/cluster/resources", "--type", "bogus", "--output-format", "json"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("400 Parameter verification failed."), "{}", text(&o));
+    let nodes =
+        json(&tool("pve1", &["pvesh", "get", "/cluster/resources", "--type", "node", "--output-format", "json"]));
+    assert_eq!(nodes.as_array().map(Vec::len), Some(3));
+    assert!(nodes[0]["maxmem"].as_u64().unwrap() > nodes[0]["mem"].as_u64().unwrap(), "{nodes}");
+    // Ids are cluster-wide: a CT on pve3 takes 100 for everyone.
+    std::fs::write(dir.join("pve/etc/pve/nodes/pve3/lxc/100.conf"), "hostname: x\nmemory: 512\n").unwrap();
+    assert_eq!(text(&tool("pve1", &["pvesh", "get", "/cluster/nextid"])), "101\n");
+    let o = tool("pve1", &["pvesh", "get", "/cluster/nextid", "--vmid", "100"]);
+    assert_eq!((o.status.code(), text(&o).trim()), (Some(255), "VM 100 already exists"));
+    let vms = json(&tool("pve1", &["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"]));
+    assert_eq!((vms[0]["id"].as_str(), vms[0]["node"].as_str()), (Some("lxc/100"), Some("pve3")));
+    assert!(vms[0].get("hastate").is_none(), "hastate only for HA-managed guests: {vms}");
+    let o = tool("pve1", &["pvesh", "create", "/nodes/pve9/lxc", "--vmid", "105", "--ostemplate", "local:vztmpl/x"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("hostname lookup 'pve9' failed"), "{}", text(&o));
+    // pct acts on its own node's containers only.
+    let o = tool("pve1", &["pct", "status", "100"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("Configuration file 'nodes/pve1/lxc/100.conf' does not exist"), "{}", text(&o));
+    let o = tool("pve3", &["pct", "migrate", "100", "pve3"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("target is local node"), "{}", text(&o));
+    // ha-manager: add, a second add refused, status, remove, a second remove refused.
+    let o = tool("pve1", &["ha-manager", "add", "ct:100", "--state", "stopped"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tool("pve1", &["ha-manager", "add", "ct:100"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("resource ID 'ct:100' already defined"), "{}", text(&o));
+    let o = tool("pve2", &["ha-manager", "status"]);
+    let t = text(&o);
+    assert!(t.starts_with("quorum OK\nmaster pve1 (active, ") && t.contains("service ct:100 (pve3, stopped)"), "{t}");
+    let vms = json(&tool("pve1", &["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"]));
+    assert_eq!(vms[0]["hastate"], "stopped", "{vms}");
+    let cfg = std::fs::read_to_string(dir.join("pve/etc/pve/ha/resources.cfg")).unwrap();
+    assert_eq!(cfg, "ct: 100\n\tstate stopped\n\n");
+    assert!(tool("pve1", &["ha-manager", "remove", "ct:100"]).status.success());
+    let o = tool("pve1", &["ha-manager", "remove", "ct:100"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("cannot delete service 'ct:100', not HA managed!"), "{}", text(&o));
+    // pct migrate moves a stopped CT's config to the target node.
+    let o = tool("pve3", &["pct", "migrate", "100", "pve1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.join("pve/etc/pve/nodes/pve1/lxc/100.conf").is_file());
+    assert!(!dir.join("pve/etc/pve/nodes/pve3/lxc/100.conf").exists());
+    // ssh: the command runs as the other node, stdin, output and exit code passed through.
+    let o = Command::new(doubles().join("ssh"))
+        .args(["-o", "BatchMode=yes", "root@pve1", "--", "pct status 100; cat; exit 7"])
+        .env("PATH", format!("{}:{}", doubles().display(), std::env::var("PATH").unwrap_or_default()))
+        .env("PVE_DOUBLE_DIR", dir.join("pve"))
+        .env("PVE_DOUBLE_NODE", "pve2")
+        .stdin(std::fs::File::open(dir.join("pve/etc/pve/nodes/pve1/lxc/100.conf")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "status: stopped\nhostname: x\nmemory: 512\n");
+    let o = tool("pve1", &["ssh", "-o", "BatchMode=yes", "root@pve9", "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("Could not resolve hostname pve9"), "{}", text(&o));
+}
