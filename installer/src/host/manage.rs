@@ -137,11 +137,11 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     c.push(CT_BIN.into());
     c.extend(inner);
     let refs: Vec<&str> = c.iter().map(String::as_str).collect();
-    let (line, _) = r.wire(&pct_exec(id, &refs));
+    let line = r.argv(&pct_exec(id, &refs));
     if dry_run {
         println!("  {}", pve::shell_line(&line));
         if matches!(cmd, cli::Command::Backup(b) if b.cmd.is_none()) {
-            println!("  {}", pve::shell_line(&r.wire(&copy_out_command(e)).0));
+            println!("  {}", pve::shell_line(&r.argv(&copy_out_command(e))));
         }
         println!("Dry run: nothing was changed.");
         return Ok(0);
@@ -252,7 +252,7 @@ fn copy_out_command(e: &Entry) -> Vec<String> {
 /// ssh when the container is on another node) to this node.
 fn copy_out_backups(r: &Runner, e: &Entry, dest: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
-    let (a, _) = r.wire(&copy_out_command(e));
+    let a = r.argv(&copy_out_command(e));
     let o = Command::new(&a[0])
         .args(&a[1..])
         .stdin(Stdio::null())
@@ -380,7 +380,7 @@ pub fn destroy(d: &cli::Destroy) -> Result<ExitCode> {
         r.change_streamed(&pct_exec(e.ctid, &refs))
             .map_err(|x| fail(Exit::Error, format!("the last backup failed ({x}); nothing was destroyed. Fix it, or copy what you need out with `pct pull`, then `pct destroy {}`", e.ctid)))?;
         if d.dry_run {
-            println!("  {}", pve::shell_line(&r.wire(&copy_out_command(&e)).0));
+            println!("  {}", pve::shell_line(&r.argv(&copy_out_command(&e))));
         } else {
             copy_out_backups(&r, &e, &keep)?;
         }
