@@ -746,12 +746,13 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
     let name = &d.instance.name;
     let mut s = format!(
         "\n==================================================================\n\
-         Vikunja {} is ready in CT {} ({}).\n\n\
+         Vikunja {} is ready in CT {} ({}) on node {}.\n\n\
          Open it:  {}\n\
          \x20         https://{}{port}/   (by the container's address; point {} at {} in your DNS)\n",
         d.vikunja.version,
         e.ctid,
         e.hostname,
+        e.node,
         d.public_url(),
         e.address,
         d.network.domain,
