@@ -331,6 +331,14 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     assert!(o.status.success(), "{}", text(&o));
     assert!(c.commands()[before..].iter().any(|c| c[0] == "ssh" && c[3] == "root@pve1"));
 
+    // The destroy plan, from pve2: through ssh to pve1, the HA resource before the container.
+    let o = c.run("pve2", &["destroy", "--instance", "one", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let (ha, gone) = (t.find("  ha-manager remove ct:100"), t.find("root@pve1 -- 'pct destroy 100 --purge'"));
+    assert!(ha.is_some() && gone.is_some() && ha < gone, "{t}");
+    assert!(c.conf("pve1", "100").is_file(), "the dry run destroyed it");
+
     // Destroyed from pve2: the HA resource goes first, or HA would start the container again.
     let before = c.commands().len();
     let o = c.run("pve2", &["destroy", "--instance", "one", "--yes"]);
