@@ -200,6 +200,9 @@ fn an_instance_made_on_one_node_is_listed_updated_moved_and_destroyed_from_the_o
     let o = c.run("pve1", &["create", "--config", cfg, "--yes", "--node", "pve9"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("no such node in this cluster; its nodes: pve1, pve2, pve3"), "{}", text(&o));
+    let o = c.run("pve1", &["create", "--config", cfg, "--yes", "--ha-group", "g"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--ha-group g goes with --ha"), "{}", text(&o));
     // --node auto: the node with the most free memory (pve3 here) and room on the storage.
     for (n, free) in [("pve1", 2000), ("pve2", 3000), ("pve3", 6000)] {
         let f = c.pve().join(format!("etc/pve/nodes/{n}/.double-resources"));

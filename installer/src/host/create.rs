@@ -495,6 +495,22 @@ pub fn run(o: &Options) -> Result<std::process::ExitCode> {
         ));
     }
     let pve_version = check_host(&r)?;
+    if let Some(g) = &o.ha_group {
+        let major = pve_version.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+        if !o.ha {
+            return Err(fail(Exit::Usage, format!("--ha-group {g} goes with --ha; nothing was changed")));
+        }
+        if major >= 9 {
+            // pve-ha-manager 5 (PVE 9) migrated groups to rules and refuses `--group`.
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "--ha-group {g}: Proxmox VE {pve_version} has HA rules instead of groups (ha-manager refuses --group); \
+                     leave out --ha-group and give the container a node-affinity rule (ha-manager rules add); nothing was changed"
+                ),
+            ));
+        }
+    }
     println!(
         "Proxmox VE {pve_version}: creating a Vikunja container{}",
         if o.dry_run { " (dry run: nothing is changed)" } else { "" }
