@@ -39,6 +39,7 @@ pub enum Command {
     Supervise(Supervise),
     Metrics(Metrics),
     Cert(Cert),
+    Migrate(Migrate),
 }
 
 /// ACME certificates (`[ssl] acme = true`): `cert renew` obtains or renews the instance's
@@ -72,6 +73,25 @@ pub struct CertRenew {
     pub root: PathBuf,
 }
 
+/// On a Proxmox cluster: move an instance's container to another node (restart migration, after
+/// a backup; health checked after). Its URL and data stay the same; it is down while it moves.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "migrate")]
+pub struct Migrate {
+    /// the instance to move
+    #[argh(option)]
+    pub instance: String,
+    /// the node to move it to
+    #[argh(option)]
+    pub to: String,
+    /// print the commands that would run, in order, and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// the host's registry lives under this directory (default /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    pub root: PathBuf,
+}
+
 /// On the Proxmox host: create an unprivileged LXC container (pct), install this installer into
 /// it and deploy Vikunja there. Settings from --config, or asked on a terminal.
 #[derive(FromArgs, Debug)]
@@ -89,6 +109,15 @@ pub struct Create {
     /// the host's registry lives under this directory (default /)
     #[argh(option, default = "PathBuf::from(\"/\")")]
     pub root: PathBuf,
+    /// the cluster node to create the container on (default: this one; auto: the node with the most free memory and storage)
+    #[argh(option)]
+    pub node: Option<String>,
+    /// register the container with the HA manager (ha-manager add ct:ID --state started); HA moves it only from shared storage
+    #[argh(switch)]
+    pub ha: bool,
+    /// the HA group for --ha (HA groups exist up to PVE 8; PVE 9 has rules instead)
+    #[argh(option)]
+    pub ha_group: Option<String>,
 }
 
 /// On the Proxmox host: show every instance the installer made, with its container.

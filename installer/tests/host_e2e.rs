@@ -316,10 +316,8 @@ fn assert_contract(cmds: &[Vec<String>]) {
             ("pveam", Some(sub)) => assert!(["list", "update", "available", "download"].contains(&sub), "{line}"),
             ("pvesm", Some(sub)) => assert_eq!(sub, "status", "{line}"),
             ("pvesh", Some(sub)) => {
-                assert!(
-                    sub == "get" && ["/cluster/nextid", "/nodes/localhost/network"].contains(&c[2].as_str()),
-                    "{line}"
-                )
+                let paths = ["/cluster/nextid", "/nodes/localhost/network", "/cluster/status", "/cluster/resources"];
+                assert!(sub == "get" && paths.contains(&c[2].as_str()), "{line}")
             }
             ("pveversion", None) => {}
             ("pveversion", Some("-v")) => assert_eq!(c.len(), 2, "{line}"),

@@ -14,6 +14,10 @@
 #                                    5.3.0); below 5.0.9 `pct exec` has no --keep-env (usage error,
 #                                    exit 255) and keeps the caller's environment, as before 069553d
 #   MIRROR, SECURITY_MIRROR          Debian mirrors for building the image
+# A cluster (CLUSTER.md beside these files): every node a directory $PVE_DOUBLE_DIR/etc/pve/nodes/
+# <node> (the shared /etc/pve), the tool's node chosen by PVE_DOUBLE_NODE; the `ssh` double
+# switches node. Container root filesystems live in one $PVE_DOUBLE_DIR/lxc for all nodes, as on
+# shared storage.
 #
 # Every invocation is appended to $PVE_DOUBLE_DIR/commands.log: one line per command, the tool
 # name and each argument separated by the byte 0x1f, newlines inside arguments written as \n.
@@ -115,4 +119,36 @@ build_image() {
     mkdir -p "$CACHE/images/debian-12"
     mv "$r" "$IMAGE"
     rm -rf "$b"
+}
+
+# ---- cluster: the nodes are the directories of the shared /etc/pve/nodes ----
+NODESDIR=$D/etc/pve/nodes
+HADIR=$D/etc/pve/ha
+cluster_nodes() { ls "$NODESDIR" | sort; }
+is_node() { [ -n "$1" ] && [ -d "$NODESDIR/$1" ]; }
+# The node whose /etc/pve/nodes/<node>/lxc holds CT $1 (none: exit 1).
+ct_node() {
+    local n
+    for n in $(cluster_nodes); do
+        [ -f "$NODESDIR/$n/lxc/$1.conf" ] && { printf '%s\n' "$n"; return 0; }
+    done
+    return 1
+}
+# The HA resource state of ct:$1 from ha/resources.cfg (none: exit 1).
+ha_state() {
+    [ -f "$HADIR/resources.cfg" ] || return 1
+    awk -v sid="ct: $1" '$0 == sid { f = 1; s = "started"; next } f && /^\t/ { if ($1 == "state") s = $2; next } f { exit } END { if (f) print s; exit !f }' "$HADIR/resources.cfg"
+}
+# A node's figures for /cluster/resources: the machine's, or those in etc/pve/nodes/<node>/
+# .double-resources (lines `mem_total_mb N`, `mem_used_mb N`, `disk_free_kib N`, `offline 1`).
+node_fact() {
+    local f=$NODESDIR/$1/.double-resources v
+    v=$( [ -f "$f" ] && awk -v k="$2" '$1 == k { print $2 }' "$f")
+    if [ -n "$v" ]; then printf '%s\n' "$v"; return; fi
+    case "$2" in
+    mem_total_mb) awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo ;;
+    mem_used_mb) awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { print int((t - a) / 1024) }' /proc/meminfo ;;
+    disk_free_kib) df_kib | awk '{ print $3 }' ;;
+    offline) echo 0 ;;
+    esac
 }

@@ -10,12 +10,13 @@ use crate::host;
 use crate::ui;
 
 pub fn create(c: cli::Create) -> Result<ExitCode> {
-    run_create(host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root })
+    let (node, ha, ha_group) = (c.node, c.ha, c.ha_group);
+    run_create(host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root, node, ha, ha_group })
 }
 
 /// The one-liner with no command on a Proxmox host: the `create` flow with the wizard.
 pub fn create_default() -> Result<ExitCode> {
-    run_create(host::create::Options { config: None, yes: false, dry_run: false, root: "/".into() })
+    run_create(host::create::Options { root: "/".into(), ..Default::default() })
 }
 
 fn run_create(mut o: host::create::Options) -> Result<ExitCode> {

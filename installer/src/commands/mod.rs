@@ -12,6 +12,7 @@ pub mod logs;
 pub mod metrics;
 pub mod observe;
 pub mod restart;
+pub mod migrate;
 pub mod restore;
 pub mod rollback;
 pub mod schedule;
@@ -69,6 +70,7 @@ pub fn run(cmd: Option<Command>, args: &[String]) -> Result<ExitCode> {
         Some(Command::Supervise(s)) => Ok(supervise::command(s)),
         Some(Command::Metrics(m)) => metrics::command(m),
         Some(Command::Cert(c)) => cert::command(c),
+        Some(Command::Migrate(m)) => migrate::run(&m),
         // The one-liner with no command: on a Proxmox host the `create` flow (wizard on the
         // terminal); elsewhere what this is and the two ways in, exit 0 (asking is no error).
         None if crate::host::is_proxmox_host() => host::create_default(),

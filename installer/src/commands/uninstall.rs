@@ -206,7 +206,7 @@ pub fn itself(u: &SelfUninstall) -> Result<()> {
         remove.push(bin.clone());
     }
     if u.purge {
-        remove.extend([reg.dir.clone(), reg.backups.clone()]);
+        remove.extend(reg.node_local());
     }
     let present: Vec<&PathBuf> = remove.iter().filter(|p| p.symlink_metadata().is_ok()).collect();
     if present.is_empty() {

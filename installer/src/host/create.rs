@@ -17,12 +17,18 @@ use crate::instance::config::{Deployment, FieldError, Ports};
 use crate::report::{note, say};
 use crate::ui::Terminal;
 
+#[derive(Default)]
 pub struct Options {
     pub config: Option<PathBuf>,
     /// `--yes` or VIKUNJA_YES: the defaults, no questions.
     pub yes: bool,
     pub dry_run: bool,
     pub root: PathBuf,
+    /// The cluster node to create on (None: this one; "auto": the one with the most room).
+    pub node: Option<String>,
+    /// Register the container with the HA manager, in this HA group if one is given.
+    pub ha: bool,
+    pub ha_group: Option<String>,
 }
 
 /// Inside every container: where the installer, its settings and pushed files live.
@@ -458,9 +464,8 @@ fn storages_or_empty(r: &Runner, content: &str) -> Vec<String> {
 /// The node's Linux bridges (`pvesh get /nodes/localhost/network --type any_bridge`); None when
 /// the API did not answer, so a missing answer never blocks and a wrong bridge always does.
 fn bridges(r: &Runner) -> Option<Vec<String>> {
-    let out = r
-        .query(&["pvesh", "get", "/nodes/localhost/network", "--type", "any_bridge", "--output-format", "json"])
-        .ok()?;
+    let path = format!("/nodes/{}/network", r.node.as_deref().unwrap_or("localhost"));
+    let out = r.query(&["pvesh", "get", &path, "--type", "any_bridge", "--output-format", "json"]).ok()?;
     pve::parse_bridges(&out)
 }
 
@@ -486,6 +491,22 @@ pub fn run(o: &Options, mut term: Option<Terminal>) -> Result<std::process::Exit
         ));
     }
     let pve_version = check_host(&r)?;
+    if let Some(g) = &o.ha_group {
+        let major = pve_version.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+        if !o.ha {
+            return Err(fail(Exit::Usage, format!("--ha-group {g} goes with --ha; nothing was changed")));
+        }
+        if major >= 9 {
+            // pve-ha-manager 5 (PVE 9) migrated groups to rules and refuses `--group`.
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "--ha-group {g}: Proxmox VE {pve_version} has HA rules instead of groups (ha-manager refuses --group); \
+                     leave out --ha-group and give the container a node-affinity rule (ha-manager rules add); nothing was changed"
+                ),
+            ));
+        }
+    }
     say!(
         "Proxmox VE {pve_version}: creating a Vikunja container{}",
         if o.dry_run { " (dry run: nothing is changed)" } else { "" }
@@ -572,6 +593,13 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     let mut r = Runner::new(o.dry_run);
     let mut t = Timer { start: Instant::now(), packages: Duration::ZERO };
     // ---- checks: nothing changes until all pass ----
+    let local = super::cluster::local_node(&r);
+    let (node, node_free_mem) = choose_node(&r, o.node.as_deref(), &local, &d)?;
+    if node != local {
+        say!("  creating on cluster node {node} (this is {local}): through the API, then ssh root@{node}");
+        r.node = Some(node.clone());
+    }
+    d.container.node = node.clone();
     let st = choose_storage(&r, &d.container.storage, "rootdir", "container.storage")?;
     let need_kib = u64::from(d.resources.disk_gb) * 1024 * 1024;
     if st.avail_kib < need_kib {
@@ -600,12 +628,12 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
             ));
         }
     }
-    if let Some(free) = mem_available_mb() {
+    if let Some(free) = node_free_mem.or_else(mem_available_mb) {
         if free < u64::from(d.resources.memory_mb) {
             return Err(fail(
                 Exit::Prerequisite,
                 format!(
-                    "the host has {free} MiB of memory available, the container asks for resources.memory_mb = {}: lower it or free memory",
+                    "node {node} has {free} MiB of memory available, the container asks for resources.memory_mb = {}: lower it, free memory or choose another node (--node)",
                     d.resources.memory_mb
                 ),
             ));
@@ -613,9 +641,6 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     }
     if d.container.hostname.is_empty() {
         d.container.hostname = format!("vikunja-{}", d.instance.name);
-    }
-    if d.container.node.is_empty() {
-        d.container.node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     }
     let fixed_id = d.container.id != 0;
     let mut id = if fixed_id {
@@ -646,7 +671,17 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     let mut tries = 0;
     loop {
         d.container.id = id;
-        match r.change(&pct_create(&d, id, &template)) {
+        let create = match &r.node {
+            None => pct_create(&d, id, &template),
+            Some(n) => {
+                let keys = match &d.container.ssh_public_keys {
+                    Some(k) => Some(std::fs::read_to_string(k).with_context(|| format!("read {}", k.display()))?),
+                    None => None,
+                };
+                super::cluster::api_create(&pct_create(&d, id, &template), n, keys.as_deref())
+            }
+        };
+        match r.change(&create) {
             Ok(out) => {
                 if !out.trim().is_empty() {
                     say!("{}", out.trim_end());
@@ -681,7 +716,7 @@ fn attempt(o: &Options, reg: &Registry, mut d: Deployment, term: Option<&mut Ter
     if !o.dry_run {
         reg.save(&entry, &d)?;
     }
-    match provision(&mut r, &mut t, &d, &mut entry) {
+    match provision(&mut r, &mut t, &d, &mut entry).and_then(|()| ha_add(&mut r, o, id, &d.container.storage)) {
         Ok(()) => {
             if o.dry_run {
                 say!("Dry run: nothing was changed.");
@@ -724,12 +759,13 @@ pub fn last_screen(d: &Deployment, e: &Entry, fingerprint: Option<&str>, host_ba
     let name = &d.instance.name;
     let mut s = format!(
         "\n==================================================================\n\
-         Vikunja {} is ready in CT {} ({}).\n\n\
+         Vikunja {} is ready in CT {} ({}) on node {}.\n\n\
          Open it:  {}\n\
          \x20         https://{}{port}/   (by the container's address; point {} at {} in your DNS)\n",
         d.vikunja.version,
         e.ctid,
         e.hostname,
+        e.node,
         d.public_url(),
         e.address,
         d.network.domain,
@@ -829,7 +865,7 @@ fn recover(
     };
     match choice.as_str() {
         "remove" | "retry" => {
-            super::manage::remove_container(&mut Runner::new(false), id)?;
+            super::manage::remove_container(&mut Runner::on(false, r.node.clone()), id)?;
             reg.remove(&entry.name)?;
             say!("CT {id} removed.");
             if choice == "retry" {
@@ -847,6 +883,80 @@ fn recover(
     }
     let _ = o;
     Err(fail(Exit::Error, format!("instance {} was not created", entry.name)))
+}
+
+/// The node to create on and, for another node, its free memory in MiB (this node's is read
+/// from /proc/meminfo). `auto`: the online node with the most free memory, then storage, that
+/// has room for the container (`pvesh get /cluster/resources`).
+fn choose_node(r: &Runner, want: Option<&str>, local: &str, d: &Deployment) -> Result<(String, Option<u64>)> {
+    let Some(want) = want.filter(|w| !w.is_empty() && *w != local) else { return Ok((local.to_string(), None)) };
+    let nodes = super::cluster::resources(r, "node")
+        .ok()
+        .and_then(|o| super::cluster::parse_nodes(&o))
+        .ok_or_else(|| fail(Exit::Prerequisite, "`pvesh get /cluster/resources --type node` did not answer: is this node in a quorate cluster (pvecm status)?"))?;
+    let names = || nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ");
+    let name = if want == "auto" {
+        let storage = if d.container.storage.is_empty() { "local" } else { &d.container.storage };
+        let st = super::cluster::resources(r, "storage")
+            .ok()
+            .and_then(|o| super::cluster::parse_storage(&o, storage))
+            .unwrap_or_default();
+        let need_mem = u64::from(d.resources.memory_mb) * 1024 * 1024;
+        let need_disk = u64::from(d.resources.disk_gb) * 1024 * 1024 * 1024;
+        let n = super::cluster::pick(&nodes, &st, need_mem, need_disk).ok_or_else(|| {
+            fail(
+                Exit::Prerequisite,
+                format!(
+                    "--node auto: no online node has {} MiB of memory and {} GiB on storage {storage} free (nodes: {}); lower resources.memory_mb or resources.disk_gb, or free room",
+                    d.resources.memory_mb,
+                    d.resources.disk_gb,
+                    names()
+                ),
+            )
+        })?;
+        say!("  --node auto: {n} has the most free memory and room on storage {storage}");
+        n
+    } else {
+        want.to_string()
+    };
+    if name == local {
+        return Ok((name, None));
+    }
+    let n = nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+        fail(Exit::Usage, format!("--node {name}: no such node in this cluster; its nodes: {}", names()))
+    })?;
+    if !n.online {
+        return Err(fail(
+            Exit::Prerequisite,
+            format!("--node {name}: the node is offline; choose another: {}", names()),
+        ));
+    }
+    Ok((name, Some(n.free_mem / 1024 / 1024)))
+}
+
+/// `--ha`: the HA manager restarts the container, and recovers it on another node when its node
+/// fails, which needs its volumes on shared storage.
+fn ha_add(r: &mut Runner, o: &Options, id: u32, storage: &str) -> Result<()> {
+    if !o.ha {
+        return Ok(());
+    }
+    let shared = super::cluster::resources(r, "storage")
+        .ok()
+        .and_then(|out| super::cluster::parse_storage(&out, storage))
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|x| x.2));
+    if !shared {
+        say!(
+            "  note: HA recovers a container on another node only when its volumes are on shared storage \
+             (Ceph, NFS, …); storage {storage} is local to the node, so HA can restart CT {id} but not move it \
+             when the node fails. HA also needs a quorate cluster of three votes or more."
+        );
+    }
+    let mut a = strings(&["ha-manager", "add", &format!("ct:{id}"), "--state", "started"]);
+    if let Some(g) = &o.ha_group {
+        a.extend(strings(&["--group", g]));
+    }
+    r.change(&a).map_err(|e| anyhow!(e).context("registering the container with the HA manager"))?;
+    Ok(())
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) -> Result<String> {

@@ -21,12 +21,35 @@ pub fn url(e: &Entry) -> String {
     }
 }
 
-/// One instance as `list` shows it: the registry's record plus `instance`, `url`,
-/// `container_status`, and `version`, `colour`, `healthy` from `status --json` inside (null,
-/// null, false when the container is not running or does not answer).
-pub fn row(r: &Runner, e: &Entry) -> serde_json::Value {
+/// The cluster as `list` sees it, asked once: this node and every container's node and status.
+pub struct Cluster {
+    local: String,
+    vms: Option<String>,
+}
+
+impl Cluster {
+    pub fn read(r: &Runner) -> Cluster {
+        if !on_path("pvesh") {
+            return Cluster { local: String::new(), vms: None };
+        }
+        Cluster { local: super::cluster::local_node(r), vms: super::cluster::resources(r, "vm").ok() }
+    }
+}
+
+/// One instance as `list` shows it: the registry's record plus `instance`, `url`, `node` (where
+/// the container is now), `container_status`, and `version`, `colour`, `healthy` from `status
+/// --json` inside (null, null, false when the container is not running or does not answer).
+pub fn row(r: &Runner, c: &Cluster, e: &Entry) -> serde_json::Value {
     let mut j = serde_json::to_value(e).unwrap_or_default();
-    let ct = if !on_path("pct") {
+    let guest = c.vms.as_deref().and_then(|o| super::cluster::parse_guest(o, e.ctid));
+    let mut remote = None;
+    let ct = if let Some(g) = &guest {
+        j["node"] = g.node.clone().into();
+        remote = (g.node != c.local).then(|| g.node.clone());
+        g.status.clone()
+    } else if c.vms.is_some() {
+        "missing".into()
+    } else if !on_path("pct") {
         "?".to_string()
     } else {
         match r.query(&["pct", "status", &e.ctid.to_string()]) {
@@ -34,7 +57,8 @@ pub fn row(r: &Runner, e: &Entry) -> serde_json::Value {
             Err(_) => "missing".into(),
         }
     };
-    let status = (ct == "running").then(|| inside_status(e)).flatten();
+    j["ha"] = guest.and_then(|g| g.hastate).map(serde_json::Value::from).unwrap_or_default();
+    let status = (ct == "running").then(|| inside_status(e, remote.as_deref())).flatten();
     let get = |k: &str| status.as_ref().map(|s| s[k].clone()).unwrap_or(serde_json::Value::Null);
     // An installer in the container from before the shared field names says `active_colour`.
     let colour = match get("colour") {
@@ -52,8 +76,8 @@ pub fn row(r: &Runner, e: &Entry) -> serde_json::Value {
 
 /// `status --json` of the installer in the container; it exits 10 when unhealthy and still
 /// prints the status, so only the output counts.
-fn inside_status(e: &Entry) -> Option<serde_json::Value> {
-    let a = pct_exec(e.ctid, &[CT_BIN, "status", "--instance", &e.name, "--json"]);
+fn inside_status(e: &Entry, node: Option<&str>) -> Option<serde_json::Value> {
+    let a = super::cluster::at(node, &pct_exec(e.ctid, &[CT_BIN, "status", "--instance", &e.name, "--json"]));
     let o = Command::new(&a[0]).args(&a[1..]).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
     serde_json::from_slice(&o.stdout).ok()
 }
@@ -143,7 +167,8 @@ fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), (String
     if u.dry_run {
         return Ok(());
     }
-    let a = pct_exec(e.ctid, &[CT_BIN, "health", "--instance", &e.name]);
+    let node = super::cluster::remote_of(&Runner::new(true), e.ctid);
+    let a = super::cluster::at(node.as_deref(), &pct_exec(e.ctid, &[CT_BIN, "health", "--instance", &e.name]));
     match Command::new(&a[0]).args(&a[1..]).stdin(Stdio::null()).status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => {

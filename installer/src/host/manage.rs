@@ -50,8 +50,18 @@ pub fn route(cmd: &cli::Command, args: &[String]) -> Option<Result<ExitCode>> {
     if !on_path("pveversion") || !on_path("pct") {
         return None;
     }
-    let entry = match Registry::open(root).get(name) {
-        Ok(Some(e)) => e,
+    let reg = Registry::open(root);
+    let entry = match reg.get(name) {
+        Ok(Some(mut e)) => {
+            // In a cluster the container may have moved (a migration, HA): the record follows it.
+            if let Some((g, _)) = super::cluster::place(&Runner::new(true), e.ctid) {
+                if g.node != e.node && !dry_run {
+                    e.node = g.node;
+                    let _ = reg.save_entry(&e);
+                }
+            }
+            e
+        }
         Ok(None) if crate::instance::layout::installed_instances(root).iter().any(|n| n == name) => return None,
         Ok(None) => {
             return Some(Err(super::fail(
@@ -82,7 +92,7 @@ fn inner_args(args: &[String]) -> Vec<String> {
 /// Runs `cmd` inside the container of `e`; the command's exit code.
 pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry, dry_run: bool) -> Result<u8> {
     let reg = Registry::open(root);
-    let mut r = Runner::new(dry_run);
+    let mut r = Runner::on(dry_run, super::cluster::remote_of(&Runner::new(true), e.ctid));
     let id = e.ctid;
     let mut inner = inner_args(args);
     // The version floor is checked here too, so a refused version takes no snapshot either.
@@ -130,11 +140,11 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     c.push(CT_BIN.into());
     c.extend(inner);
     let refs: Vec<&str> = c.iter().map(String::as_str).collect();
-    let line = pct_exec(id, &refs);
+    let line = r.argv(&pct_exec(id, &refs));
     if dry_run {
         say!("  {}", pve::shell_line(&line));
         if matches!(cmd, cli::Command::Backup(b) if b.cmd.is_none()) {
-            say!("  {}", pve::shell_line(&copy_out_command(e)));
+            say!("  {}", pve::shell_line(&r.argv(&copy_out_command(e))));
         }
         say!("Dry run: nothing was changed.");
         return Ok(0);
@@ -150,7 +160,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     if code == 0 {
         if let cli::Command::Backup(b) = cmd {
             if b.cmd.is_none() {
-                let dir = copy_out_backups(e, &reg.backups_of(&e.name))?;
+                let dir = copy_out_backups(&r, e, &reg.backups_of(&e.name))?;
                 say!("Backups of instance {} copied to the host: {}", e.name, dir.display());
             }
         }
@@ -241,10 +251,11 @@ fn copy_out_command(e: &Entry) -> Vec<String> {
     pct_exec(e.ctid, &["tar", "-C", &format!("/opt/vikunja-{}", e.name), "-cf", "-", "backups"])
 }
 
-/// Copies the instance's backups/ out of the container (a tar stream through `pct exec`).
-fn copy_out_backups(e: &Entry, dest: &Path) -> Result<PathBuf> {
+/// Copies the instance's backups/ out of the container (a tar stream through `pct exec`, and
+/// ssh when the container is on another node) to this node.
+fn copy_out_backups(r: &Runner, e: &Entry, dest: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
-    let a = copy_out_command(e);
+    let a = r.argv(&copy_out_command(e));
     let o = Command::new(&a[0])
         .args(&a[1..])
         .stdin(Stdio::null())
@@ -293,7 +304,8 @@ pub fn destroy(d: &cli::Destroy, ask: &dyn Fn(&str) -> Result<Option<bool>>) -> 
             format!("no instance {:?} in the registry {}; see vikunja-installer list", d.instance, reg.dir.display()),
         )
     })?;
-    let mut r = Runner::new(d.dry_run);
+    let place = super::cluster::place(&Runner::new(true), e.ctid);
+    let mut r = Runner::on(d.dry_run, place.as_ref().and_then(|p| p.1.clone()));
     super::create::check_host(&r)?;
     let ids = e.ctid.to_string();
     // The id could have been reused by someone else since: only a container we made is destroyed.
@@ -373,10 +385,16 @@ pub fn destroy(d: &cli::Destroy, ask: &dyn Fn(&str) -> Result<Option<bool>>) -> 
         r.change_streamed(&pct_exec(e.ctid, &refs))
             .map_err(|x| fail(Exit::Error, format!("the last backup failed ({x}); nothing was destroyed. Fix it, or copy what you need out with `pct pull`, then `pct destroy {}`", e.ctid)))?;
         if d.dry_run {
-            say!("  {}", pve::shell_line(&copy_out_command(&e)));
+            say!("  {}", pve::shell_line(&r.argv(&copy_out_command(&e))));
         } else {
-            copy_out_backups(&e, &keep)?;
+            copy_out_backups(&r, &e, &keep)?;
         }
+    }
+    if let Some(state) = place.as_ref().and_then(|p| p.0.hastate.as_deref()) {
+        // First, or HA would start the container again the moment it stops.
+        r.change(&strings(&["ha-manager", "remove", &format!("ct:{}", e.ctid)])).map_err(|x| {
+            fail(Exit::Error, format!("{x}; CT {} stays HA-managed ({state}) and was not destroyed", e.ctid))
+        })?;
     }
     remove_container(&mut r, e.ctid)?;
     if d.dry_run {
@@ -392,7 +410,8 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
     let reg = Registry::open(&l.root);
     let all = reg.all()?;
     let r = Runner::new(false);
-    let rows: Vec<serde_json::Value> = all.iter().map(|e| super::fleet::row(&r, e)).collect();
+    let cluster = super::fleet::Cluster::read(&r);
+    let rows: Vec<serde_json::Value> = all.iter().map(|e| super::fleet::row(&r, &cluster, e)).collect();
     if l.json {
         // The field names are those of `status`, `health` and `backup` (schema 1): instance,
         // version, colour, healthy, url; the registry's own fields come along.
@@ -404,14 +423,8 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     say!(
-        "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} URL",
-        "INSTANCE",
-        "CT",
-        "CT STATUS",
-        "VERSION",
-        "COLOUR",
-        "HEALTH",
-        "ADDRESS"
+        "{:<16} {:>6} {:<10} {:<9} {:<10} {:<8} {:<9} {:<16} URL",
+        "INSTANCE", "CT", "NODE", "CT STATUS", "VERSION", "COLOUR", "HEALTH", "ADDRESS"
     );
     for (e, j) in all.iter().zip(&rows) {
         let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
@@ -421,9 +434,10 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
             _ => "unknown",
         };
         say!(
-            "{:<16} {:>6} {:<9} {:<10} {:<8} {:<9} {:<16} {}",
+            "{:<16} {:>6} {:<10} {:<9} {:<10} {:<8} {:<9} {:<16} {}",
             e.name,
             e.ctid,
+            s("node"),
             s("container_status"),
             s("version"),
             s("colour"),

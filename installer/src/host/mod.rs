@@ -8,10 +8,14 @@
 //! - `wizard`: the container questions on a terminal.
 //! - `registry`: the host's record of instances and their copied-out backups.
 //! - `manage`: `list`, `destroy`, and the commands routed into containers.
+//! - `cluster`: which node this is, where a container is now, which node has room, ssh to a node.
+//! - `migrate`: moving an instance to another node of the cluster.
 
+pub mod cluster;
 pub mod create;
 pub mod fleet;
 pub mod manage;
+pub mod migrate;
 pub mod pve;
 pub mod registry;
 pub mod wizard;

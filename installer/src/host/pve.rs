@@ -25,6 +25,8 @@ pub enum PveError {
     Spawn { cmd: String, program: String, source: std::io::Error },
     #[error("`{cmd}` failed (exit {code}): {detail}")]
     Failed { cmd: String, code: i32, detail: String },
+    #[error("cannot read {path} to push it to node {node} (`{cmd}`): {source}")]
+    Read { cmd: String, path: String, node: String, source: std::io::Error },
     #[error("`{cmd}` printed something unexpected ({what}): {output:?}; please report this with `pveversion -v`")]
     Parse { cmd: String, what: String, output: String },
 }
@@ -44,11 +46,45 @@ pub struct Runner {
     pub dry_run: bool,
     /// Changes made so far, in order: what a failure report lists.
     pub done: Vec<String>,
+    /// Another cluster node that node-local tools run on (through ssh); None: this one.
+    pub node: Option<String>,
 }
 
 impl Runner {
     pub fn new(dry_run: bool) -> Runner {
-        Runner { dry_run, done: Vec::new() }
+        Runner { dry_run, done: Vec::new(), node: None }
+    }
+
+    /// A runner whose node-local commands run on `node` (None: here).
+    pub fn on(dry_run: bool, node: Option<String>) -> Runner {
+        Runner { dry_run, done: Vec::new(), node }
+    }
+
+    /// The command as it runs: on another node through ssh, except pvesh and ha-manager, which
+    /// act on the whole cluster from any node.
+    pub fn argv(&self, args: &[String]) -> Vec<String> {
+        match self.node.as_deref() {
+            Some(node) if !matches!(args[0].as_str(), "pvesh" | "ha-manager") => super::cluster::at(Some(node), args),
+            _ => args.to_vec(),
+        }
+    }
+
+    /// `argv`, and for `pct push` of a file here to another node the file's bytes, which pct
+    /// there reads from stdin (it opens the path it is given, /dev/stdin too). A file that cannot
+    /// be read is an error here, never an empty push.
+    fn wire(&self, args: &[String]) -> Result<(Vec<String>, Option<Vec<u8>>), PveError> {
+        if self.node.is_some() && args.len() > 4 && args[0] == "pct" && args[1] == "push" && !self.dry_run {
+            let data = std::fs::read(&args[3]).map_err(|source| PveError::Read {
+                cmd: shell_line(args),
+                path: args[3].clone(),
+                node: self.node.clone().unwrap_or_default(),
+                source,
+            })?;
+            let mut a = args.to_vec();
+            a[3] = "/dev/stdin".into();
+            return Ok((self.argv(&a), Some(data)));
+        }
+        Ok((self.argv(args), None))
     }
 
     fn exec(args: &[String], stdin: Option<&[u8]>) -> Result<Output, PveError> {
@@ -78,17 +114,19 @@ impl Runner {
     /// A read-only command: runs under `--dry-run` too.
     pub fn query(&self, args: &[&str]) -> Result<String, PveError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Runner::exec(&args, None).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        Runner::exec(&self.argv(&args), None).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     /// A command that changes something; its output is captured. Under `--dry-run` it is printed.
     pub fn change(&mut self, args: &[String]) -> Result<String, PveError> {
+        let (args, stdin) = self.wire(args)?;
+        let args = &args[..];
         let line = shell_line(args);
         if self.dry_run {
             say!("  {line}");
             return Ok(String::new());
         }
-        let o = Runner::exec(args, None)?;
+        let o = Runner::exec(args, stdin.as_deref())?;
         self.done.push(line);
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
@@ -96,6 +134,7 @@ impl Runner {
     /// A change whose exit code means nothing (`pveam update` exits 0 even when it failed):
     /// stdout and stderr for the caller to judge. Under `--dry-run` it is printed, and both are empty.
     pub fn change_judged(&mut self, args: &[String]) -> Result<(String, String), PveError> {
+        let args = &self.argv(args)[..];
         let line = shell_line(args);
         if self.dry_run {
             say!("  {line}");
@@ -112,6 +151,7 @@ impl Runner {
 
     /// A change whose output the user should see as it happens (the deployment engine's progress).
     pub fn change_streamed(&mut self, args: &[String]) -> Result<(), PveError> {
+        let args = &self.argv(args)[..];
         let line = shell_line(args);
         if self.dry_run {
             say!("  {line}");
@@ -335,5 +375,26 @@ mod tests {
         let ip = "2: eth0    inet 192.168.1.50/24 brd 192.168.1.255 scope global dynamic eth0\\ valid_lft 86000sec";
         assert_eq!(parse_inet(ip).as_deref(), Some("192.168.1.50"));
         assert_eq!(shell_line(&strings(&["pct", "set", "1", "--tags", "a;b", "x y"])), "pct set 1 --tags 'a;b' 'x y'");
+    }
+
+    #[test]
+    fn on_another_node_node_local_tools_go_through_ssh_and_cluster_wide_ones_do_not() {
+        let mut r = Runner::on(false, Some("pve2".into()));
+        let pvesh = strings(&["pvesh", "get", "/cluster/nextid"]);
+        assert_eq!(r.argv(&pvesh), pvesh);
+        let ha = strings(&["ha-manager", "add", "ct:100"]);
+        assert_eq!(r.argv(&ha), ha);
+        let st = r.argv(&strings(&["pct", "status", "100"]));
+        assert_eq!(st, strings(&["ssh", "-o", "BatchMode=yes", "root@pve2", "--", "pct status 100"]));
+        assert_eq!(Runner::new(false).argv(&strings(&["pct", "status", "100"])), strings(&["pct", "status", "100"]));
+        // A push reads the file here and sends it on stdin; one that cannot be read is an error,
+        // never an empty file there.
+        let me = std::env::current_exe().unwrap().display().to_string();
+        let (a, data) = r.wire(&strings(&["pct", "push", "100", &me, "/x", "--perms", "0600"])).unwrap();
+        assert_eq!(a[5], "pct push 100 /dev/stdin /x --perms 0600");
+        assert!(data.is_some_and(|d| !d.is_empty()));
+        let e = r.change(&strings(&["pct", "push", "100", "/nonexistent/file", "/x", "--perms", "0600"])).unwrap_err();
+        assert!(e.to_string().contains("cannot read /nonexistent/file to push it to node pve2"), "{e}");
+        assert!(r.done.is_empty());
     }
 }
