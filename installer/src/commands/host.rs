@@ -11,7 +11,15 @@ use crate::ui;
 
 pub fn create(c: cli::Create) -> Result<ExitCode> {
     let (node, ha, ha_group) = (c.node, c.ha, c.ha_group);
-    run_create(host::create::Options { config: c.config, yes: c.yes, dry_run: c.dry_run, root: c.root, node, ha, ha_group })
+    run_create(host::create::Options {
+        config: c.config,
+        yes: c.yes,
+        dry_run: c.dry_run,
+        root: c.root,
+        node,
+        ha,
+        ha_group,
+    })
 }
 
 /// The one-liner with no command on a Proxmox host: the `create` flow with the wizard.

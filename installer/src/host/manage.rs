@@ -424,7 +424,14 @@ pub fn list(l: &cli::List) -> Result<ExitCode> {
     }
     say!(
         "{:<16} {:>6} {:<10} {:<9} {:<10} {:<8} {:<9} {:<16} URL",
-        "INSTANCE", "CT", "NODE", "CT STATUS", "VERSION", "COLOUR", "HEALTH", "ADDRESS"
+        "INSTANCE",
+        "CT",
+        "NODE",
+        "CT STATUS",
+        "VERSION",
+        "COLOUR",
+        "HEALTH",
+        "ADDRESS"
     );
     for (e, j) in all.iter().zip(&rows) {
         let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();

@@ -93,7 +93,9 @@ pub fn run(o: &Options) -> Result<ExitCode> {
     if !o.dry_run {
         say!(
             "==> move CT {} from node {} to node {} (restart migration: the instance is down meanwhile)",
-            e.ctid, g.node, o.to
+            e.ctid,
+            g.node,
+            o.to
         );
     }
     r.change_streamed(&strings(&["pct", "migrate", &ids, &o.to, "--restart"])).map_err(|x| {
