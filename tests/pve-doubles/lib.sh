@@ -137,29 +137,23 @@ build_image() {
 
 # Root of an unprivileged CT is host uid/gid 100000 (pve-container: `lxc.idmap = u 0 100000 65536`,
 # same for g). Proxmox unpacks the template inside that mapping (lxc-usernsexec + tar, without
-# ./dev/*), so every file belongs to the shifted ids; the double does the same once, from the
-# image into a shifted copy that the unprivileged CTs' overlays sit on.
+# ./dev/*), so every file of the rootfs belongs to the shifted ids; the double unpacks the image
+# the same way into the CT's own rootfs directory ($1).
 USERNS_BASE=100000
-USERNS_IMAGE=$CACHE/images/debian-12/rootfs-userns-$USERNS_BASE
-build_userns_image() {
-    [ -f "$USERNS_IMAGE/.pve-double-ready" ] && return 0
-    exec 8>"$CACHE/images/.lock-userns"
-    flock 8
-    [ -f "$USERNS_IMAGE/.pve-double-ready" ] && return 0
-    local t=$USERNS_IMAGE.tmp
-    rm -rf "$t"
-    mkdir -p "$t"
-    chown "$USERNS_BASE:$USERNS_BASE" "$t"
+unpack_shifted() {
+    mkdir -p "$1"
+    chown "$USERNS_BASE:$USERNS_BASE" "$1"
     tar -C "$IMAGE" --numeric-owner --exclude=./dev/* --exclude=./.pve-double-ready -cpf - . |
-        lxc-usernsexec -m "b:0:$USERNS_BASE:65536" -- tar -C "$t" --numeric-owner -xpf - || return 1
-    touch "$t/.pve-double-ready"
-    rm -rf "$USERNS_IMAGE"
-    mv "$t" "$USERNS_IMAGE"
+        lxc-usernsexec -m "b:0:$USERNS_BASE:65536" -- tar -C "$1" --numeric-owner -xpf -
 }
 
 # The LXC config pve-container's update_lxc_config writes for an unprivileged CT (src/PVE/LXC.pm),
 # where the double can follow it; $1 = the CT's directory.
 # Where it cannot, and why:
+# - The rootfs is a directory of its own, not an overlay over the image as for privileged CTs:
+#   LXC mounts the overlay inside the CT's user namespace, where overlayfs has no redirect_dir,
+#   and dpkg's rename of a new directory (mkdir /etc/nginx.dpkg-new, mode 0, then rename to
+#   /etc/nginx) fails with "Invalid cross-device link", so apt could not install nginx.
 # - The CT shares the host's network namespace (see pct). A user namespace may mount sysfs only
 #   if it owns the network namespace, so Proxmox's `lxc.mount.auto = sys:mixed` fails with
 #   "Operation not permitted - Failed to mount "sysfs"" here; /sys is an empty tmpfs instead
@@ -181,6 +175,6 @@ lxc.idmap = g 0 $USERNS_BASE 65536
 lxc.mount.auto =
 lxc.mount.auto = proc:mixed cgroup:mixed
 lxc.mount.entry = tmpfs sys tmpfs rw,nosuid,nodev,noexec,mode=755,create=dir 0 0
-lxc.rootfs.path = overlay:$USERNS_IMAGE:$dir/delta
+lxc.rootfs.path = dir:$dir/delta
 CONF
 }
