@@ -994,12 +994,14 @@ fn on_the_oldest_supported_pve_the_one_liner_makes_an_unprivileged_ct_and_update
 
     // This pct's own default is privileged (no `unprivileged` line, the host's ids); the newest
     // pct's is unprivileged. The installer never relies on either: it passes --unprivileged 1.
-    let tmpl = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
+    let tmpl = cmds.iter().find(|c| c[0] == "pct" && c[1] == "create").map(|c| c[3].clone()).unwrap();
+    let tmpl = tmpl.as_str();
     let o = node.tool(&["pct", "create", "300", tmpl, "--hostname", "default-old"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&node.tool(&["pct", "config", "300"])).contains("unprivileged"));
     let newest = Node::new("host-oldpve-control");
-    for c in [&["pveam", "update"][..], &["pveam", "download", "local", "debian-12-standard_12.7-1_amd64.tar.zst"]] {
+    let file = tmpl.rsplit('/').next().unwrap();
+    for c in [&["pveam", "update"][..], &["pveam", "download", "local", file]] {
         assert!(newest.tool(c).status.success());
     }
     let o = newest.tool(&["pct", "create", "300", tmpl, "--hostname", "default-new"]);
