@@ -979,8 +979,11 @@ fn on_the_oldest_supported_pve_the_one_liner_makes_an_unprivileged_ct_and_update
     assert!(conf.contains("unprivileged: 1") && conf.contains("features: nesting=1"), "{conf}");
     assert_sandboxed_unprivileged(&node, ct, "vikunja-four-backend-blue");
 
+    // The write freeze reads /proc/<nginx worker>/syscall as the CT's root, which is host uid
+    // 100000 here: it must see the worker turned, not refuse.
     let o = host(&node, &s, &["update", "--instance", "four", "--version", V2]);
     assert!(o.status.success(), "update failed");
+    assert!(text(&o).contains("writes frozen") && text(&o).contains("writes resumed"), "{}", text(&o));
     assert_eq!(version_over_tls(&node, ct, &four), V2);
     let o = host(&node, &s, &["status", "--instance", "four", "--json"]);
     assert!(o.status.success());

@@ -209,3 +209,13 @@ impl Drop for Sandbox {
         self.stop_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn releases_up_to_0_24_live_in_a_directory_without_the_v() {
+        assert_eq!(super::release_dir("v0.24.6"), "0.24.6");
+        assert_eq!(super::release_dir("v1.0.0-rc2"), "v1.0.0-rc2");
+        assert_eq!(super::release_dir("v2.5.0"), "v2.5.0");
+    }
+}
