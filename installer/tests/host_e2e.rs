@@ -826,7 +826,9 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
 /// CT `ct` is id-mapped as Proxmox maps an unprivileged CT (its root is host uid 100000), and
 /// `unit` runs there with its sandbox in force: its own user namespace (PrivateUsers: only root
 /// and its user mapped, one id each), no new privileges, a read-only root (ProtectSystem=strict)
-/// and a private /dev without the host's devices (PrivateDevices).
+/// and a private /dev without the host's devices (PrivateDevices). Proxmox's seccomp rules for
+/// unprivileged CTs hold too: keyctl() (250 on x86_64) fails with ENOSYS, which is what systemd's
+/// KeyringMode= meets there.
 fn assert_sandboxed_unprivileged(node: &Node, ct: &str, unit: &str) {
     let o = in_ct(
         node,
@@ -835,7 +837,8 @@ fn assert_sandboxed_unprivileged(node: &Node, ct: &str, unit: &str) {
             "set -e; echo ct-map $(cat /proc/self/uid_map); p=$(systemctl show -p MainPID --value {unit}); \
              test \"$p\" -gt 0; sed 's/^/unit-map /' /proc/$p/uid_map; grep '^NoNewPrivs' /proc/$p/status; \
              awk '$5 == \"/\" {{ print \"root-opts\", $6 }}' /proc/$p/mountinfo; \
-             echo devices $(ls /proc/$p/root/dev | tr '\\n' ' ')"
+             echo devices $(ls /proc/$p/root/dev | tr '\\n' ' '); \
+             perl -e 'syscall(250, 0, 0, 0, 0); print \"keyctl: $!\\n\"'"
         ),
     );
     let t = text(&o);
@@ -854,6 +857,7 @@ fn assert_sandboxed_unprivileged(node: &Node, ct: &str, unit: &str) {
         devices.contains("null") && !devices.contains("tty1") && !devices.contains("console"),
         "PrivateDevices: {t}"
     );
+    assert!(t.contains("keyctl: Function not implemented"), "pve-container's seccomp rules: {t}");
 }
 
 /// A shell script run as root inside container `ct`, as the installer itself runs commands there.
