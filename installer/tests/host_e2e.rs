@@ -33,7 +33,8 @@ fn lxc_missing() -> Option<String> {
     if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
         return Some("not root (LXC containers need root)".into());
     }
-    for c in ["lxc-start", "lxc-create", "debootstrap"] {
+    // lxc-usernsexec shifts the image for unprivileged CTs, as pve-container unpacks templates.
+    for c in ["lxc-start", "lxc-create", "lxc-usernsexec", "debootstrap"] {
         if !["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|d| Path::new(d).join(c).exists()) {
             return Some(format!("{c} is missing: apt-get install -y lxc debootstrap"));
         }
@@ -56,15 +57,30 @@ fn skip_or_fail() -> bool {
 struct Node {
     dir: vikunja_e2e::TestDir,
     root: PathBuf,
+    /// Which Proxmox VE the doubles pose as (PVE_DOUBLE_POSE, tests/pve-doubles/lib.sh).
+    pose: Pose,
+}
+
+/// The newest PVE (9.2), or the oldest the installer supports with the floors of
+/// shared/reference/proxmox-cli.md below it (8.1: pve-container 5.0.8, no `pct exec --keep-env`,
+/// privileged by default, `pveam available` without the architecture column).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pose {
+    Newest,
+    Oldest,
 }
 
 impl Node {
     fn new(name: &str) -> Node {
+        Node::posing(name, Pose::Newest)
+    }
+
+    fn posing(name: &str, pose: Pose) -> Node {
         stop_dead_runs();
         let dir = vikunja_e2e::TestDir::new(name).unwrap();
         let root = dir.join("host-root");
         std::fs::create_dir_all(&root).unwrap();
-        Node { dir, root }
+        Node { dir, root, pose }
     }
 
     fn pve_dir(&self) -> PathBuf {
@@ -76,6 +92,7 @@ impl Node {
         c.env("PATH", path)
             .env("PVE_DOUBLE_DIR", self.pve_dir())
             .env("PVE_DOUBLE_CACHE", vikunja_e2e::workspace_root().join("target/pve-doubles/cache"))
+            .env("PVE_DOUBLE_POSE", if self.pose == Pose::Oldest { "old" } else { "new" })
             .env("NO_COLOR", "1")
             .env("TMPDIR", &self.dir)
             .stdin(Stdio::null());
@@ -170,7 +187,7 @@ fn site(dir: &Path) -> Site {
     let zips = vikunja_e2e::sandbox::standin_zips(&[V1, V2]).unwrap();
     use std::os::unix::fs::PermissionsExt;
     for v in [V1, V2] {
-        let d = server.www.join("vikunja").join(v);
+        let d = server.www.join("vikunja").join(vikunja_e2e::sandbox::release_dir(v));
         std::fs::create_dir_all(&d).unwrap();
         let zip = format!("vikunja-{v}-linux-amd64-full.zip");
         std::fs::copy(zips.join(v).join(&zip), d.join(&zip)).unwrap();
@@ -395,6 +412,7 @@ fn one_liner_creates_containers_that_serve_vikunja_then_update_rollback_backup_r
     ]);
     let t = text(&o);
     assert!(t.starts_with("systemd") && t.matches("active").count() >= 2 && t.contains("uid="), "{t}");
+    assert_sandboxed_unprivileged(&node, "101", "vikunja-one-backend-blue");
 
     // A second instance in its own container, id, address, domain and ports; unattended with no
     // terminal, by environment variables passed through install.sh and the bootstrap.
@@ -738,9 +756,9 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
     assert!(t.contains("pveversion was not found") || t.contains("run this as root"), "{t}");
 
     // The doubles' documented behaviour, which needs no container.
-    let node = Node { root: dir.join("host-root"), dir };
+    let node = Node { root: dir.join("host-root"), dir, pose: Pose::Newest };
     let o = node.tool(&["pveversion"]);
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("pve-manager/8."));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("pve-manager/9.2.11/"), "{}", text(&o));
     assert_eq!(node.tool(&["pveversion", "--bogus"]).status.code(), Some(255));
     assert_eq!(text(&node.tool(&["pvesh", "get", "/cluster/nextid"])), "100\n");
     let o = node.tool(&["pvesm", "status"]);
@@ -768,11 +786,87 @@ fn outside_proxmox_or_without_root_create_says_what_is_missing_and_the_doubles_k
     assert!(text(&o).contains("password"), "{}", text(&o));
     let log = node.commands();
     assert!(log.iter().any(|c| c == &["pct", "create", "100", "local:vztmpl/x.tar.zst", "--password"]), "{log:?}");
+
+    // The poses differ where the versions do. The newest pveam prints the architecture as a third
+    // column, sorted by section and template like pveam; the oldest prints two columns.
+    let o = node.tool(&["pveam", "available", "--section", "system"]);
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert!(rows.len() >= 2 && rows.iter().all(|r| r.len() == 3 && r[0] == "system"), "{rows:?}");
+    assert!(rows.iter().any(|r| r[2] == "arm64") && rows.iter().any(|r| r[2] == "amd64"), "{rows:?}");
+    assert!(rows.windows(2).all(|w| w[0][1] < w[1][1]), "sorted by template: {rows:?}");
+    let old = Node {
+        root: node.root.clone(),
+        dir: vikunja_e2e::TestDir::new("host-prereq-old").unwrap(),
+        pose: Pose::Oldest,
+    };
+    assert!(old.tool(&["pveam", "update"]).status.success());
+    let o = old.tool(&["pveam", "available"]);
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!t.is_empty() && t.lines().all(|l| l.split_whitespace().count() == 2), "two columns before 9.2.9: {t}");
+    let o = old.tool(&["pveversion"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("pve-manager/8.1.4/"), "{}", text(&o));
+    assert!(text(&old.tool(&["pveversion", "-v"])).contains("\npve-container: 5.0.8\n"));
+    // pct before pve-container 5.0.9 has no --keep-env: a usage error, exit 255, checked before the
+    // CT is even looked up; the newest pct gets past the option to the missing CT.
+    let o = old.tool(&["pct", "exec", "100", "--keep-env", "0", "--", "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "Unknown option: keep-env\n400 unable to parse option\npct exec <vmid> [<extra-args>]\n"
+    );
+    let o = node.tool(&["pct", "exec", "100", "--keep-env", "0", "--", "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(text(&o).contains("Configuration file 'nodes/pve/lxc/100.conf' does not exist"), "{}", text(&o));
+}
+
+/// CT `ct` is id-mapped as Proxmox maps an unprivileged CT (its root is host uid 100000), and
+/// `unit` runs there with its sandbox in force: its own user namespace (PrivateUsers: only root
+/// and its user mapped, one id each), no new privileges, a read-only root (ProtectSystem=strict)
+/// and a private /dev without the host's devices (PrivateDevices). Proxmox's seccomp rules for
+/// unprivileged CTs hold too: keyctl() (250 on x86_64) fails with ENOSYS, which is what systemd's
+/// KeyringMode= meets there.
+fn assert_sandboxed_unprivileged(node: &Node, ct: &str, unit: &str) {
+    let o = in_ct(
+        node,
+        ct,
+        &format!(
+            "set -e; echo ct-map $(cat /proc/self/uid_map); p=$(systemctl show -p MainPID --value {unit}); \
+             test \"$p\" -gt 0; sed 's/^/unit-map /' /proc/$p/uid_map; grep '^NoNewPrivs' /proc/$p/status; \
+             awk '$5 == \"/\" {{ print \"root-opts\", $6 }}' /proc/$p/mountinfo; \
+             echo devices $(ls /proc/$p/root/dev | tr '\\n' ' '); \
+             perl -e 'syscall(250, 0, 0, 0, 0); print \"keyctl: $!\\n\"'"
+        ),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("ct-map 0 100000 65536\n"), "the CT is not id-mapped as Proxmox maps it: {t}");
+    let maps: Vec<Vec<&str>> =
+        t.lines().filter_map(|l| l.strip_prefix("unit-map ")).map(|l| l.split_whitespace().collect()).collect();
+    assert!(
+        !maps.is_empty() && maps.len() <= 2 && maps.iter().all(|m| m.len() == 3 && m[2] == "1"),
+        "PrivateUsers: {t}"
+    );
+    assert!(t.contains("NoNewPrivs:\t1"), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("root-opts ro")), "ProtectSystem=strict: {t}");
+    let devices = t.lines().find_map(|l| l.strip_prefix("devices ")).unwrap_or("");
+    assert!(
+        devices.contains("null") && !devices.contains("tty1") && !devices.contains("console"),
+        "PrivateDevices: {t}"
+    );
+    assert!(t.contains("keyctl: Function not implemented"), "pve-container's seccomp rules: {t}");
 }
 
 /// A shell script run as root inside container `ct`, as the installer itself runs commands there.
 fn in_ct(node: &Node, ct: &str, script: &str) -> Output {
-    let o = node.tool(&["pct", "exec", ct, "--keep-env", "0", "--", "sh", "-c", script]);
+    let o = match node.pose {
+        Pose::Newest => node.tool(&["pct", "exec", ct, "--keep-env", "0", "--", "sh", "-c", script]),
+        Pose::Oldest => {
+            node.tool(&["pct", "exec", ct, "--", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "sh", "-c", script])
+        }
+    };
     show(&format!("pct exec {ct} -- sh -c {script:?}"), &o);
     o
 }
@@ -864,4 +958,59 @@ fn day_two_in_a_container_schedule_backups_logs_stop_start_uninstall() {
     );
     assert!(o.status.success(), "install after uninstall: {}", text(&o));
     assert_eq!(version_over_tls(&node, ct, &three), V1);
+}
+
+/// The oldest PVE the installer supports (8.1, pve-container 5.0.8) as well as the newest: the
+/// one-liner reads its two-column `pveam available`, does without `pct exec --keep-env`, asks for
+/// an unprivileged CT although this pct would make a privileged one by default, and the CT it
+/// gets is id-mapped with the hardened units running in it; an update (blue-green, writes frozen
+/// while the new colour migrates) and status work through it.
+#[test]
+fn on_the_oldest_supported_pve_the_one_liner_makes_an_unprivileged_ct_and_updates_it() {
+    if skip_or_fail() {
+        return;
+    }
+    let node = Node::posing("host-oldpve", Pose::Oldest);
+    let s = site(&node.dir);
+    let (four, cfg) = instance(&node, &s, "four", 14, "local-lvm");
+    let o =
+        one_liner(&node, &s, &format!("create --config {} --yes --root {}", cfg.display(), node.root.display()), &[]);
+    assert!(o.status.success(), "create failed");
+    let ct = "100";
+    assert_eq!(version_over_tls(&node, ct, &four), V1);
+    let conf = text(&node.tool(&["pct", "config", ct]));
+    assert!(conf.contains("unprivileged: 1") && conf.contains("features: nesting=1"), "{conf}");
+    assert_sandboxed_unprivileged(&node, ct, "vikunja-four-backend-blue");
+
+    // The write freeze reads /proc/<nginx worker>/syscall as the CT's root, which is host uid
+    // 100000 here: it must see the worker turned, not refuse.
+    let o = host(&node, &s, &["update", "--instance", "four", "--version", V2]);
+    assert!(o.status.success(), "update failed");
+    assert!(text(&o).contains("writes frozen") && text(&o).contains("writes resumed"), "{}", text(&o));
+    assert_eq!(version_over_tls(&node, ct, &four), V2);
+    let o = host(&node, &s, &["status", "--instance", "four", "--json"]);
+    assert!(o.status.success());
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((st["version"].as_str(), st["healthy"].as_bool()), (Some(V2), Some(true)), "{st}");
+    let cmds = node.commands();
+    assert!(cmds.iter().any(|c| c[0] == "pveam" && c[1] == "available"), "{cmds:?}");
+    let execs: Vec<&Vec<String>> = cmds.iter().filter(|c| c[0] == "pct" && c[1] == "exec").collect();
+    assert!(!execs.is_empty() && execs.iter().all(|c| !c.contains(&"--keep-env".to_string())), "{execs:?}");
+    assert_contract(&cmds);
+
+    // This pct's own default is privileged (no `unprivileged` line, the host's ids); the newest
+    // pct's is unprivileged. The installer never relies on either: it passes --unprivileged 1.
+    let tmpl = cmds.iter().find(|c| c[0] == "pct" && c[1] == "create").map(|c| c[3].clone()).unwrap();
+    let tmpl = tmpl.as_str();
+    let o = node.tool(&["pct", "create", "300", tmpl, "--hostname", "default-old"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&node.tool(&["pct", "config", "300"])).contains("unprivileged"));
+    let newest = Node::new("host-oldpve-control");
+    let file = tmpl.rsplit('/').next().unwrap();
+    for c in [&["pveam", "update"][..], &["pveam", "download", "local", file]] {
+        assert!(newest.tool(c).status.success());
+    }
+    let o = newest.tool(&["pct", "create", "300", tmpl, "--hostname", "default-new"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&newest.tool(&["pct", "config", "300"])).contains("unprivileged: 1"));
 }

@@ -10,9 +10,14 @@
 #   PVE_DOUBLE_PVEAM_UPDATE_FAIL=1   `pveam update` fails (and still exits 0, like the real one)
 #   PVE_DOUBLE_BRIDGES               the node's bridges, space-separated (default vmbr0)
 #   PVE_DOUBLE_RACE_VMID=N           another "admin" takes CT id N just before our `pct create N`
-#   PVE_DOUBLE_PVE_CONTAINER=X.Y.Z   the pve-container version `pveversion -v` reports (default
-#                                    5.3.0); below 5.0.9 `pct exec` has no --keep-env (usage error,
-#                                    exit 255) and keeps the caller's environment, as before 069553d
+#   PVE_DOUBLE_POSE=new|old          which Proxmox VE the doubles pose as (default new):
+#                                    new = PVE 9.2 (pve-manager 9.2.11, pve-container 6.1.10);
+#                                    old = PVE 8.1, the oldest the installer supports (pve-manager
+#                                    8.1.4, pve-container 5.0.8). Where they differ: `pct exec
+#                                    --keep-env` (from 5.0.9, 069553d), `pct create`'s default
+#                                    --unprivileged (1 from 6.0.6, 103068a), `pveam available`'s
+#                                    architecture column (from pve-manager 9.2.9, f6cfb6bd)
+#   PVE_DOUBLE_PVE_CONTAINER=X.Y.Z   overrides the pose's pve-container version
 #   MIRROR, SECURITY_MIRROR          Debian mirrors for building the image
 # A cluster (CLUSTER.md beside these files): every node a directory $PVE_DOUBLE_DIR/etc/pve/nodes/
 # <node> (the shared /etc/pve), the tool's node chosen by PVE_DOUBLE_NODE; the `ssh` double
@@ -38,14 +43,27 @@ CONFDIR=$D/etc/pve/nodes/$NODE/lxc
 STORAGE_CFG=$D/storage.cfg
 IMAGE=$CACHE/images/debian-12/rootfs
 mkdir -p "$LXCPATH" "$CONFDIR" "$CACHE"
-PVE_CONTAINER=${PVE_DOUBLE_PVE_CONTAINER:-5.3.0}
+case "${PVE_DOUBLE_POSE:-new}" in
+new) PVE_MANAGER=9.2.11 PVE_MANAGER_HASH=f6997e698c7933ea PVE_CONTAINER=6.1.10 LXC_PVE=6.0.0-1 ;;
+old) PVE_MANAGER=8.1.4 PVE_MANAGER_HASH=ec5affc9e41f1d79 PVE_CONTAINER=5.0.8 LXC_PVE=5.0.2-4 ;;
+*) die255 "TEST DOUBLE: PVE_DOUBLE_POSE must be new or old, not '$PVE_DOUBLE_POSE'" ;;
+esac
+PVE_CONTAINER=${PVE_DOUBLE_PVE_CONTAINER:-$PVE_CONTAINER}
 
-# Whether the pve-container version ($PVE_CONTAINER, like 5.0.9 or 4.4-6) is at least 5.0.9.
-has_keep_env() {
-    local IFS=.- a b c
-    read -r a b c _ <<<"$PVE_CONTAINER"
-    [ "${a:-0}" -gt 5 ] || { [ "${a:-0}" -eq 5 ] && { [ "${b:-0}" -gt 0 ] || [ "${c:-0}" -ge 9 ]; }; }
+# Whether version $1 (like 5.0.9 or 4.4-6) is at least $2 (X.Y.Z).
+version_at_least() {
+    local IFS=.- a b c x y z
+    read -r a b c _ <<<"$1"
+    read -r x y z <<<"$2"
+    a=${a:-0} b=${b:-0} c=${c:-0}
+    [ "$a" -gt "$x" ] || { [ "$a" -eq "$x" ] && { [ "$b" -gt "$y" ] || { [ "$b" -eq "$y" ] && [ "$c" -ge "$z" ]; }; }; }
 }
+# pve-container 5.0.9 (069553d) added `pct exec --keep-env`.
+has_keep_env() { version_at_least "$PVE_CONTAINER" 5.0.9; }
+# pve-container 6.0.6 (103068a) made `pct create` default to --unprivileged 1.
+creates_unprivileged_by_default() { version_at_least "$PVE_CONTAINER" 6.0.6; }
+# pve-manager 9.2.9 (f6cfb6bd) added the architecture column to `pveam available`.
+pveam_prints_arch() { version_at_least "$PVE_MANAGER" 9.2.9; }
 
 log_command() {
     local line=$1 a
@@ -151,4 +169,48 @@ node_fact() {
     disk_free_kib) df_kib | awk '{ print $3 }' ;;
     offline) echo 0 ;;
     esac
+}
+
+# Root of an unprivileged CT is host uid/gid 100000 (pve-container: `lxc.idmap = u 0 100000 65536`,
+# same for g). Proxmox unpacks the template inside that mapping (lxc-usernsexec + tar, without
+# ./dev/*), so every file of the rootfs belongs to the shifted ids; the double unpacks the image
+# the same way into the CT's own rootfs directory ($1).
+USERNS_BASE=100000
+unpack_shifted() {
+    mkdir -p "$1"
+    chown "$USERNS_BASE:$USERNS_BASE" "$1"
+    tar -C "$IMAGE" --numeric-owner --exclude=./dev/* --exclude=./.pve-double-ready -cpf - . |
+        lxc-usernsexec -m "b:0:$USERNS_BASE:65536" -- tar -C "$1" --numeric-owner -xpf -
+}
+
+# The LXC config pve-container's update_lxc_config writes for an unprivileged CT (src/PVE/LXC.pm),
+# where the double can follow it; $1 = the CT's directory.
+# Where it cannot, and why:
+# - The rootfs is a directory of its own, not an overlay over the image as for privileged CTs:
+#   LXC mounts the overlay inside the CT's user namespace, where overlayfs has no redirect_dir,
+#   and dpkg's rename of a new directory (mkdir /etc/nginx.dpkg-new, mode 0, then rename to
+#   /etc/nginx) fails with "Invalid cross-device link", so apt could not install nginx.
+# - The CT shares the host's network namespace (see pct). A user namespace may mount sysfs only
+#   if it owns the network namespace, so Proxmox's `lxc.mount.auto = sys:mixed` fails with
+#   "Operation not permitted - Failed to mount "sysfs"" here; /sys is an empty tmpfs instead
+#   (systemd mounts its cgroups there). For the same reason `lxc.apparmor.allow_nesting = 1`,
+#   which mounts proc and sysfs under /dev/.lxc, is not written.
+# - This kernel has no AppArmor, so the `generated` profile and its raw rules (what nesting=1
+#   relaxes in Proxmox: `deny mount -> /proc/` …) are not enforced either way; nesting is recorded.
+# The seccomp rules are Proxmox's: keyctl() fails with ENOSYS, btrfs ioctls with EPERM and
+# AF_ALG sockets with EAFNOSUPPORT, on top of LXC's common list.
+userns_lxc_config() {
+    local dir=$1
+    { cat /usr/share/lxc/config/common.seccomp
+      printf 'keyctl errno 38\nioctl errno 1 [1,0x9400,SCMP_CMP_MASKED_EQ,0xff00]\nsocket errno 97 [0,38,SCMP_CMP_EQ]\n'; } >"$dir/rules.seccomp"
+    cat <<CONF
+lxc.include = /usr/share/lxc/config/debian.userns.conf
+lxc.seccomp.profile = $dir/rules.seccomp
+lxc.idmap = u 0 $USERNS_BASE 65536
+lxc.idmap = g 0 $USERNS_BASE 65536
+lxc.mount.auto =
+lxc.mount.auto = proc:mixed cgroup:mixed
+lxc.mount.entry = tmpfs sys tmpfs rw,nosuid,nodev,noexec,mode=755,create=dir 0 0
+lxc.rootfs.path = dir:$dir/delta
+CONF
 }

@@ -47,7 +47,17 @@ fn mark_built(v: &str) {
     built().lock().unwrap_or_else(|e| e.into_inner()).push(v.to_string());
 }
 
-/// The HTTPS download site for stand-in zips: `{base}/vikunja/<version>/<zip>`.
+/// The directory of release `v` on the download site: `v2.5.0`, but `0.24.6` up to v0.24.x (the
+/// old release pipeline dropped the `v` from the directory, not from the zip's name).
+pub fn release_dir(v: &str) -> String {
+    let plain = v.strip_prefix('v').unwrap_or(v);
+    match plain.split('.').next().and_then(|m| m.parse::<u32>().ok()) {
+        Some(0) => plain.to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// The HTTPS download site for stand-in zips: `{base}/vikunja/<version>/<zip>` (see [`release_dir`]).
 pub struct DownloadSite {
     pub ca: TestCa,
     pub server: ReleaseServer,
@@ -59,7 +69,7 @@ impl DownloadSite {
         let ca = TestCa::create(&dir.join("ca"))?;
         let server = ReleaseServer::start(&dir.join("nginx"), &ca)?;
         for v in versions {
-            let dest = server.www.join("vikunja").join(v);
+            let dest = server.www.join("vikunja").join(release_dir(v));
             std::fs::create_dir_all(&dest)?;
             let name = format!("vikunja-{v}-linux-amd64-full.zip");
             std::fs::copy(zips.join(v).join(&name), dest.join(&name))?;
@@ -197,5 +207,15 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn releases_up_to_0_24_live_in_a_directory_without_the_v() {
+        assert_eq!(super::release_dir("v0.24.6"), "0.24.6");
+        assert_eq!(super::release_dir("v1.0.0-rc2"), "v1.0.0-rc2");
+        assert_eq!(super::release_dir("v2.5.0"), "v2.5.0");
     }
 }

@@ -67,6 +67,11 @@ pub struct Config {
 const PUBLICURL_REQUIRED_SINCE: &str = "1.0.0-rc2";
 /// `$VAR` expansion in `*.file` paths arrived in this release.
 const FILE_ENV_EXPANSION_SINCE: &str = "2.3.0";
+/// `key.file` / `VIKUNJA_<KEY>_FILE` arrived in this release (3479fa122); before it such a key is
+/// one more unknown setting, read by nobody.
+const FILE_KEYS_SINCE: &str = "1.0.0-rc0";
+/// `service.secret` arrived in this release (83bac1584); before it only `service.JWTSecret` is read.
+const SECRET_KEY_SINCE: &str = "2.3.0";
 
 impl Config {
     /// Reads everything, exiting like Vikunja (`log.Fatalf`, exit 1) where it
@@ -103,8 +108,13 @@ impl Config {
             Some(r) if !r.is_empty() => PathBuf::from(r),
             _ => initial_root,
         };
-        if let Err(e) = resolve_file_keys(&mut raw, &rootpath, since(FILE_ENV_EXPANSION_SINCE)) {
-            logger::fatal(&e);
+        if since(FILE_KEYS_SINCE) {
+            if let Err(e) = resolve_file_keys(&mut raw, &rootpath, since(FILE_ENV_EXPANSION_SINCE)) {
+                logger::fatal(&e);
+            }
+        }
+        if !since(SECRET_KEY_SINCE) {
+            raw.remove("service.secret");
         }
         build(&raw, rootpath, file_used, since(PUBLICURL_REQUIRED_SINCE)).unwrap_or_else(|e| logger::fatal(&e))
     }

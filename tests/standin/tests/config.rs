@@ -179,6 +179,31 @@ fn credentials_directory_expansion_needs_2_3_0() {
     assert_eq!(out.status.code(), Some(1), "before 2.3.0 the $VAR is taken literally: {}", text(&out));
 }
 
+/// An older release reads only the keys it had: before v2.3.0 `service.secret` is ignored (a
+/// random secret per start unless the old `service.JWTSecret` is set), before v1.0.0 a `_FILE`
+/// variable is an unknown setting (a missing file is then no error). The newer release next to
+/// each is the control.
+#[test]
+fn older_releases_ignore_the_keys_they_did_not_have() {
+    let sb = Sandbox::new("oldkeys");
+    let base = [("VIKUNJA_SERVICE_PUBLICURL", "http://x")];
+    let secret = [base[0], ("VIKUNJA_SERVICE_SECRET", "shared")];
+    let out = run(&sb.release("v2.3.0"), &sb.root(), &["healthcheck"], &secret, None);
+    assert!(!text(&out).contains("service.secret is not set"), "{}", text(&out));
+    let out = run(&sb.release("v2.2.0"), &sb.root(), &["healthcheck"], &secret, None);
+    assert!(text(&out).contains("service.secret is not set"), "v2.2.0 has no service.secret: {}", text(&out));
+    let old_name = [base[0], ("VIKUNJA_SERVICE_JWTSECRET", "shared")];
+    let out = run(&sb.release("v2.2.0"), &sb.root(), &["healthcheck"], &old_name, None);
+    assert!(!text(&out).contains("service.secret is not set"), "{}", text(&out));
+
+    let missing = sb.dir.join("no-such-file");
+    let file = [base[0], ("VIKUNJA_DATABASE_PASSWORD_FILE", missing.to_str().unwrap())];
+    let out = run(&sb.release("v1.0.0"), &sb.root(), &["healthcheck"], &file, None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run(&sb.release("v0.24.6"), &sb.root(), &["healthcheck"], &file, None);
+    assert_eq!(out.status.code(), Some(0), "v0.24.6 has no _FILE variables: {}", text(&out));
+}
+
 #[test]
 fn mysql_is_refused() {
     let sb = Sandbox::new("mysql");

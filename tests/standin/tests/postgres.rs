@@ -34,7 +34,18 @@ fn task_round_trip_upgrade_and_restore_on_postgres() {
     let old = sb.release("v0.24.6");
     let new = sb.release("v2.5.0");
 
-    let srv = Server::start(&old, &sb.root(), &env);
+    // v0.24.6 has no _FILE variables: the password goes in plainly.
+    let old_env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|&(k, v)| {
+            if k == "VIKUNJA_DATABASE_PASSWORD_FILE" {
+                ("VIKUNJA_DATABASE_PASSWORD", vikunja_e2e::postgres::PASSWORD)
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let srv = Server::start(&old, &sb.root(), &old_env);
     create_task(srv.port, 1, "from 0.24.6");
     let data = awkward_bytes(70_000);
     assert_eq!(upload(srv.port, 1, "pg.bin", &data).status, 201);
