@@ -58,6 +58,12 @@ fn main() -> ExitCode {
     let routed = cli.cmd.as_ref().and_then(|c| host::manage::route(c, &args));
     let result = match cli.cmd {
         _ if routed.is_some() => routed.unwrap_or_else(|| Ok(ExitCode::SUCCESS)),
+        Some(cli::Command::Update(u)) if u.auto || u.clear_skip || u.schedule.is_some() => {
+            commands::autoupdate::update(&u)
+        }
+        Some(cli::Command::Upgrade(u)) if u.auto || u.within.is_some() || u.schedule.is_some() => {
+            commands::autoupdate::upgrade(&u)
+        }
         Some(cli::Command::Update(u)) if u.all => host::fleet::update_all(&u, &args),
         Some(cli::Command::Update(u)) if u.dry_run => {
             Err(usage("--dry-run applies on the Proxmox host, to an instance made by `create` (--instance NAME)"))
@@ -86,7 +92,10 @@ fn main() -> ExitCode {
         Some(cli::Command::Health(h)) => cmd_health(h),
         Some(cli::Command::Status(s)) => cmd_status(s),
         Some(cli::Command::Update(u)) => instance::open(&u.root, u.instance.as_deref())
-            .and_then(|inst| bluegreen::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref()))
+            .and_then(|inst| {
+                bluegreen::update(&inst, u.version.as_deref(), u.artifact.as_deref(), u.sha256.as_deref())?;
+                commands::autoupdate::manual_update_done(&inst)
+            })
             .map(|()| ExitCode::SUCCESS),
         Some(cli::Command::Upgrade(u)) => upgrade::run(&upgrade::Options {
             root: u.root,

@@ -2,6 +2,7 @@
 //! below them uses them (issue 14). The engine never prompts: a question it asks mid-way reaches it
 //! as a callback (`confirm`). The older commands are still dispatched from `main` itself.
 
+pub mod autoupdate;
 pub mod backup;
 pub mod logs;
 pub mod restore;

@@ -112,7 +112,7 @@ fn calendar(s: &BackupSchedule) -> Result<(String, u32)> {
 
 /// The installer's path as the timer should run it: the installed command, not the temporary
 /// bundle the bootstrap unpacked (gone after this run).
-fn installer_path(l: &Layout) -> Result<PathBuf> {
+pub fn installer_path(l: &Layout) -> Result<PathBuf> {
     for p in ["/usr/local/bin/vikunja-installer", "/opt/vikunja-pve/current/bin/vikunja-installer"] {
         if l.system(p).is_file() {
             return Ok(PathBuf::from(p));

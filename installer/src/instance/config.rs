@@ -27,6 +27,8 @@ pub struct Deployment {
     pub mail: Mail,
     pub auth: Auth,
     pub metadata: Metadata,
+    /// Automatic updates (`update --auto`): channel, windows, pins, skips.
+    pub updates: crate::instance::update_policy::Updates,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -351,6 +353,7 @@ impl Deployment {
             mail: Mail::default(),
             auth: Auth::default(),
             metadata: Metadata::default(),
+            updates: Default::default(),
         }
     }
 
@@ -547,6 +550,7 @@ impl Deployment {
             bad("retention.releases", &d.retention.releases, "2 or more (the active and the previous release)");
         }
         crate::instance::settings::validate(d, &mut bad);
+        crate::instance::update_policy::validate(&d.updates, &mut bad);
         if errs.is_empty() {
             Ok(())
         } else {
