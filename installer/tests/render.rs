@@ -868,7 +868,8 @@ fn auto_update_timer_and_service_pass_strict_verify() {
         assert!(ok, "verify {}:\n{out}\n--- service ---\n{service}\n--- timer ---\n{timer}", unit.display());
     }
     // Without environment the placeholder line goes, and the units still verify.
-    let (service, _) = render_auto(t(SERVICE_TEMPLATE), t(TIMER_TEMPLATE), &spec(vec![calendars[0].into()], vec![])).unwrap();
+    let (service, _) =
+        render_auto(t(SERVICE_TEMPLATE), t(TIMER_TEMPLATE), &spec(vec![calendars[0].into()], vec![])).unwrap();
     assert!(!service.contains("Environment=") && !service.contains("\n\n\n"), "{service}");
     // What would add a directive or name no time is refused, not rendered.
     for (cal, env) in [

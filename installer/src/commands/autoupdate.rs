@@ -160,8 +160,9 @@ fn run_update(inst: &Instance) -> Result<ExitCode> {
     let current = state::deployed(l)
         .ok_or_else(|| fail(Exit::Error, format!("instance {} has no deployed version yet; run install", l.instance)))?
         .version;
-    let fetcher = manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
-        .map_err(|e| fail(e.exit(), e.to_string()))?;
+    let fetcher =
+        manifests::fetch::Fetcher::new(&format!("vikunja-installer/{}", manifests::build_info::version()), None)
+            .map_err(|e| fail(e.exit(), e.to_string()))?;
     let listed = match bluegreen::listed_releases(d, &fetcher) {
         Ok((_, v)) => v.into_iter().map(|(_, s)| s).collect::<Vec<_>>(),
         Err(e) => {
@@ -187,7 +188,9 @@ fn run_update(inst: &Instance) -> Result<ExitCode> {
             Ok(made) => println!("backed up first: {}", made.path.display()),
             Err(e) => {
                 rec(None, &format!("backup before {to} failed, nothing updated: {e:#}"))?;
-                return Err(e.context(format!("the backup before the automatic update to {to} failed; nothing was updated")));
+                return Err(
+                    e.context(format!("the backup before the automatic update to {to} failed; nothing was updated"))
+                );
             }
         }
     }
@@ -258,7 +261,11 @@ pub fn update_units(l: &Layout, p: &Updates, exe: &Path) -> Result<[(String, Str
         command: "update --auto".into(),
         exec,
         env: passed_env(),
-        on_calendar: if ws.is_empty() { vec!["*-*-* 03:00:00".into()] } else { ws.iter().map(Window::on_calendar).collect() },
+        on_calendar: if ws.is_empty() {
+            vec!["*-*-* 03:00:00".into()]
+        } else {
+            ws.iter().map(Window::on_calendar).collect()
+        },
         randomized_delay_s: shortest.map_or(900, |m| (m * 60 / 3).min(900)),
     };
     let (service, timer) = render(&spec)?;
@@ -293,7 +300,8 @@ fn install_timer(root: &Path, keep_in: Option<&Path>, files: &[(String, String);
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| anyhow!("create {}: {e}", dir.display()))?;
             }
-            manifests::atomic::write_atomic(&p, text.as_bytes(), 0o644).map_err(|e| anyhow!("write {}: {e}", p.display()))?;
+            manifests::atomic::write_atomic(&p, text.as_bytes(), 0o644)
+                .map_err(|e| anyhow!("write {}: {e}", p.display()))?;
         }
     }
     systemctl(&["daemon-reload"])?;
@@ -417,8 +425,11 @@ pub fn upgrade(u: &Upgrade) -> Result<ExitCode> {
     let record = |result: &str| {
         let f = home.dir.join("auto-upgrade");
         let _ = std::fs::create_dir_all(&home.dir);
-        state::write_kv(&f, &[("last_check", format_rfc3339(manifests::time::now_unix())), ("result", result.to_string())])
-            .map_err(|e| anyhow!("write {}: {e}", f.display()))
+        state::write_kv(
+            &f,
+            &[("last_check", format_rfc3339(manifests::time::now_unix())), ("result", result.to_string())],
+        )
+        .map_err(|e| anyhow!("write {}: {e}", f.display()))
     };
     let o = upgrade::Options {
         root: u.root.clone(),
@@ -458,4 +469,3 @@ pub fn upgrade(u: &Upgrade) -> Result<ExitCode> {
         }
     }
 }
-

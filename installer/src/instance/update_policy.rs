@@ -114,7 +114,8 @@ pub struct Window {
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 /// What a window looks like, for error messages.
-pub const WINDOW_FORMAT: &str = "\"DAYS HH:MM-HH:MM\" in the container's local time, DAYS like Sun, Mon-Fri or Sat,Sun \
+pub const WINDOW_FORMAT: &str =
+    "\"DAYS HH:MM-HH:MM\" in the container's local time, DAYS like Sun, Mon-Fri or Sat,Sun \
      (or left out for every day), e.g. \"Sun 03:00-05:00\" or \"Sat 23:00-01:00\" (past midnight)";
 
 impl Window {
@@ -146,7 +147,9 @@ impl Window {
         let (a, b) = times.split_once('-').ok_or(format!("no time range in {times:?}"))?;
         let time = |t: &str| -> Result<u32, String> {
             let (h, m) = t.split_once(':').ok_or(format!("{t:?} is not HH:MM"))?;
-            let num = |x: &str| (x.len() == 2 && x.bytes().all(|c| c.is_ascii_digit())).then(|| x.parse::<u32>().ok()).flatten();
+            let num = |x: &str| {
+                (x.len() == 2 && x.bytes().all(|c| c.is_ascii_digit())).then(|| x.parse::<u32>().ok()).flatten()
+            };
             match (num(h), num(m)) {
                 (Some(h), Some(m)) if m < 60 && (h < 24 || (h == 24 && m == 0)) => Ok(h * 60 + m),
                 _ => Err(format!("{t:?} is not a time from 00:00 to 24:00")),
@@ -253,7 +256,8 @@ pub fn choose(current: &str, available: &[String], p: &Updates, failed: &[String
             Some("a pre-release".to_string())
         } else if !p.channel.allows(&cur, &v) {
             Some(format!("outside channel {} from {current}", p.channel.name()))
-        } else if let Some(r) = p.pin.iter().find(|r| parse_prefix(&r.version).is_some_and(|pin| !below_pin(&v, &pin))) {
+        } else if let Some(r) = p.pin.iter().find(|r| parse_prefix(&r.version).is_some_and(|pin| !below_pin(&v, &pin)))
+        {
             Some(format!("above pin {}: {}", r.version, r.reason))
         } else if let Some(r) = p.skip.iter().find(|r| parse_prefix(&r.version).is_some_and(|s| within(&v, &s))) {
             Some(format!("skipped: {}", r.reason))
@@ -312,7 +316,11 @@ pub fn validate(u: &Updates, bad: &mut dyn FnMut(&str, &dyn fmt::Display, &str))
                 );
             }
             if r.reason.trim().is_empty() {
-                bad(&format!("{field}.reason"), &r.version, "a reason, so the next person knows why (reason = \"...\")");
+                bad(
+                    &format!("{field}.reason"),
+                    &r.version,
+                    "a reason, so the next person knows why (reason = \"...\")",
+                );
             }
         }
     }
@@ -334,8 +342,18 @@ mod tests {
         Updates { channel, ..Updates::default() }
     }
 
-    const ALL: &[&str] =
-        &["v2.3.0", "v2.4.0", "v2.4.1", "v2.4.2", "v2.5.0-rc1", "v2.5.0", "v2.5.1", "v2.6.0", "v3.0.0", "v3.1.0-beta.1"];
+    const ALL: &[&str] = &[
+        "v2.3.0",
+        "v2.4.0",
+        "v2.4.1",
+        "v2.4.2",
+        "v2.5.0-rc1",
+        "v2.5.0",
+        "v2.5.1",
+        "v2.6.0",
+        "v3.0.0",
+        "v3.1.0-beta.1",
+    ];
 
     #[test]
     fn the_channel_is_a_boundary_never_crossed() {
@@ -359,7 +377,10 @@ mod tests {
         assert_eq!(d.held.len(), 2);
         assert!(d.held.iter().all(|h| h.why == "a pre-release"));
         // From a pre-release, its final release is newer and allowed.
-        assert_eq!(choose("v2.5.0-rc1", &list(&["v2.5.0"]), &policy(Channel::Patch), &[]).to.as_deref(), Some("v2.5.0"));
+        assert_eq!(
+            choose("v2.5.0-rc1", &list(&["v2.5.0"]), &policy(Channel::Patch), &[]).to.as_deref(),
+            Some("v2.5.0")
+        );
         // A version string with a trailing slash (the listing's directories) or without `v`.
         assert_eq!(choose("2.4.0", &list(&["v2.4.1/"]), &policy(Channel::Patch), &[]).to.as_deref(), Some("v2.4.1"));
     }
@@ -400,7 +421,10 @@ mod tests {
         let d = choose("v2.4.0", &list(&["v2.4.0", "v2.5.0"]), &p, &list(&["v2.5.0"]));
         assert_eq!(d.to, None);
         assert!(d.held[0].why.contains("--clear-skip"), "{d:?}");
-        assert_eq!(choose("v2.4.0", &list(&["v2.5.0", "v2.5.1"]), &p, &list(&["v2.5.0"])).to.as_deref(), Some("v2.5.1"));
+        assert_eq!(
+            choose("v2.4.0", &list(&["v2.5.0", "v2.5.1"]), &p, &list(&["v2.5.0"])).to.as_deref(),
+            Some("v2.5.1")
+        );
         // An unparsable running version decides nothing.
         assert_eq!(choose("latest", &a, &p, &[]), Decision::default());
     }
@@ -465,7 +489,8 @@ mod tests {
 
     #[test]
     fn the_listing_yields_every_version_string_anywhere_in_it() {
-        let j = serde_json::json!([{"name": "v2.4.0/", "type": "directory"}, {"name": "unstable/"}, {"x": ["2.5.0-rc1"]}]);
+        let j =
+            serde_json::json!([{"name": "v2.4.0/", "type": "directory"}, {"name": "unstable/"}, {"x": ["2.5.0-rc1"]}]);
         let mut v: Vec<String> = listed_versions(&j).into_iter().map(|x| x.1).collect();
         v.sort();
         assert_eq!(v, ["v2.4.0", "v2.5.0-rc1"]);

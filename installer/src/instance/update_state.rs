@@ -82,7 +82,8 @@ pub fn add_skip(l: &Layout, version: &str, since: &str, reason: &str) -> io::Res
     let mut all = skipped(l);
     all.retain(|s| s.version != version);
     all.push(Skipped { version: version.into(), since: since.into(), reason: reason.replace('\n', " ") });
-    let f: Vec<(&str, String)> = all.iter().map(|s| (s.version.as_str(), format!("{} {}", s.since, s.reason))).collect();
+    let f: Vec<(&str, String)> =
+        all.iter().map(|s| (s.version.as_str(), format!("{} {}", s.since, s.reason))).collect();
     write_kv(&skip_file(l), &f)
 }
 

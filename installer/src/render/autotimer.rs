@@ -23,7 +23,11 @@ pub struct AutoTimerSpec {
 }
 
 /// Renders (service, timer).
-pub fn render(service_template: &str, timer_template: &str, s: &AutoTimerSpec) -> Result<(String, String), RenderError> {
+pub fn render(
+    service_template: &str,
+    timer_template: &str,
+    s: &AutoTimerSpec,
+) -> Result<(String, String), RenderError> {
     let ts = SERVICE_TEMPLATE;
     let unit = unit_name(ts, "unit", &s.unit)?;
     let description = systemd_text(ts, "description", &s.description)?;
