@@ -498,17 +498,28 @@ mod tests {
 
     #[test]
     fn validation_names_field_value_and_what_is_allowed() {
-        let mut u = Updates::default();
-        u.window = vec!["Sun 03:00-05:00".into(), "Sunday".into()];
-        u.pin = vec![Rule { version: "latest".into(), reason: "x".into() }];
-        u.skip = vec![Rule { version: "v2.5.1".into(), reason: " ".into() }];
-        let mut errs = Vec::new();
-        validate(&u, &mut |f, v, a| errs.push((f.to_string(), v.to_string(), a.to_string())));
+        use crate::instance::config::{ConfigError, Deployment};
+        let text = "[updates]\nchannel = \"minor\"\nwindow = [\"Sun 03:00-05:00\", \"Sunday\"]\n\
+                    [[updates.pin]]\nversion = \"latest\"\nreason = \"x\"\n\
+                    [[updates.skip]]\nversion = \"v2.5.1\"\nreason = \" \"\n";
+        let d = Deployment::parse(text, std::path::Path::new("d.toml")).unwrap();
+        assert_eq!(d.updates.channel, Channel::Minor);
+        let ConfigError::Invalid(errs) = d.validate().unwrap_err() else { panic!() };
+        let errs: Vec<_> = errs.iter().map(|e| (e.field.as_str(), e.value.as_str(), e.allowed.as_str())).collect();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert_eq!(errs[0].0, "updates.window");
         assert!(errs[0].1.starts_with("Sunday") && errs[0].2.contains("Sun 03:00-05:00"), "{errs:?}");
-        assert_eq!((errs[1].0.as_str(), errs[1].1.as_str()), ("updates.pin.version", "latest"));
-        assert_eq!((errs[2].0.as_str(), errs[2].1.as_str()), ("updates.skip.reason", "v2.5.1"));
+        assert_eq!((errs[1].0, errs[1].1), ("updates.pin.version", "latest"));
+        assert_eq!((errs[2].0, errs[2].1), ("updates.skip.reason", "v2.5.1"));
         assert!(errs[2].2.contains("a reason"));
+        // An unknown channel or key is refused when the file is read.
+        let e = Deployment::parse("[updates]\nchannel = \"major\"\n", std::path::Path::new("d.toml")).unwrap_err();
+        assert!(e.to_string().contains("major"), "{e}");
+        let e = Deployment::parse("[updates]\nwindows = []\n", std::path::Path::new("d.toml")).unwrap_err();
+        assert!(e.to_string().contains("windows"), "{e}");
+        // Without [updates]: patch, any time, backup first.
+        let d = Deployment::parse("", std::path::Path::new("d.toml")).unwrap();
+        assert_eq!(d.updates, Updates::default());
+        assert!(d.updates.backup_first && d.updates.channel == Channel::Patch);
     }
 }
