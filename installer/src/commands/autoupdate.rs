@@ -324,6 +324,17 @@ fn needs_systemd(what: &str, instead: &str) -> anyhow::Error {
     )
 }
 
+/// The two unit names of instance `l`'s timer, with no text (what removing needs).
+fn unit_names(l: &Layout) -> [(String, String); 2] {
+    let u = update_state::unit(l);
+    [(format!("{u}.service"), String::new()), (format!("{u}.timer"), String::new())]
+}
+
+/// Removes instance `l`'s automatic-update timer if there is one (`uninstall`); whether it existed.
+pub fn unschedule(l: &Layout) -> Result<bool> {
+    install_timer(&l.root, Some(&l.units_dir()), &unit_names(l), false)
+}
+
 fn schedule_update(inst: &Instance, s: &str) -> Result<()> {
     let l = &inst.layout;
     let on = on_off(s)?;
@@ -334,12 +345,7 @@ fn schedule_update(inst: &Instance, s: &str) -> Result<()> {
         ));
     }
     let exe = if on { installer(&l.root)? } else { PathBuf::from("/") };
-    let files = if on {
-        update_units(l, &inst.deployment.updates, &exe)?
-    } else {
-        let u = update_state::unit(l);
-        [(format!("{u}.service"), String::new()), (format!("{u}.timer"), String::new())]
-    };
+    let files = if on { update_units(l, &inst.deployment.updates, &exe)? } else { unit_names(l) };
     let done = install_timer(&l.root, Some(&l.units_dir()), &files, on)?;
     let p = &inst.deployment.updates;
     if on {
