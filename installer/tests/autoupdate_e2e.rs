@@ -222,4 +222,13 @@ fn a_release_that_never_becomes_healthy_is_undone_skipped_and_not_retried_until_
     let o = installer(&sb, &["update", "--auto"]);
     assert!(o.status.success(), "after clearing the skip and fixing the release");
     serving(&sb, "green", V2);
+
+    // A manual update is a person deciding too: it clears the skips.
+    let skip = sb.instance_dir(INSTANCE).join("state/auto-update-skip");
+    std::fs::write(&skip, "v2.6.0: 2026-11-27T00:00:00Z exit 11: did not become healthy\n").unwrap();
+    assert_eq!(status(&sb)["auto_update"]["skipped"][0]["version"], "v2.6.0");
+    let o = installer(&sb, &["update", "--version", V1]);
+    assert!(o.status.success() && stdout(&o).contains("v2.6.0 is allowed again"), "{}", stdout(&o));
+    assert!(!skip.exists());
+    serving(&sb, "blue", V1);
 }
