@@ -322,6 +322,15 @@ pub struct Upgrade {
     /// download from this mirror instead of GitHub (also VIKUNJA_INSTALLER_BASE_URL)
     #[argh(option)]
     pub base_url: Option<String>,
+    /// unattended: upgrade only within --within of the installed version (what the timer runs)
+    #[argh(switch)]
+    pub auto: bool,
+    /// with --auto: patch (default), minor or any; how far an unattended upgrade may go
+    #[argh(option)]
+    pub within: Option<String>,
+    /// with --auto: on installs a daily systemd timer running `upgrade --auto`, off removes it (off by default)
+    #[argh(option)]
+    pub schedule: Option<String>,
     /// every path lives under this directory (default /)
     #[argh(option, default = "PathBuf::from(\"/\")")]
     pub root: PathBuf,
@@ -355,6 +364,17 @@ pub struct Update {
     /// the zip's expected sha256 (checked as for a download; default: its .sha256 beside it, if any)
     #[argh(option)]
     pub sha256: Option<String>,
+    /// unattended: update to the newest release `[updates]` in deployment.toml allows, only inside
+    /// its maintenance window, after a backup; what the timer runs
+    #[argh(switch)]
+    pub auto: bool,
+    /// with --auto: allow again the versions whose automatic update failed
+    #[argh(switch)]
+    pub clear_skip: bool,
+    /// with --auto: on installs a systemd timer that runs `update --auto` as each window opens, off
+    /// removes it
+    #[argh(option)]
+    pub schedule: Option<String>,
 }
 
 /// Zero-downtime restart: the same version and settings start on the other colour, pass the

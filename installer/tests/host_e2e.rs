@@ -1014,3 +1014,105 @@ fn on_the_oldest_supported_pve_the_one_liner_makes_an_unprivileged_ct_and_update
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&newest.tool(&["pct", "config", "300"])).contains("unprivileged: 1"));
 }
+
+/// Automatic updates (issue 16) in a real container with systemd as PID 1: `update --auto
+/// --schedule on` from the host installs a timer that is enabled and passes verify; starting its
+/// service with a never-healthy v2.5.0 leaves v2.4.0 serving and records v2.5.0 as skipped, a
+/// second start does not try it again, and after `--clear-skip` (the release fixed) the service
+/// updates v2.4.0 → v2.5.0, which `status` shows.
+#[test]
+fn auto_update_timer_in_a_container_updates_skips_a_never_healthy_release_and_does_not_retry_it() {
+    if skip_or_fail() {
+        return;
+    }
+    let node = Node::new("host-autoupdate");
+    let s = site(&node.dir);
+    // The download site's listing, which `update --auto` reads like `update` without --version.
+    let listing = format!("[{{\"name\":\"{V1}/\"}},{{\"name\":\"{V2}/\"}}]");
+    std::fs::write(s.server.www.join("vikunja/.json"), listing).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.server.www.join("vikunja/.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = vikunja_e2e::sandbox::Sandbox::new("host-ports-four").unwrap().ports;
+    let four = Inst { name: "four", domain: "four.vikunja.test".into(), ports: p };
+    let cfg = node.dir.join("four.toml");
+    std::fs::write(
+        &cfg,
+        vikunja_e2e::sandbox::container_config(
+            "four",
+            &format!("version = \"{V1}\"\ndownload_base = \"{}/vikunja\"", s.server.base_url()),
+            "127.0.10.16/8",
+            &four.ports,
+            "\n[container]\nstorage = \"local\"\n\n[updates]\nchannel = \"minor\"\n",
+        ),
+    )
+    .unwrap();
+    let o =
+        one_liner(&node, &s, &format!("create --config {} --yes --root {}", cfg.display(), node.root.display()), &[]);
+    assert!(o.status.success(), "create failed");
+    let ct = "100";
+    assert_eq!(version_over_tls(&node, ct, &four), V1);
+
+    let o = host(&node, &s, &["update", "--auto", "--schedule", "on", "--instance", "four"]);
+    assert!(o.status.success(), "update --auto --schedule on");
+    assert!(!text(&o).contains("Snapshot"), "no snapshot for turning on a schedule: {}", text(&o));
+    let unit = "/etc/systemd/system/vikunja-four-autoupdate";
+    let o = in_ct(
+        &node,
+        ct,
+        &format!(
+            "systemctl is-enabled vikunja-four-autoupdate.timer && systemctl is-active vikunja-four-autoupdate.timer && \
+             systemd-analyze verify --man=no {unit}.timer {unit}.service && grep -q '^Environment=SSL_CERT_FILE=' \
+             {unit}.service && echo VERIFIED"
+        ),
+    );
+    assert!(o.status.success() && text(&o).trim_end().ends_with("VERIFIED"), "the timer: {}", text(&o));
+    assert!(!text(&o).contains(".timer:") && !text(&o).contains(".service:"), "verify complained: {}", text(&o));
+
+    // v2.5.0 downloaded (an update killed right after it started, then recovered) and broken.
+    let o = in_ct(
+        &node,
+        ct,
+        &format!(
+            "export SSL_CERT_FILE=/etc/vikunja-pve/ca-bundle.pem; VIKUNJA_INSTALLER_TEST_KILL_AT=started \
+             vikunja-installer update --version {V2}; vikunja-installer status >/dev/null; \
+             echo never-healthy > /opt/vikunja-four/releases/{V2}/STANDIN_FAULT && echo BROKEN"
+        ),
+    );
+    assert!(text(&o).contains("BROKEN"), "{}", text(&o));
+    let o = in_ct(&node, ct, "systemctl start vikunja-four-autoupdate.service");
+    assert!(!o.status.success(), "the failed automatic update must fail its unit");
+    assert_eq!(version_over_tls(&node, ct, &four), V1, "v2.4.0 must still serve");
+    let st = |node: &Node| -> serde_json::Value {
+        let o = host(node, &s, &["status", "--instance", "four", "--json"]);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let a = st(&node)["auto_update"].clone();
+    assert_eq!((a["timer"].as_str(), a["skipped"][0]["version"].as_str()), (Some("on"), Some(V2)), "{a}");
+    assert!(a["result"].as_str().unwrap().contains("failed and undone"), "{a}");
+    let last_op = "cat /opt/vikunja-four/state/last-operation";
+    let before = text(&in_ct(&node, ct, last_op));
+    let o = in_ct(
+        &node,
+        ct,
+        "systemctl start vikunja-four-autoupdate.service && journalctl -u vikunja-four-autoupdate -n 20 --no-pager",
+    );
+    assert!(o.status.success(), "the second run: {}", text(&o));
+    assert!(text(&o).contains(&format!("passed over {V2}")), "{}", text(&o));
+    assert_eq!(text(&in_ct(&node, ct, last_op)), before, "the skipped release was tried again");
+    assert_eq!(version_over_tls(&node, ct, &four), V1);
+
+    let o = host(&node, &s, &["update", "--auto", "--clear-skip", "--instance", "four"]);
+    assert!(o.status.success() && text(&o).contains("allowed again"), "{}", text(&o));
+    in_ct(&node, ct, &format!("rm /opt/vikunja-four/releases/{V2}/STANDIN_FAULT"));
+    let o = in_ct(&node, ct, "systemctl start vikunja-four-autoupdate.service");
+    assert!(o.status.success(), "the automatic update");
+    assert_eq!(version_over_tls(&node, ct, &four), V2);
+    let a = st(&node)["auto_update"].clone();
+    assert_eq!(a["result"], format!("updated {V1} -> {V2}"), "{a}");
+    assert!(a["last_update"].is_string() && a["skipped"].as_array().unwrap().is_empty(), "{a}");
+
+    let o = host(&node, &s, &["update", "--auto", "--schedule", "off", "--instance", "four"]);
+    assert!(o.status.success());
+    let o = in_ct(&node, ct, &format!("test ! -e {unit}.timer && test ! -e {unit}.service && echo GONE"));
+    assert!(text(&o).contains("GONE"), "--schedule off left the units: {}", text(&o));
+}

@@ -855,3 +855,59 @@ fn a_write_freeze_answers_writes_503_with_retry_after_and_keeps_reads() {
     let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &https(&n, "/api/v1/x")]);
     assert!(ok && out == "503", "the flag is back: {out}");
 }
+
+/// `update --auto --schedule on`'s service and timer: one `OnCalendar=` per maintenance window,
+/// the environment the schedule was made with, and both pass strict verify together.
+#[test]
+fn auto_update_timer_and_service_pass_strict_verify() {
+    use render::autotimer::{render as render_auto, AutoTimerSpec, SERVICE_TEMPLATE, TIMER_TEMPLATE};
+    let dir = TempDir::new("auto-timer");
+    let bin = dir.0.join("vikunja-installer");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    // As `update_policy::Window::on_calendar` writes them (its unit test checks that side).
+    let calendars = ["Sun *-*-* 03:00:00", "Mon,Tue,Wed,Thu,Fri *-*-* 01:00:00", "Sat *-*-* 23:00:00"];
+    let spec = |on_calendar: Vec<String>, env: Vec<(String, String)>| AutoTimerSpec {
+        unit: "vikunja-main-autoupdate".into(),
+        description: "Automatic update of Vikunja instance main".into(),
+        command: "update --auto".into(),
+        exec: vec![s(&bin).into(), "update".into(), "--auto".into(), "--instance".into(), "main".into()],
+        env,
+        on_calendar,
+        randomized_delay_s: 900,
+    };
+    let env = vec![
+        ("SSL_CERT_FILE".to_string(), "/etc/vikunja-pve/ca bundle%.pem".to_string()),
+        ("HTTPS_PROXY".to_string(), "http://proxy.example:3128".to_string()),
+    ];
+    let t = |n| builtin(n).unwrap();
+    let (service, timer) =
+        render_auto(t(SERVICE_TEMPLATE), t(TIMER_TEMPLATE), &spec(calendars.map(String::from).to_vec(), env)).unwrap();
+    for c in calendars {
+        assert!(timer.lines().any(|l| l == format!("OnCalendar={c}")), "{timer}");
+    }
+    assert!(timer.contains("Unit=vikunja-main-autoupdate.service\n"), "{timer}");
+    assert!(service.contains("Environment=\"SSL_CERT_FILE=/etc/vikunja-pve/ca bundle%%.pem\"\n"), "{service}");
+    assert!(service.contains("Environment=HTTPS_PROXY=http://proxy.example:3128\n"), "{service}");
+    assert!(service.contains(" update --auto --instance main\n") && service.contains("Type=oneshot"), "{service}");
+    let (sp, tp) = (dir.0.join("vikunja-main-autoupdate.service"), dir.0.join("vikunja-main-autoupdate.timer"));
+    std::fs::write(&sp, &service).unwrap();
+    std::fs::write(&tp, &timer).unwrap();
+    for unit in [&sp, &tp] {
+        let (ok, out) = verify_strict(unit);
+        assert!(ok, "verify {}:\n{out}\n--- service ---\n{service}\n--- timer ---\n{timer}", unit.display());
+    }
+    // Without environment the placeholder line goes, and the units still verify.
+    let (service, _) =
+        render_auto(t(SERVICE_TEMPLATE), t(TIMER_TEMPLATE), &spec(vec![calendars[0].into()], vec![])).unwrap();
+    assert!(!service.contains("Environment=") && !service.contains("\n\n\n"), "{service}");
+    // What would add a directive or name no time is refused, not rendered.
+    for (cal, env) in [
+        (vec!["daily\nExecStartPre=/bin/sh".to_string()], vec![]),
+        (vec![], vec![]),
+        (vec![calendars[0].to_string()], vec![("A=B".to_string(), "x".to_string())]),
+        (vec![calendars[0].to_string()], vec![("A".to_string(), "x\nExecStartPre=/bin/sh".to_string())]),
+    ] {
+        let r = render_auto(t(SERVICE_TEMPLATE), t(TIMER_TEMPLATE), &spec(cal.clone(), env.clone()));
+        assert!(matches!(r, Err(RenderError::Invalid { .. })), "{cal:?} {env:?}: {r:?}");
+    }
+}

@@ -1063,6 +1063,36 @@ fn upgrade_check_online_upgrade_and_rollback() {
     assert_eq!(installed_version(&env, &root), V2, "a second --rollback returns");
 }
 
+/// `upgrade --auto` (issue 16): the same signed release checks, but only within `--within` of the
+/// installed version: 0.1.0 -> 0.2.0 is a minor step, held back by the default `patch` and taken
+/// with `--within minor`; each run records its result beside the installed versions.
+#[test]
+fn upgrade_auto_stays_within_its_boundary_and_records_the_result() {
+    let env = Env::new("upgrade-auto");
+    let root = installed_v1(&env);
+    let state = || std::fs::read_to_string(root.join("opt/vikunja-pve/auto-upgrade")).unwrap_or_default();
+    let r = installed(&env, &root, &["upgrade", "--auto"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("nothing to upgrade within patch (v{V2} (outside channel patch")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(installed_version(&env, &root), V1, "the default patch boundary was crossed");
+    assert!(state().contains(&format!("result: up to date: {V1}")), "{}", state());
+    let r = installed(&env, &root, &["upgrade", "--auto", "--within", "major"]);
+    assert_eq!(r.code, 2, "an unknown boundary: {}", r.stderr);
+    assert!(r.stderr.contains("patch, minor or any"), "{}", r.stderr);
+    let r = installed(&env, &root, &["upgrade", "--auto", "--within", "minor"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("Upgraded vikunja-installer {V1} -> {V2}")), "{}", r.stdout);
+    assert_eq!(installed_version(&env, &root), V2);
+    assert!(state().contains(&format!("result: upgraded {V1} -> {V2}")), "{}", state());
+    let r = installed(&env, &root, &["upgrade", "--auto", "--within", "any"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(state().contains(&format!("result: up to date: {V2}")), "{}", state());
+}
+
 #[test]
 fn upgrade_refuses_a_downgrade_unless_allowed_and_signed() {
     let w = world();

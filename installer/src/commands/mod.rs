@@ -3,6 +3,7 @@
 //! as a callback (`confirm`). `main` only parses and hands the command to `run`.
 
 pub mod about;
+pub mod autoupdate;
 pub mod backup;
 pub mod cert;
 pub mod health;

@@ -2,9 +2,9 @@
 //! installer's own files on the Proxmox host).
 //!
 //! An instance's uninstall takes a last backup first (through the one backup path; if it fails,
-//! nothing is removed), then removes what the installer put on the machine: the scheduled backup,
-//! both colours' units, the nginx site, the releases, logs, scripts and state, and the service user
-//! when no other instance uses it. Kept unless `--purge`: `data/`, `backups/` and the secrets and
+//! nothing is removed), then removes what the installer put on the machine: the scheduled backup
+//! and automatic updates, both colours' units, the nginx site, the releases, logs, scripts and
+//! state, and the service user when no other instance uses it. Kept unless `--purge`: `data/`, `backups/` and the secrets and
 //! certificate in `config/`; `deployment.toml` is renamed to `deployment.toml.uninstalled`, so the
 //! instance no longer counts as installed, and a later `install` with the same name finds its data.
 
@@ -94,6 +94,7 @@ pub fn instance(u: &Uninstall) -> Result<()> {
 
     crate::service::schedule::remove(&l, inst.init)?;
     crate::service::schedule::remove_timer(&l, inst.init, &crate::service::acme::timer_unit(&l))?;
+    super::autoupdate::unschedule(&l)?;
     let colours = Colours { l: &l, d: &inst.deployment, init: inst.init };
     colours.stop_all()?;
     let mut units = Vec::new();

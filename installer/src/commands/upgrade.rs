@@ -10,6 +10,9 @@ use crate::engine::upgrade;
 use crate::selfinstall;
 
 pub fn command(u: cli::Upgrade) -> Result<ExitCode> {
+    if u.auto || u.within.is_some() || u.schedule.is_some() {
+        return super::autoupdate::upgrade(&u);
+    }
     let code = upgrade::run(&upgrade::Options {
         root: u.root,
         check: u.check,

@@ -328,9 +328,24 @@ pub(super) fn operation_id(instance: &str) -> String {
     state::deployment_id(instance, &format_rfc3339(now_unix()))
 }
 
-/// The newest release listed at `{download_base}.json` (the download site's JSON listing): every
+/// The newest release listed at `{download_base}/.json` (the download site's JSON listing): every
 /// string in it that is a version counts.
 pub fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Result<String> {
+    let (url, found) = listed_releases(d, fetcher)?;
+    found
+        .into_iter()
+        .filter(|(ver, _)| ver.pre.is_none())
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, s)| s)
+        .ok_or_else(|| fail(Exit::Download, format!("{url} lists no release versions; name one with --version vX.Y.Z")))
+}
+
+/// Every release the download site lists (pre-releases included), and the listing's URL; shared
+/// by `update` without `--version` and `update --auto`.
+pub fn listed_releases(
+    d: &Deployment,
+    fetcher: &manifests::fetch::Fetcher,
+) -> Result<(String, Vec<(manifests::Version, String)>)> {
     // The dl site's documented listing is `/vikunja/.json` (`/vikunja.json` works only through a
     // detail of its worker): shared/reference/vikunja.md, corrections.
     let url = format!("{}/.json", d.vikunja.download_base.trim_end_matches('/'));
@@ -340,28 +355,8 @@ pub fn newest_version(d: &Deployment, fetcher: &manifests::fetch::Fetcher) -> Re
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         fail(Exit::Download, format!("{url} is not a JSON listing ({e}); name a release with --version"))
     })?;
-    let mut found: Vec<(manifests::version::Version, String)> = Vec::new();
-    let mut stack = vec![&v];
-    while let Some(x) = stack.pop() {
-        match x {
-            serde_json::Value::String(s) => {
-                let name = s.trim_end_matches('/');
-                if let Ok(ver) = manifests::version::Version::parse(name.trim_start_matches('v')) {
-                    if ver.pre.is_none() {
-                        found.push((ver, format!("v{}", name.trim_start_matches('v'))));
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => stack.extend(a),
-            serde_json::Value::Object(o) => stack.extend(o.values()),
-            _ => {}
-        }
-    }
-    found
-        .into_iter()
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, s)| s)
-        .ok_or_else(|| fail(Exit::Download, format!("{url} lists no release versions; name one with --version vX.Y.Z")))
+    let found = crate::instance::update_policy::listed_versions(&v);
+    Ok((url, found))
 }
 
 /// Runs the lifecycle's check for `op`: go on, or end here (nothing to do, or refused).

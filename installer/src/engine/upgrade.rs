@@ -153,3 +153,29 @@ pub fn run(o: &Options) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// The newest release of the channel (signature, expiry and rollback guard checked as for
+/// `--check`), for `upgrade --auto` to judge before it upgrades; nothing changes.
+pub fn latest(o: &Options) -> Result<Version> {
+    let h = Home::new(&o.root);
+    let keys = Keyring::embedded().map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
+    let channel = o.channel.clone().unwrap_or_else(|| build_info::channel().to_string());
+    if !manifests::manifest::is_safe_name(&channel) {
+        return Err(fail(Exit::Usage, format!("--channel {channel:?}: not a channel name")));
+    }
+    let state = SerialState::load(&h.state_dir()).map_err(|e| fail(Exit::Prerequisite, e.to_string()))?;
+    let policy = Policy {
+        now: manifests::time::now_unix(),
+        allow_expired: false,
+        last_serial: state.last(&channel),
+        channel,
+        client_version: running_version(),
+        pinned: None,
+    };
+    let src = Source::from_env(o.base_url.as_deref()).map_err(|e| fail(e.exit(), e.to_string()))?;
+    let f = Fetcher::new(&format!("vikunja-installer/{}", build_info::version()), None)
+        .map_err(|e| fail(e.exit(), e.to_string()))?;
+    let latest = obtain::check_latest(&keys, &policy, &state.path.display().to_string(), &src, &f)
+        .map_err(|e| fail(e.exit(), e.to_string()))?;
+    Ok(latest.manifest.version)
+}

@@ -155,6 +155,9 @@ fn update_one(u: &cli::Update, base: &[String], e: &Entry) -> Result<(), (String
         root: u.root.clone(),
         artifact: u.artifact.clone(),
         sha256: u.sha256.clone(),
+        auto: false,
+        clear_skip: false,
+        schedule: None,
     });
     match super::manage::routed(&cmd, &args, &u.root, e, u.dry_run) {
         Ok(0) => {}

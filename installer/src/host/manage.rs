@@ -106,7 +106,8 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
     }
     sync_installer(&mut r, id)?;
     match cmd {
-        cli::Command::Update(_) => snapshot_before_update(&mut r, e)?,
+        // An automatic update takes its own backup inside, and mostly finds nothing to do.
+        cli::Command::Update(u) if !u.auto => snapshot_before_update(&mut r, e)?,
         cli::Command::Restore(rs) if rs.file.is_file() => {
             // A backup on the host goes into the container's backups/ first.
             let name = rs

@@ -29,6 +29,8 @@ pub struct Deployment {
     pub metadata: Metadata,
     pub metrics: crate::instance::observe::Metrics,
     pub notify: crate::instance::observe::Notify,
+    /// Automatic updates (`update --auto`): channel, windows, pins, skips.
+    pub updates: crate::instance::update_policy::Updates,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -414,6 +416,7 @@ impl Deployment {
             metadata: Metadata::default(),
             metrics: Default::default(),
             notify: Default::default(),
+            updates: Default::default(),
         }
     }
 
@@ -644,6 +647,7 @@ impl Deployment {
         }
         crate::instance::settings::validate(d, &mut bad);
         crate::instance::observe::validate(&d.metrics, &d.notify, &mut bad);
+        crate::instance::update_policy::validate(&d.updates, &mut bad);
         if errs.is_empty() {
             Ok(())
         } else {

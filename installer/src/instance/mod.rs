@@ -12,6 +12,8 @@ pub mod secrets;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod update_policy;
+pub mod update_state;
 pub mod vikunja_conf;
 
 use anyhow::Result;

@@ -8,6 +8,7 @@
 //! never end a directive early, open a block or add a line: for systemd no control characters
 //! (and `%`/`$` are escaped), for nginx one bare token with no `; { } " ' \ $ #` or whitespace.
 
+pub mod autotimer;
 pub mod templates;
 
 use std::fmt::Write as _;
@@ -36,6 +37,8 @@ pub fn builtin(name: &str) -> Option<&'static str> {
         "systemd/metrics.timer.tmpl" => Some(include_str!("../../templates/systemd/metrics.timer.tmpl")),
         CERT_SERVICE_TEMPLATE => Some(include_str!("../../templates/systemd/cert-renew.service.tmpl")),
         CERT_TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/cert-renew.timer.tmpl")),
+        autotimer::SERVICE_TEMPLATE => Some(include_str!("../../templates/systemd/autoupdate.service.tmpl")),
+        autotimer::TIMER_TEMPLATE => Some(include_str!("../../templates/systemd/autoupdate.timer.tmpl")),
         _ => None,
     }
 }

@@ -33,6 +33,7 @@ pub struct Status {
     pub resources: Resources,
     pub last_operation: Option<LastOp>,
     pub backup_schedule: crate::service::schedule::Shown,
+    pub auto_update: crate::instance::update_state::Shown,
     pub healthy: bool,
 }
 
@@ -215,6 +216,7 @@ pub fn gather(l: &Layout, d: &Deployment, init: Init) -> Status {
             result: o.result,
         }),
         backup_schedule: crate::service::schedule::shown(l, init),
+        auto_update: crate::instance::update_state::shown(l),
         healthy,
     }
 }
@@ -314,6 +316,9 @@ pub fn render(s: &Status, fancy: bool) -> String {
     }
     o += &rule('╠', '═', '╣');
     for text in crate::service::schedule::lines(&s.backup_schedule) {
+        o += &line(&text);
+    }
+    for text in crate::instance::update_state::lines(&s.auto_update) {
         o += &line(&text);
     }
     o += &rule('╚', '═', '╝');
