@@ -165,7 +165,8 @@ pub fn fingerprint(pem: &str) -> Option<String> {
     Some(hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":"))
 }
 
-fn first_der(pem: &str) -> Option<Vec<u8>> {
+/// The DER bytes of the first certificate in a PEM text.
+pub fn first_der(pem: &str) -> Option<Vec<u8>> {
     let b64: String = pem
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
@@ -175,10 +176,13 @@ fn first_der(pem: &str) -> Option<Vec<u8>> {
     base64(b64.trim())
 }
 
-/// When the served certificate ends (Unix time): the self-signed one's record, else the notAfter
-/// of the first certificate in the user's PEM (read from its DER, no X.509 library needed for one
-/// field).
+/// When the served certificate ends (Unix time): the notAfter of the ACME certificate once one was
+/// obtained or of the first certificate in the user's PEM (read from its DER, no X.509 library
+/// needed for one field), else the self-signed one's record.
 pub fn expiry(l: &Layout, d: &Deployment) -> Option<i64> {
+    if let Some(acme) = acme_obtained(l, d) {
+        return not_after(&std::fs::read_to_string(acme.cert).ok()?);
+    }
     match &d.ssl.cert_path {
         Some(p) => not_after(&std::fs::read_to_string(p).ok()?),
         None => {

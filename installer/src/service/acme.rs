@@ -72,7 +72,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// cannot be read.
 pub fn days_left(l: &Layout, now: i64) -> Option<i64> {
     let pem = std::fs::read_to_string(tls::acme_paths(l).cert).ok()?;
-    Some((not_after(&pem)? - now).div_euclid(DAY))
+    Some((tls::not_after(&pem)? - now).div_euclid(DAY))
 }
 
 /// Whether an ACME certificate serves that names the domain (of any age).
@@ -300,7 +300,7 @@ fn ca_error(step: &'static str, directory: &str, e: instant_acme::Error) -> Acme
 /// never a key that does not match its certificate. Then the site points at it (the first time),
 /// `nginx -t`, a graceful reload; any failure puts the file and the site back.
 fn install(l: &Layout, d: &Deployment, init: Init, chain: &str, key: &str) -> Result<Renewal, AcmeError> {
-    let not_after = not_after(chain)
+    let not_after = tls::not_after(chain)
         .ok_or_else(|| AcmeError::Ca { step: "certificate", detail: "the CA sent no readable certificate".into() })?;
     let p = tls::acme_paths(l);
     let combined = format!("{}\n{}", key.trim_end(), chain);
@@ -447,69 +447,10 @@ impl HttpClient for UreqClient {
 
 /// Whether the first certificate of a PEM chain names `domain` (a DNS SAN, as DER bytes).
 fn covers(pem: &str, domain: &str) -> bool {
-    let Some(der) = first_der(pem) else { return false };
+    let Some(der) = tls::first_der(pem) else { return false };
     // A dNSName in a SAN is context tag [2], primitive: 0x82, length, the name.
     let name = domain.as_bytes();
     der.windows(name.len() + 2).any(|w| w[0] == 0x82 && usize::from(w[1]) == name.len() && &w[2..] == name)
-}
-
-fn first_der(pem: &str) -> Option<Vec<u8>> {
-    let b64: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    tls::base64(b64.trim())
-}
-
-/// notAfter of the first certificate of a PEM chain (Unix seconds): Certificate → tbsCertificate
-/// → [version] serial signature issuer validity(notBefore, notAfter).
-pub fn not_after(pem: &str) -> Option<i64> {
-    let der = first_der(pem)?;
-    let (_, cert, _) = tlv(&der)?;
-    let (_, tbs, _) = tlv(cert)?;
-    let mut rest = tbs;
-    let (tag, _, r) = tlv(rest)?;
-    if tag == 0xa0 {
-        rest = r;
-    }
-    for _ in 0..3 {
-        rest = tlv(rest)?.2; // serial, signature algorithm, issuer
-    }
-    let (_, validity, _) = tlv(rest)?;
-    let (_, _, after) = tlv(validity)?;
-    let (tag, t, _) = tlv(after)?;
-    let t = std::str::from_utf8(t).ok()?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let y: i64 = t.get(0..2)?.parse().ok()?;
-            (if y < 50 { 2000 + y } else { 1900 + y }, t.get(2..)?)
-        }
-        0x18 => (t.get(0..4)?.parse().ok()?, t.get(4..)?),
-        _ => return None,
-    };
-    let f = |r: std::ops::Range<usize>| rest.get(r).and_then(|x| x.parse::<u32>().ok());
-    let s = format!("{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", f(0..2)?, f(2..4)?, f(4..6)?, f(6..8)?, f(8..10)?);
-    manifests::time::parse_rfc3339(&s).ok()
-}
-
-/// One DER element: (tag, contents, what follows).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let first = *b.get(1)?;
-    let (len, head) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let len = b.get(2..2 + n)?.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
-        (len, 2 + n)
-    };
-    let body = b.get(head..head.checked_add(len)?)?;
-    Some((tag, body, &b[head + len..]))
 }
 
 #[cfg(test)]
@@ -598,12 +539,12 @@ mod tests {
             let o = Command::new("date").args(["-u", "-d", &end, "+%s"]).output().unwrap();
             let want: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
             let pem = std::fs::read_to_string(&cert).unwrap();
-            assert_eq!(not_after(&pem), Some(want), "{days} days (UTCTime before 2050, GeneralizedTime after)");
+            assert_eq!(tls::not_after(&pem), Some(want), "{days} days (UTCTime before 2050, GeneralizedTime after)");
             assert!(covers(&pem, "tasks.example.org") && covers(&pem, "b.example.org"));
             assert!(!covers(&pem, "example.org") && !covers(&pem, "c.example.org"));
         }
-        assert_eq!(not_after("garbage"), None);
-        assert_eq!(not_after("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"), None);
+        assert_eq!(tls::not_after("garbage"), None);
+        assert_eq!(tls::not_after("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
