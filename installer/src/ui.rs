@@ -163,7 +163,7 @@ fn ask_all(mut d: Deployment, p: &mut Prompter) -> io::Result<Deployment> {
         }
     })?;
     let number = d.instance.number;
-    d = Deployment { instance: crate::instance::config::Instance { name, number }, ..d };
+    d = Deployment { instance: crate::instance::config::InstanceSection { name, number }, ..d };
     let domain = p.ask("Domain (the address users type)", &d.network.domain.clone(), |v| {
         let mut t = d.clone();
         t.network.domain = v.into();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deployment {
-    pub instance: Instance,
+    pub instance: InstanceSection,
     pub container: Container,
     pub vikunja: VikunjaSource,
     pub database: Database,
@@ -33,9 +33,11 @@ pub struct Deployment {
     pub updates: crate::instance::update_policy::Updates,
 }
 
+/// `[instance]` of deployment.toml (its name and number); not `instance::Instance`, which is an
+/// installed instance opened with its layout and settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Instance {
+pub struct InstanceSection {
     /// `[a-z][a-z0-9-]*`: names directories, units and upstreams.
     pub name: String,
     /// 1 for the first instance on a host, 2 for the next: chooses the default ports.
@@ -313,7 +315,7 @@ macro_rules! defaults {
 
 defaults! {
     Deployment => Deployment::for_instance("main", 1),
-    Instance => Instance { name: "main".into(), number: 1 },
+    InstanceSection => InstanceSection { name: "main".into(), number: 1 },
     Container => Container {
         id: 0,
         hostname: String::new(),
@@ -398,7 +400,7 @@ defaults! {
 impl Deployment {
     pub fn for_instance(name: &str, number: u16) -> Deployment {
         Deployment {
-            instance: Instance { name: name.into(), number },
+            instance: InstanceSection { name: name.into(), number },
             container: Container::default(),
             vikunja: VikunjaSource::default(),
             database: Database::default(),
