@@ -49,7 +49,7 @@ pub struct Options<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
+enum RestoreStep {
     /// Unpacking and verifying into the staging directory: nothing live changed.
     Verifying,
     /// Services are being stopped.
@@ -66,21 +66,21 @@ enum Step {
     Committed,
 }
 
-const STEPS: [(Step, &str); 7] = [
-    (Step::Verifying, "verifying"),
-    (Step::Stopping, "stopping"),
-    (Step::DbSaved, "db-saved"),
-    (Step::Swapping, "swapping"),
-    (Step::DbRestoring, "db-restoring"),
-    (Step::Starting, "starting"),
-    (Step::Committed, "committed"),
+const STEPS: [(RestoreStep, &str); 7] = [
+    (RestoreStep::Verifying, "verifying"),
+    (RestoreStep::Stopping, "stopping"),
+    (RestoreStep::DbSaved, "db-saved"),
+    (RestoreStep::Swapping, "swapping"),
+    (RestoreStep::DbRestoring, "db-restoring"),
+    (RestoreStep::Starting, "starting"),
+    (RestoreStep::Committed, "committed"),
 ];
 
-impl Step {
+impl RestoreStep {
     fn name(self) -> &'static str {
         STEPS.iter().find(|(s, _)| *s == self).map(|(_, n)| *n).unwrap_or("?")
     }
-    fn parse(s: &str) -> Option<Step> {
+    fn parse(s: &str) -> Option<RestoreStep> {
         STEPS.iter().find(|(_, n)| *n == s).map(|(s, _)| *s)
     }
 }
@@ -97,10 +97,10 @@ struct Item {
 }
 
 #[derive(Debug, Clone)]
-struct Journal {
+struct RestoreJournal {
     id: String,
     started: String,
-    step: Step,
+    step: RestoreStep,
     archive: String,
     work: PathBuf,
     prev_colour: Colour,
@@ -116,7 +116,7 @@ fn journal_path(l: &Layout) -> PathBuf {
     crate::engine::journal::path(l)
 }
 
-impl Journal {
+impl RestoreJournal {
     fn staged(&self) -> PathBuf {
         self.work.join("staged")
     }
@@ -124,7 +124,7 @@ impl Journal {
         self.work.join("aside")
     }
 
-    fn load(l: &Layout) -> Result<Option<Journal>> {
+    fn load(l: &Layout) -> Result<Option<RestoreJournal>> {
         let kv = match state::read_kv(&journal_path(l)) {
             Ok(kv) => kv,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -150,10 +150,10 @@ impl Journal {
                 Ok(Item { rel: rel.into(), dir: kind == "dir", existed: existed == "1", staged: staged == "1" })
             })
             .collect::<Result<_>>()?;
-        Ok(Some(Journal {
+        Ok(Some(RestoreJournal {
             id: field("id")?,
             started: field("started")?,
-            step: state::get(&kv, "step").and_then(Step::parse).ok_or_else(|| bad("bad step"))?,
+            step: state::get(&kv, "step").and_then(RestoreStep::parse).ok_or_else(|| bad("bad step"))?,
             archive: field("archive")?,
             work: PathBuf::from(field("work")?),
             prev_colour: colour("prev_color")?,
@@ -187,7 +187,7 @@ impl Journal {
     }
 
     /// Records `step` durably before the caller does what it names.
-    fn advance(&mut self, l: &Layout, step: Step) -> Result<()> {
+    fn advance(&mut self, l: &Layout, step: RestoreStep) -> Result<()> {
         self.step = step;
         self.save(l)?;
         kill_point(&format!("restore-{}", step.name()));
@@ -286,7 +286,7 @@ fn plan(l: &Layout, staged: &Path, cur: &Deployment, restored: &Deployment) -> V
 }
 
 /// Where an item comes from in the staging tree (the archive's `files/` is `data/files`).
-fn staged_path(j: &Journal, item: &Item) -> PathBuf {
+fn staged_path(j: &RestoreJournal, item: &Item) -> PathBuf {
     match item.rel.strip_prefix("data/") {
         Some(rest) => j.staged().join(rest),
         None => j.staged().join(&item.rel),
@@ -322,7 +322,7 @@ fn mkparent(p: &Path) -> Result<()> {
     Ok(())
 }
 
-fn swap_in(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
+fn swap_in(l: &Layout, j: &RestoreJournal, item: &Item) -> Result<()> {
     let live = l.base.join(&item.rel);
     let aside = j.aside().join(&item.rel);
     if item.existed && !exists(&aside) {
@@ -355,7 +355,7 @@ fn swap_in(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
     Ok(())
 }
 
-fn swap_back(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
+fn swap_back(l: &Layout, j: &RestoreJournal, item: &Item) -> Result<()> {
     let live = l.base.join(&item.rel);
     let aside = j.aside().join(&item.rel);
     if exists(&aside) {
@@ -373,8 +373,8 @@ fn swap_back(l: &Layout, j: &Journal, item: &Item) -> Result<()> {
 // ---------------------------------------------------------------- undo, finish, recovery
 
 /// Puts back everything that was before, whatever step the journal reached.
-fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
-    if j.step >= Step::Stopping {
+fn undo(l: &Layout, init: Init, j: &RestoreJournal, p: &Progress) -> Result<()> {
+    if j.step >= RestoreStep::Stopping {
         let d = Deployment::load(&l.deployment_file())?;
         Colours { l, d: &d, init }.stop_all()?;
         for item in j.items.iter().rev() {
@@ -384,7 +384,7 @@ fn undo(l: &Layout, init: Init, j: &Journal, p: &Progress) -> Result<()> {
             p.say("config, state and attachments put back");
         }
         let d = Deployment::load(&l.deployment_file())?;
-        if j.step >= Step::DbRestoring && !j.db_dump.is_empty() {
+        if j.step >= RestoreStep::DbRestoring && !j.db_dump.is_empty() {
             dbbackup::restore(l, &d, Path::new(&j.db_dump))?;
             p.say(&format!("database put back from {}", j.db_dump));
         }
@@ -417,7 +417,7 @@ fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
     }
 }
 
-fn remove_work(j: &Journal) -> Result<()> {
+fn remove_work(j: &RestoreJournal) -> Result<()> {
     // Only ever our own hidden directory beside the instance.
     let ours = j.work.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".restore-"));
     if ours {
@@ -428,7 +428,7 @@ fn remove_work(j: &Journal) -> Result<()> {
 
 /// The restored deployment was healthy: logs of the backup beside the live ones, state recorded,
 /// the old copies deleted.
-fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result<()> {
+fn finish(l: &Layout, init: Init, j: &RestoreJournal, restored_version: &str) -> Result<()> {
     let d = Deployment::load(&l.deployment_file())?;
     nginx::route(l, &d, init, j.target_colour, false)?;
     let logs = j.staged().join("logs");
@@ -458,7 +458,7 @@ fn finish(l: &Layout, init: Init, j: &Journal, restored_version: &str) -> Result
     Ok(())
 }
 
-fn record(l: &Layout, j: &Journal, started: Instant, result: &str) {
+fn record(l: &Layout, j: &RestoreJournal, started: Instant, result: &str) {
     let _ = state::record_operation(
         l,
         &LastOperation {
@@ -470,7 +470,7 @@ fn record(l: &Layout, j: &Journal, started: Instant, result: &str) {
     );
 }
 
-fn undo_failed(l: &Layout, j: &Journal, e: anyhow::Error) -> anyhow::Error {
+fn undo_failed(l: &Layout, j: &RestoreJournal, e: anyhow::Error) -> anyhow::Error {
     fail(
         Exit::RollbackFailed,
         format!(
@@ -488,10 +488,10 @@ fn undo_failed(l: &Layout, j: &Journal, e: anyhow::Error) -> anyhow::Error {
 /// Finishes (once committed) or undoes the restore in the journal. Called by `recovery` only,
 /// under the lock.
 pub fn recover(l: &Layout, init: Init) -> Result<()> {
-    let Some(j) = Journal::load(l)? else { return Ok(()) };
+    let Some(j) = RestoreJournal::load(l)? else { return Ok(()) };
     let p = Progress(Instant::now());
     let started = Instant::now();
-    if j.step == Step::Committed {
+    if j.step == RestoreStep::Committed {
         note!("an interrupted restore of {} had been committed: finishing it", j.archive);
         finish(l, init, &j, &j.target_version)?;
         record(l, &j, started, "finished after an interruption");
@@ -593,10 +593,10 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
     let file = fs::canonicalize(&file).unwrap_or(file);
     let id =
         format!("{}-{}", format_rfc3339(now_unix()).replace([':', '-'], "").trim_end_matches('Z'), std::process::id());
-    let mut j = Journal {
+    let mut j = RestoreJournal {
         id: id.clone(),
         started: format_rfc3339(now_unix()),
-        step: Step::Verifying,
+        step: RestoreStep::Verifying,
         archive: file.to_string_lossy().into_owned(),
         work: l.base.join(format!(".restore-{id}")),
         prev_colour,
@@ -620,7 +620,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         });
         checked.map_err(|e| fail(e.exit(), format!("{}: {e}; nothing was changed", file.display())))
     })();
-    let cleanup = |j: &Journal| {
+    let cleanup = |j: &RestoreJournal| {
         let _ = remove_work(j);
         let _ = fs::remove_file(journal_path(l));
     };
@@ -632,7 +632,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         }
     };
     let h = &m.header;
-    let refuse = |j: &Journal, code: Exit, msg: String| {
+    let refuse = |j: &RestoreJournal, code: Exit, msg: String| {
         cleanup(j);
         Err(fail(code, format!("{msg}; nothing was changed")))
     };
@@ -691,7 +691,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
         return refuse(&j, Exit::Error, "restore cancelled".into());
     }
 
-    j.advance(l, Step::Stopping)?;
+    j.advance(l, RestoreStep::Stopping)?;
     let attempt = (|| -> Result<(bool, Vec<health::Component>)> {
         // Writes are refused from here until the commit: whatever answers meanwhile (the old
         // colour draining, the restored one starting on the same port) must not acknowledge a
@@ -703,11 +703,11 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             let dump = j.aside().join(dbbackup::file_name(d, "database-before-restore"));
             dbbackup::backup(l, d, &dump)?;
             j.db_dump = dump.to_string_lossy().into_owned();
-            j.advance(l, Step::DbSaved)?;
+            j.advance(l, RestoreStep::DbSaved)?;
             p.say(&format!("live database dumped aside to {}", dump.display()));
         }
         j.items = plan(l, &j.staged(), d, &restored);
-        j.advance(l, Step::Swapping)?;
+        j.advance(l, RestoreStep::Swapping)?;
         for (n, item) in j.items.iter().enumerate() {
             swap_in(l, &j, item)?;
             if n == 0 {
@@ -719,7 +719,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             j.items.len(),
             j.aside().display()
         ));
-        j.advance(l, Step::DbRestoring)?;
+        j.advance(l, RestoreStep::DbRestoring)?;
         dbbackup::restore(l, &restored, &db_staged)?;
         if restored.database.kind == DbType::Sqlite {
             if let Some(ids) = ids_of(&l.data_dir()) {
@@ -732,7 +732,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             }
         }
         p.say(&format!("database restored from the backup ({})", describe_db(&restored)));
-        j.advance(l, Step::Starting)?;
+        j.advance(l, RestoreStep::Starting)?;
         start(l, &restored, init, j.target_colour, &j.target_version, true)?;
         p.say(&format!("{} started with {}; health check", j.target_colour.name(), j.target_version));
         Ok(Colours { l, d: &restored, init }.gate(j.target_colour, &j.target_version))
@@ -742,7 +742,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             // The restored files must be on disk before the old ones are deleted. Synced only
             // now, so the disk catches up while the services start and are checked.
             sync_fs(&l.base);
-            j.advance(l, Step::Committed)?;
+            j.advance(l, RestoreStep::Committed)?;
             finish(l, init, &j, &j.target_version)?;
             record(l, &j, started, "success");
             p.say("healthy: restore committed, the previous data deleted");
