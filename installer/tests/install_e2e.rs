@@ -19,22 +19,12 @@ fn site() -> &'static DownloadSite {
 }
 
 fn installer(sb: &Sandbox, args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
-        .args(args)
-        .arg("--root")
-        .arg(&sb.root)
-        .env("SSL_CERT_FILE", &site().ca.ca_pem)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ vikunja-installer {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    sb.run_installer(
+        env!("CARGO_BIN_EXE_vikunja-installer"),
+        &site().ca.ca_pem,
+        args,
+        std::iter::empty::<(&str, &str)>(),
+    )
 }
 
 fn write_config(sb: &Sandbox, name: &str, text: &str) -> PathBuf {

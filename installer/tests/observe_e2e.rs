@@ -36,24 +36,7 @@ fn site() -> &'static DownloadSite {
 }
 
 fn installer_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
-        .args(args)
-        .arg("--root")
-        .arg(&sb.root)
-        .env("SSL_CERT_FILE", &site().ca.ca_pem)
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ vikunja-installer {} ({:?})\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    sb.run_installer(env!("CARGO_BIN_EXE_vikunja-installer"), &site().ca.ca_pem, args, env.iter().copied())
 }
 
 fn installer(sb: &Sandbox, args: &[&str]) -> Output {

@@ -6,7 +6,7 @@
 //! password file, or a server that listens beyond loopback.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use vikunja_e2e::load::{Load, Target};
@@ -26,23 +26,12 @@ fn site() -> &'static DownloadSite {
 }
 
 fn installer(sb: &Sandbox, args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_vikunja-installer"))
-        .args(args)
-        .arg("--root")
-        .arg(&sb.root)
-        .env("SSL_CERT_FILE", &site().ca.ca_pem)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ vikunja-installer {} ({:?})\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    sb.run_installer(
+        env!("CARGO_BIN_EXE_vikunja-installer"),
+        &site().ca.ca_pem,
+        args,
+        std::iter::empty::<(&str, &str)>(),
+    )
 }
 
 /// `psql -tAc SQL` on database `db`, as `user` with `password`, over TCP.
@@ -154,7 +143,13 @@ fn a_provisioned_local_postgresql_serves_install_update_rollback_backup_and_rest
     assert!(o.status.success());
     let (code, _) = t.create_task("after-the-backup");
     assert!((200..300).contains(&code));
-    let file = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups")).unwrap().flatten().next().unwrap().path();
+    // The backup just taken; the directory also holds the update's and the rollback's database copies.
+    let file = std::fs::read_dir(sb.instance_dir(INSTANCE).join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vikunja-backup-")))
+        .expect("the backup in backups/");
     let o = installer(&sb, &["restore", file.to_str().unwrap(), "--yes"]);
     assert!(o.status.success(), "restore failed");
     let titles = t.task_titles().unwrap();

@@ -3,7 +3,7 @@
 //! supervisor and nginx the installer started under the root, even when a test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
@@ -134,6 +134,41 @@ pub fn container_config(name: &str, vikunja: &str, ip: &str, p: &Ports, extra: &
 }
 
 impl Sandbox {
+    /// Runs the installer `bin` on this sandbox (`--root`), trusting `ca` for downloads, with no
+    /// colours, no terminal and no passphrase from the caller's environment, plus `env`; the
+    /// command and its output are logged for a failing test's report.
+    pub fn run_installer<K, V>(
+        &self,
+        bin: &str,
+        ca: &Path,
+        args: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Output
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let o = Command::new(bin)
+            .args(args)
+            .arg("--root")
+            .arg(&self.root)
+            .env("SSL_CERT_FILE", ca)
+            .env("NO_COLOR", "1")
+            .env_remove("VIKUNJA_BACKUP_PASSPHRASE")
+            .envs(env)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the installer");
+        eprintln!(
+            "$ vikunja-installer {} ({:?})\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
     pub fn new(name: &str) -> Result<Sandbox> {
         let dir = crate::TestDir::new(name)?;
         let root = dir.path().to_path_buf();
