@@ -240,7 +240,7 @@ fn passed_env() -> Vec<(String, String)> {
 
 /// Renders the two unit files for `spec` from the bundle's templates.
 fn render(spec: &AutoTimerSpec) -> Result<(String, String)> {
-    let t = |n| crate::render::templates::load(n).map_err(|e| anyhow!(e));
+    let t = |n| crate::render::templates::load(n).map_err(anyhow::Error::from);
     Ok(autotimer::render(&t(autotimer::SERVICE_TEMPLATE)?, &t(autotimer::TIMER_TEMPLATE)?, spec)?)
 }
 

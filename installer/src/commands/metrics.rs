@@ -42,7 +42,7 @@ pub fn render(l: &Layout, installer: &Path, every_minutes: u32) -> Result<[Strin
         },
         randomized_delay_s: 0,
     };
-    let t = |n| crate::render::templates::load(n).map_err(|e| anyhow!(e));
+    let t = |n| crate::render::templates::load(n).map_err(anyhow::Error::from);
     let (service, timer) =
         render_backup_timer(&t("systemd/metrics.service.tmpl")?, &t("systemd/metrics.timer.tmpl")?, &spec)?;
     Ok([service, timer])

@@ -115,7 +115,7 @@ pub(super) fn routed(cmd: &cli::Command, args: &[String], root: &Path, e: &Entry
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .context("restore: the backup file has no name")?;
-            let dst = format!("/opt/vikunja-{}/backups/{name}", e.name);
+            let dst = ct_layout(e).backups_dir().join(&name).display().to_string();
             let mut a = strings(&["pct", "push", &id.to_string()]);
             a.push(rs.file.display().to_string());
             a.extend(strings(&[&dst, "--perms", "0600"]));
@@ -249,7 +249,12 @@ fn snapshot_before_update(r: &mut Runner, e: &Entry) -> Result<()> {
 }
 
 fn copy_out_command(e: &Entry) -> Vec<String> {
-    pct_exec(e.ctid, &["tar", "-C", &format!("/opt/vikunja-{}", e.name), "-cf", "-", "backups"])
+    pct_exec(e.ctid, &["tar", "-C", &ct_layout(e).base.display().to_string(), "-cf", "-", "backups"])
+}
+
+/// The instance's paths as the installer inside its container has them (root `/`).
+fn ct_layout(e: &Entry) -> crate::instance::layout::Layout {
+    crate::instance::layout::Layout::new(std::path::Path::new("/"), &e.name)
 }
 
 /// Copies the instance's backups/ out of the container (a tar stream through `pct exec`, and
