@@ -155,4 +155,17 @@ fn a_provisioned_local_postgresql_serves_install_update_rollback_backup_and_rest
     let titles = t.task_titles().unwrap();
     assert!(!titles.iter().any(|x| x == "after-the-backup"), "restore left a later task");
     assert_eq!(titles, kept, "restore did not give back the tasks of the backup");
+
+    // The same backup on a "new machine": its install gave the role another password (P2, in the
+    // live password file). The restore swaps the backup's file back in and must give the role that
+    // password before it restores the database and starts Vikunja with it.
+    let p2 = "ab".repeat(24);
+    q(&format!("ALTER ROLE vk_prov PASSWORD '{p2}'"));
+    std::fs::write(&pw_file, &p2).unwrap();
+    let o = installer(&sb, &["restore", file.to_str().unwrap(), "--yes"]);
+    assert!(o.status.success(), "restore onto a role with another password failed");
+    assert_eq!(std::fs::read_to_string(&pw_file).unwrap(), password, "the backup's password file is in place");
+    assert_eq!(q("SELECT current_user"), "vk_prov", "the role logs in with the backup's password again");
+    assert!(psql(&pg, "vk_prov", &p2, "vk_prov", "SELECT 1").is_err(), "the new machine's password still works");
+    assert_eq!(t.task_titles().unwrap(), kept);
 }

@@ -216,6 +216,17 @@ fn start(l: &Layout, d: &Deployment, init: Init, c: Colour, version: &str, froze
     Ok(nginx::start_or_reload(l, init)?)
 }
 
+/// A provisioned PostgreSQL role takes the password of the config now in place (the backup's, or
+/// put back): on a new machine `install` gave the role another one, and the database restore and
+/// Vikunja log in with the file's.
+fn provisioned_role(l: &Layout, d: &Deployment) -> Result<()> {
+    if d.database.provision {
+        crate::service::pgprovision::provision(l, d)
+            .map_err(|e| anyhow!("setting the provisioned PostgreSQL role to the restored password: {e}"))?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- items
 
 /// Regular files (and links) under `root`, relative, sorted; `skip` leaves out runtime files.
@@ -385,6 +396,7 @@ fn undo(l: &Layout, init: Init, j: &RestoreJournal, p: &Progress) -> Result<()> 
         }
         let d = Deployment::load(&l.deployment_file())?;
         if j.step >= RestoreStep::DbRestoring && !j.db_dump.is_empty() {
+            provisioned_role(l, &d)?;
             dbbackup::restore(l, &d, Path::new(&j.db_dump))?;
             p.say(&format!("database put back from {}", j.db_dump));
         }
@@ -720,6 +732,7 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             j.aside().display()
         ));
         j.advance(l, RestoreStep::DbRestoring)?;
+        provisioned_role(l, &restored)?;
         dbbackup::restore(l, &restored, &db_staged)?;
         if restored.database.kind == DbType::Sqlite {
             if let Some(ids) = ids_of(&l.data_dir()) {

@@ -60,8 +60,40 @@ pub fn local_only(listen: &str) -> bool {
     listen.split(',').map(str::trim).all(|a| matches!(a, "localhost" | "127.0.0.1" | "::1" | ""))
 }
 
+/// Another instance on this root that provisions the same role or database on the same server:
+/// two instances sharing one would reset each other's password and restore over each other's data.
+fn shared_with(l: &Layout, d: &Deployment) -> Option<(String, String)> {
+    let db = &d.database;
+    crate::instance::layout::installed_instances(&l.root).into_iter().filter(|n| *n != l.instance).find_map(|n| {
+        let other = Deployment::load(&Layout::new(&l.root, &n).deployment_file()).ok()?;
+        let o = &other.database;
+        let same_server = o.provision && o.port == db.port && o.socket_dir == db.socket_dir;
+        if same_server && o.user == db.user {
+            Some((n, format!("role {}", db.user)))
+        } else if same_server && o.name == db.name {
+            Some((n, format!("database {}", db.name)))
+        } else {
+            None
+        }
+    })
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Sets up server, role and database; returns what it did, for install's report.
 pub fn provision(l: &Layout, d: &Deployment) -> Result<String, String> {
+    if let Some((other, what)) = shared_with(l, d) {
+        return Err(format!(
+            "instance {other} already provisions the {what} on this server; two instances sharing it would \
+             overwrite each other's password and data. Give instance {} its own [database] name and user \
+             (for example name = \"vikunja_{}\", user = \"vikunja_{}\"); nothing was changed",
+            l.instance,
+            l.instance.replace('-', "_"),
+            l.instance.replace('-', "_")
+        ));
+    }
     let psql = match psql() {
         Some(p) => p,
         None if l.root == Path::new("/") && Path::new("/usr/bin/apt-get").is_file() => {
@@ -89,9 +121,11 @@ pub fn provision(l: &Layout, d: &Deployment) -> Result<String, String> {
         ));
     }
     let pw_file = l.db_password_file();
-    let password = match std::fs::read_to_string(&pw_file) {
-        Ok(p) => p.trim_end_matches(['\r', '\n']).to_string(),
-        Err(_) => {
+    // Only a password this code generated (hex) is reused: the file may still hold one copied from
+    // an earlier external server's password_file, which the SQL below could not quote safely.
+    let password = match std::fs::read_to_string(&pw_file).map(|p| p.trim_end_matches(['\r', '\n']).to_string()) {
+        Ok(p) if is_hex(&p) => p,
+        _ => {
             let p = crate::instance::secrets::random_hex(24).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(l.config_dir()).map_err(|e| format!("create {}: {e}", l.config_dir().display()))?;
             manifests::atomic::write_atomic(&pw_file, p.as_bytes(), 0o600)
@@ -132,5 +166,33 @@ mod tests {
         for no in ["*", "0.0.0.0", "localhost,192.168.1.5", "::"] {
             assert!(!super::local_only(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_second_instance_may_not_provision_the_same_role_or_database() {
+        use crate::instance::config::Deployment;
+        use crate::instance::layout::Layout;
+        let root = std::env::temp_dir().join(format!("pgprovision-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |name: &str, number: u16, db: &str, user: &str| {
+            let mut d = Deployment::for_instance(name, number);
+            d.database.provision = true;
+            d.database.name = db.into();
+            d.database.user = user.into();
+            let l = Layout::new(&root, name);
+            std::fs::create_dir_all(l.config_dir()).unwrap();
+            std::fs::write(l.deployment_file(), d.to_toml()).unwrap();
+            (l, d)
+        };
+        write("one", 1, "vikunja", "vikunja");
+        let (l, d) = write("two", 2, "vikunja", "vikunja");
+        let e = super::shared_with(&l, &d).unwrap();
+        assert_eq!(e, ("one".to_string(), "role vikunja".to_string()));
+        let (l, d) = write("two", 2, "vikunja", "vikunja_two");
+        assert_eq!(super::shared_with(&l, &d).unwrap().1, "database vikunja");
+        // Control: its own role and database.
+        let (l, d) = write("two", 2, "vikunja_two", "vikunja_two");
+        assert_eq!(super::shared_with(&l, &d), None);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
