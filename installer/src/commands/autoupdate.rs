@@ -335,6 +335,16 @@ pub fn unschedule(l: &Layout) -> Result<bool> {
     install_timer(&l.root, Some(&l.units_dir()), &unit_names(l), false)
 }
 
+/// The installer's own automatic-upgrade timer.
+const UPGRADE_UNIT: &str = "vikunja-installer-autoupgrade";
+
+/// Removes the installer's automatic-upgrade timer if there is one (`self uninstall`: its command
+/// goes away); whether it existed.
+pub fn unschedule_upgrade(root: &Path) -> Result<bool> {
+    let names = [(format!("{UPGRADE_UNIT}.service"), String::new()), (format!("{UPGRADE_UNIT}.timer"), String::new())];
+    install_timer(root, None, &names, false)
+}
+
 fn schedule_update(inst: &Instance, s: &str) -> Result<()> {
     let l = &inst.layout;
     let on = on_off(s)?;
@@ -387,7 +397,7 @@ pub fn upgrade(u: &Upgrade) -> Result<ExitCode> {
     let home = crate::selfinstall::Home::new(&u.root);
     if let Some(s) = &u.schedule {
         let on = on_off(s)?;
-        let unit = "vikunja-installer-autoupgrade";
+        let unit = UPGRADE_UNIT;
         let files = if on {
             if !Path::new("/run/systemd/system").is_dir() {
                 return Err(needs_systemd("upgrade --auto", "vikunja-installer upgrade --auto"));

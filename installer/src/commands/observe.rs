@@ -23,19 +23,29 @@ pub struct Watched {
     root: PathBuf,
     instance: Option<String>,
     op: &'static str,
+    /// The serving version before the command: an `update` that changed none (up to date, outside
+    /// its window) is no update to count.
+    before: Option<String>,
 }
 
 /// The instance a command changes, if it changes one (read before the command consumes its argv).
 pub fn watched(cmd: &Command) -> Option<Watched> {
     let w = |root: &PathBuf, instance: &Option<String>, op| {
-        Some(Watched { root: root.clone(), instance: instance.clone(), op })
+        let before = crate::instance::open(root, instance.as_deref())
+            .ok()
+            .and_then(|i| crate::instance::state::deployed(&i.layout))
+            .map(|d| d.version);
+        Some(Watched { root: root.clone(), instance: instance.clone(), op, before })
     };
     match cmd {
         Command::Install(i) => {
             let name = i.config.as_ref().and_then(|p| crate::instance::config::Deployment::load(p).ok());
-            Some(Watched { root: i.root.clone(), instance: name.map(|d| d.instance.name), op: "install" })
+            Some(Watched { root: i.root.clone(), instance: name.map(|d| d.instance.name), op: "install", before: None })
         }
-        Command::Update(u) if !u.all && !u.dry_run => w(&u.root, &u.instance, "update"),
+        // `--clear-skip` and `--schedule` change no deployment.
+        Command::Update(u) if !u.all && !u.dry_run && !u.clear_skip && u.schedule.is_none() => {
+            w(&u.root, &u.instance, "update")
+        }
         Command::Rollback(r) if !r.dry_run => w(&r.root, &r.instance, "rollback"),
         Command::Restart(r) if !r.dry_run => w(&r.root, &r.instance, "restart"),
         Command::Stop(s) => w(&s.root, &s.instance, "stop"),
@@ -57,7 +67,10 @@ pub fn after(w: Option<Watched>, result: &Result<ExitCode>) {
     let changed = !matches!(code, Some(Exit::Usage | Exit::Locked));
     let event = match (w.op, code) {
         ("update", None) => {
-            count(&inst, |o| o.updates_succeeded += 1);
+            let now = crate::instance::state::deployed(&inst.layout).map(|d| d.version);
+            if now != w.before {
+                count(&inst, |o| o.updates_succeeded += 1);
+            }
             None
         }
         ("update", Some(Exit::RolledBack)) if changed => {

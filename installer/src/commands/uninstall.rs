@@ -95,6 +95,7 @@ pub fn instance(u: &Uninstall) -> Result<()> {
     crate::service::schedule::remove(&l, inst.init)?;
     crate::service::schedule::remove_timer(&l, inst.init, &crate::service::acme::timer_unit(&l))?;
     super::autoupdate::unschedule(&l)?;
+    crate::service::schedule::remove_timer(&l, inst.init, &format!("vikunja-{}-metrics", l.instance))?;
     let colours = Colours { l: &l, d: &inst.deployment, init: inst.init };
     colours.stop_all()?;
     let mut units = Vec::new();
@@ -222,6 +223,10 @@ pub fn itself(u: &SelfUninstall) -> Result<()> {
     if !confirm(u.yes, "self uninstall", &format!("Remove {list}? Containers and their instances stay."))? {
         println!("Nothing was changed.");
         return Ok(());
+    }
+    // Its daily timer would run a command that is gone.
+    if super::autoupdate::unschedule_upgrade(&u.root)? {
+        println!("Removed the automatic upgrade timer of vikunja-installer.");
     }
     for p in &present {
         remove_path(p)?;

@@ -120,16 +120,38 @@ pub fn run(o: &Options) -> Result<ExitCode> {
     let want_running = g.status == "running";
     let end = Instant::now() + Duration::from_secs(300);
     loop {
-        match cluster::locate(&q, e.ctid) {
+        let now = cluster::locate(&q, e.ctid);
+        match now {
             Some(now) if now.node == o.to && (!want_running || now.status == "running") => break,
             _ if Instant::now() > end => {
+                // `pct migrate` itself succeeded; say where the container is now and what to run.
+                let where_now = match &now {
+                    Some(n) => {
+                        if n.node != e.node {
+                            e.node = n.node.clone();
+                            let _ = reg.save_entry(&e);
+                        }
+                        format!("it is {} on node {} now", n.status, n.node)
+                    }
+                    None => "the cluster does not list it now".to_string(),
+                };
                 return Err(fail(
                     Exit::Error,
                     format!(
-                        "CT {} did not come up on node {} within 300 s (pvesh get /cluster/resources --type vm)",
-                        e.ctid, o.to
+                        "pct migrate finished, but CT {} did not run on node {} within 300 s: {where_now} \
+                         (pvesh get /cluster/resources --type vm). If HA still moves it, wait and run \
+                         `vikunja-installer health --instance {}`; otherwise start it with `pct start {}` on \
+                         that node, or move it again with `vikunja-installer migrate --instance {} --to {}`. \
+                         Its backup from before the move is in {}",
+                        e.ctid,
+                        o.to,
+                        e.name,
+                        e.ctid,
+                        e.name,
+                        o.to,
+                        reg.backups_of(&e.name).display()
                     ),
-                ))
+                ));
             }
             _ => std::thread::sleep(Duration::from_millis(200)),
         }

@@ -58,6 +58,10 @@ pub fn url_allowed(url: &str) -> bool {
     }
     let Some(rest) = url.strip_prefix("http://") else { return false };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        // `http://localhost:1@remote/` goes to `remote`: userinfo never counts as the host.
+        return false;
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -204,6 +208,13 @@ mod tests {
         }
         for no in
             ["http://example.com/hook", "http://10.0.0.1/x", "http://127.0.0.1.evil.com/x", "ftp://127.0.0.1/", ""]
+                .into_iter()
+                // Userinfo that looks like a loopback host: the request would go to the remote one.
+                .chain([
+                    "http://localhost:1@hooks.example.com/x",
+                    "http://127.0.0.1@evil.com/",
+                    "http://u:p@[::1]@evil/",
+                ])
         {
             assert!(!url_allowed(no), "{no}");
         }
