@@ -230,12 +230,31 @@ fn installer(root: &Path) -> Result<PathBuf> {
     crate::service::schedule::installer_path(&Layout::new(root, "-"))
 }
 
-/// The environment the timer's command needs to reach the same servers as this run.
+/// The environment the timer's command needs to reach the same servers as this run. A proxy URL
+/// with a user and password is left out: unit files are world-readable and `systemctl show`
+/// prints a unit's environment to every local user.
 fn passed_env() -> Vec<(String, String)> {
     ["SSL_CERT_FILE", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "VIKUNJA_INSTALLER_BASE_URL"]
         .iter()
         .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+        .filter(|(k, v)| {
+            let secret = has_userinfo(v);
+            if secret {
+                eprintln!(
+                    "warning: {k} carries a user and password, so it is left out of the timer's unit (systemd shows \
+                     a unit's environment to every local user). Give the timer its proxy in an owner-only file: \
+                     `systemctl edit <the timer's service>` with [Service] EnvironmentFile=/root/proxy.env (chmod 600)"
+                );
+            }
+            !secret
+        })
         .collect()
+}
+
+/// Whether a URL names a user (and maybe a password) before its host.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
 }
 
 /// Renders the two unit files for `spec` from the bundle's templates.
@@ -482,6 +501,19 @@ pub fn upgrade(u: &Upgrade) -> Result<ExitCode> {
         Err(e) => {
             record(&format!("upgrade to {to} failed: {}", format!("{e:#}").lines().next().unwrap_or_default()))?;
             Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn proxy_credentials_are_told_apart_from_plain_proxies() {
+        for secret in ["http://user:pw@proxy:3128", "https://u@proxy/", "user:pw@proxy:3128"] {
+            assert!(super::has_userinfo(secret), "{secret}");
+        }
+        for plain in ["http://proxy:3128", "http://proxy:3128/p@th", "https://proxy/?a=b@c", "/etc/ssl/ca.pem"] {
+            assert!(!super::has_userinfo(plain), "{plain}");
         }
     }
 }

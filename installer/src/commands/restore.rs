@@ -38,5 +38,31 @@ pub fn command(r: Restore) -> Result<ExitCode> {
         done.manifest.files(),
         done.colour.name()
     );
+    renew_restored_certificate(&r.root, &h.instance);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A restored ACME certificate is as old as the backup: when it is due (or past its end) it is
+/// renewed now, not at the timer's next run up to 18 hours later. A failure is a warning; the
+/// restore stands and the timer tries again.
+fn renew_restored_certificate(root: &std::path::Path, instance: &str) {
+    let Ok(inst) = crate::instance::open(root, Some(instance)) else { return };
+    let (l, d) = (&inst.layout, &inst.deployment);
+    if !d.ssl.acme {
+        return;
+    }
+    let Ok(_lock) = crate::instance::lock::take(l, "cert renew") else { return };
+    match crate::service::acme::renew(l, d, inst.init, false) {
+        Ok(crate::service::acme::Renewal::Renewed { not_after }) => println!(
+            "The restored certificate of {} was due: a new one serves, valid until {}.",
+            d.network.domain,
+            manifests::time::format_rfc3339(not_after)
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the restored certificate of {} is due and could not be renewed ({e}); `vikunja-installer \
+             cert renew` tries again (its timer does so twice a day)",
+            d.network.domain
+        ),
+    }
 }

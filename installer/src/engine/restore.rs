@@ -683,6 +683,19 @@ pub fn run(inst: &Instance, o: &Options) -> Result<Restored> {
             l.releases_dir().display()
         ));
     }
+    // The backup's MCP pins may be ones a later install pruned: their environment is built (and
+    // each pinned wheel checked) now, before anything live changes, or the restored MCP unit
+    // would have no program and the restore would be undone by its health gate.
+    if restored.components.mcp {
+        match crate::instance::mcp::ensure_installed(l, &restored.components) {
+            Ok(true) => p.say(&format!(
+                "MCP server {} + {} of the backup installed",
+                restored.components.mcp_server, restored.components.mcp_bridge
+            )),
+            Ok(false) => {}
+            Err(e) => return refuse(&j, e.exit(), format!("the backup's MCP component: {e}")),
+        }
+    }
     j.target_colour = Colour::parse(&h.colour).unwrap_or(prev_colour);
     j.target_version = h.vikunja_version.clone();
     p.say(&format!(
