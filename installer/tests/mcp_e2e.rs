@@ -148,6 +148,16 @@ fn mcp_lists_tools_through_nginx_only_with_the_bearer_token_and_an_update_switch
     let mcp = v["components"].as_array().unwrap().iter().find(|c| c["name"] == "MCP Server").unwrap().clone();
     assert!(mcp["healthy"] == true && mcp["port"] == sb.ports.mcp_green, "{mcp}");
 
+    // A backup while MCP is on, restored below after switching it off pruned its environment.
+    let o = installer(&sb, &["backup"]);
+    assert!(o.status.success(), "backup failed");
+    let backup = std::fs::read_dir(base.join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vikunja-backup-")))
+        .expect("the backup in backups/");
+
     // MCP switched off: rolled out like any setting; no bridge, no /mcp check, no environment left.
     let off = sb.root.join("off.toml");
     std::fs::write(&off, sb.config(INSTANCE, V2, &site().base(), "")).unwrap();
@@ -157,6 +167,14 @@ fn mcp_lists_tools_through_nginx_only_with_the_bearer_token_and_an_update_switch
     assert!(!base.join("mcp").exists(), "the MCP environment was left behind");
     let site_conf = std::fs::read_to_string(base.join("config/nginx/site.conf")).unwrap();
     assert!(!site_conf.contains("location /mcp"), "{site_conf}");
+
+    // The restore of the backup made with MCP on builds its environment again before the switch,
+    // and /mcp serves the tools with the backup's bearer token.
+    let o = installer(&sb, &["restore", backup.to_str().unwrap(), "--yes"]);
+    assert!(o.status.success(), "restore of a backup with MCP after MCP was switched off failed");
+    assert!(base.join("mcp").is_dir(), "the restore did not rebuild the MCP environment");
+    let restored = list(&sb, &bearer);
+    assert!(restored.ok && restored.tools == ok.tools, "after the restore: {:?}", restored.output);
     sb.stop_all();
 }
 
