@@ -22,11 +22,7 @@ fn site() -> &'static DownloadSite {
         let s = DownloadSite::start(&dir, &[V1, V2]).unwrap();
         // A pre-release newer than both is listed too: it is never chosen (it has no zip, so an
         // update to it would fail loudly).
-        let listing = format!("[{{\"name\":\"{V1}/\"}},{{\"name\":\"{V2}/\"}},{{\"name\":\"v2.6.0-rc1/\"}}]");
-        let at = s.server.www.join("vikunja/.json");
-        std::fs::write(&at, listing).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.server.write_vikunja_listing(&[V1, V2, "v2.6.0-rc1"]).unwrap();
         s
     })
 }

@@ -1028,10 +1028,7 @@ fn auto_update_timer_in_a_container_updates_skips_a_never_healthy_release_and_do
     let node = Node::new("host-autoupdate");
     let s = site(&node.dir);
     // The download site's listing, which `update --auto` reads like `update` without --version.
-    let listing = format!("[{{\"name\":\"{V1}/\"}},{{\"name\":\"{V2}/\"}}]");
-    std::fs::write(s.server.www.join("vikunja/.json"), listing).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(s.server.www.join("vikunja/.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.server.write_vikunja_listing(&[V1, V2]).unwrap();
     let p = vikunja_e2e::sandbox::Sandbox::new("host-ports-four").unwrap().ports;
     let four = Inst { name: "four", domain: "four.vikunja.test".into(), ports: p };
     let cfg = node.dir.join("four.toml");

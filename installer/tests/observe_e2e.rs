@@ -25,12 +25,7 @@ fn site() -> &'static DownloadSite {
         let dir = vikunja_e2e::scratch_dir("observe-site").unwrap();
         let s = DownloadSite::start(&dir, &[V1, V2]).unwrap();
         // The download site's JSON listing, where the timer looks for a newer release.
-        let listing =
-            format!("[{{\"name\":\"{V1}/\",\"type\":\"directory\"}},{{\"name\":\"{V2}/\",\"type\":\"directory\"}}]");
-        let at = s.server.www.join("vikunja/.json");
-        std::fs::write(&at, listing).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.server.write_vikunja_listing(&[V1, V2]).unwrap();
         s
     })
 }

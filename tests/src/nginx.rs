@@ -100,6 +100,19 @@ pub fn start(prefix: &Path, ca: &TestCa) -> Result<ReleaseServer> {
 }
 
 impl ReleaseServer {
+    /// Writes the Vikunja download site's JSON listing of `versions` at its documented place,
+    /// `/vikunja/.json` (not `/vikunja.json`): what `update` without `--version`, `update --auto`
+    /// and the release notification read.
+    pub fn write_vikunja_listing(&self, versions: &[&str]) -> std::io::Result<()> {
+        let entries: Vec<String> =
+            versions.iter().map(|v| format!("{{\"name\":\"{v}/\",\"type\":\"directory\"}}")).collect();
+        let at = self.www.join("vikunja/.json");
+        std::fs::create_dir_all(self.www.join("vikunja"))?;
+        std::fs::write(&at, format!("[{}]", entries.join(",")))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o644))
+    }
+
     /// Writes a config under `prefix`, starts nginx on a free loopback port
     /// (in the foreground, tied to this process) and returns once the port
     /// accepts connections, so the first request of a test cannot race the
