@@ -152,6 +152,19 @@ fn outside_the_window_nothing_happens_the_channel_is_not_crossed_and_inside_it_b
     let o = installer(&sb, &["update", "--auto", "--schedule", "on"]);
     assert_eq!(o.status.code(), Some(4));
     assert!(!sb.root.join("etc/systemd/system/vikunja-au-autoupdate.timer").exists());
+
+    // A person rolls the automatic update back: the next window must not install it again.
+    let o = installer(&sb, &["rollback", "--yes"]);
+    assert!(o.status.success(), "rollback failed");
+    assert!(stdout(&o).contains(&format!("will not install {V2} again")), "{}", stdout(&o));
+    serving(&sb, "blue", V1);
+    let skip = state_file(&sb, "auto-update-skip");
+    assert!(skip.starts_with(&format!("{V2}: ")) && skip.contains("rolled back by hand"), "{skip}");
+    let last = state_file(&sb, "last-operation");
+    let o = installer(&sb, &["update", "--auto"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(state_file(&sb, "last-operation"), last, "the rolled-back release was installed again");
+    serving(&sb, "blue", V1);
 }
 
 /// The release zip of `version` present in releases/ without updating (an update killed right
